@@ -1,0 +1,1 @@
+"""qmoe-qiskit."""

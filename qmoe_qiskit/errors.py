@@ -1,0 +1,32 @@
+"""The project's exceptions: one small hierarchy.
+
+Each also subclasses the matching built-in, so ``except ValueError`` keeps working for callers
+that do not know this package.
+"""
+
+from __future__ import annotations
+
+
+class QMoEError(Exception):
+    """Base class of every error this package raises on purpose."""
+
+
+class ConfigError(QMoEError, ValueError):
+    """An unknown name, an out-of-range number or an inconsistent combination of options."""
+
+
+class DataError(QMoEError, ValueError):
+    """Input data that cannot be used: NaN or infinite features, wrong widths, missing files."""
+
+
+class UnsupportedCircuitError(QMoEError, ValueError):
+    """A circuit the exact simulator cannot run (an unsupported gate, a mid-circuit measurement)."""
+
+
+class ModelFileError(QMoEError, ValueError):
+    """A saved model that is missing, corrupt, or written by an incompatible version."""
+
+
+def choices(values) -> str:
+    """Format valid choices for an error message: ``'a', 'b', 'c'``."""
+    return ", ".join(repr(v) for v in values)

@@ -1,0 +1,20 @@
+"""Fast exact simulation for training: batched statevectors with adjoint gradients."""
+
+from .primitives import (
+    ExactDistributions,
+    ExactEstimator,
+    ExactEstimatorGradient,
+    ExactSampler,
+    ExactSamplerGradient,
+)
+from .statevector import SUPPORTED_GATES, compile_circuit
+
+__all__ = [
+    "ExactSampler",
+    "ExactEstimator",
+    "ExactSamplerGradient",
+    "ExactEstimatorGradient",
+    "ExactDistributions",
+    "compile_circuit",
+    "SUPPORTED_GATES",
+]

@@ -1,0 +1,221 @@
+"""The exact simulator against Qiskit's reference simulators and gradients."""
+
+import numpy as np
+import pytest
+from qiskit.circuit import ClassicalRegister, Parameter, ParameterVector, QuantumCircuit
+from qiskit.primitives import StatevectorEstimator
+from qiskit.quantum_info import SparsePauliOp, Statevector
+from qiskit_machine_learning.gradients import (
+    ParamShiftEstimatorGradient,
+    ParamShiftSamplerGradient,
+)
+from qiskit_machine_learning.neural_networks import EstimatorQNN, SamplerQNN
+from qiskit_machine_learning.primitives import QMLSampler
+
+from qmoe_qiskit.circuits import paper_ansatz, sel_ansatz
+from qmoe_qiskit.errors import UnsupportedCircuitError
+from qmoe_qiskit.simulation import (
+    ExactEstimator,
+    ExactEstimatorGradient,
+    ExactSampler,
+    ExactSamplerGradient,
+    compile_circuit,
+)
+from qmoe_qiskit.simulation.statevector import DiagonalOrPauli
+
+RNG = np.random.default_rng(1234)
+
+
+def all_gates_circuit(n: int = 4) -> QuantumCircuit:
+    """Every supported gate, with affine parameter expressions."""
+    p = ParameterVector("t", 12)
+    qc = QuantumCircuit(n)
+    k = 0
+    for layer in range(3):
+        for q in range(n):
+            gate = ["rx", "ry", "rz", "p"][(q + layer) % 4]
+            angle = 2 * p[k % 12] - 0.3 * p[(k + 1) % 12] + 0.3 if k % 3 == 0 else p[k % 12]
+            getattr(qc, gate)(angle, q)
+            k += 1
+        qc.h(0), qc.sx(1), qc.sxdg(2), qc.s(3), qc.t(0), qc.tdg(1), qc.sdg(2), qc.y(3)
+        qc.x(0), qc.z(1), qc.id(2), qc.barrier()
+        qc.cx(0, 1), qc.cz(1, 2), qc.cy(2, 3), qc.swap(3, 0), qc.cx(3, 1)
+    return qc
+
+
+def real_circuit(n: int = 4) -> QuantumCircuit:
+    p = ParameterVector("t", 3 * n)
+    qc = QuantumCircuit(n)
+    for layer in range(3):
+        for q in range(n):
+            qc.ry(1.5 * p[layer * n + q], q)
+        qc.h(1), qc.cz(0, 1), qc.cx(1, 2), qc.swap(2, 3), qc.x(0), qc.z(2)
+    return qc
+
+
+def bound(qc, values):
+    return qc.assign_parameters(dict(zip(qc.parameters, values)))
+
+
+@pytest.mark.parametrize("make", [all_gates_circuit, real_circuit])
+def test_states_match_statevector(make):
+    qc = make()
+    program = compile_circuit(qc)
+    assert program.real == (make is real_circuit)
+    values = RNG.uniform(-3, 3, (6, qc.num_parameters))
+    states = program.states(values)
+    for v, state in zip(values, states):
+        np.testing.assert_allclose(state, Statevector(bound(qc, v)).data, atol=1e-12)
+
+
+@pytest.mark.parametrize("make", [all_gates_circuit, real_circuit])
+def test_expectation_gradients_match_finite_differences(make):
+    qc = make()
+    n = qc.num_qubits
+    program = compile_circuit(qc)
+    obs = SparsePauliOp.from_list([("XIYZ", 0.7), ("ZZII", -0.3), ("IIIX", 1.1), ("YYII", 0.2)])
+    op = DiagonalOrPauli.from_pauli_list(obs.to_list(), n)
+    values = RNG.uniform(-3, 3, (4, qc.num_parameters))
+    evs, grads = program.expectation_gradients(values, [op])
+    ref = [Statevector(bound(qc, v)).expectation_value(obs).real for v in values]
+    np.testing.assert_allclose(evs[:, 0], ref, atol=1e-12)
+    h = 1e-6
+    for j in range(qc.num_parameters):
+        step = np.zeros(qc.num_parameters)
+        step[j] = h
+        plus = program.expectation_gradients(values + step, [op])[0][:, 0]
+        minus = program.expectation_gradients(values - step, [op])[0][:, 0]
+        np.testing.assert_allclose(grads[:, 0, j], (plus - minus) / (2 * h), atol=1e-7)
+
+
+def test_marginal_probabilities_follow_clbit_order():
+    qc = all_gates_circuit()
+    creg = ClassicalRegister(2, "meas")
+    qc.add_register(creg)
+    qc.measure(2, 0)
+    qc.measure(0, 1)
+    program = compile_circuit(qc)
+    values = RNG.uniform(-3, 3, (3, qc.num_parameters))
+    probs = program.probabilities(values)
+    for v, row in zip(values, probs):
+        unmeasured = bound(qc, v).remove_final_measurements(inplace=False)
+        ref = Statevector(unmeasured).probabilities_dict(qargs=[2, 0])
+        np.testing.assert_allclose(row, [ref.get(f"{k:02b}", 0.0) for k in range(4)], atol=1e-12)
+
+
+def test_exact_estimator_matches_statevector_estimator_with_broadcasting():
+    built = sel_ansatz(3, 2)
+    qc = built.circuit
+    values = RNG.uniform(0, np.pi, (4, 1, qc.num_parameters))
+    observables = [SparsePauliOp("ZII"), SparsePauliOp.from_list([("XYZ", 0.5), ("IIZ", 2.0)])]
+    ours = ExactEstimator().run([(qc, observables, values)]).result()[0].data.evs
+    ref = StatevectorEstimator().run([(qc, observables, values)], precision=0.0).result()[0].data.evs
+    assert ours.shape == ref.shape == (4, 2)
+    np.testing.assert_allclose(ours, ref, atol=1e-10)
+
+
+def test_exact_estimator_precision_adds_seeded_noise():
+    qc = sel_ansatz(2, 1).circuit
+    values = np.zeros((500, qc.num_parameters))
+    exact = ExactEstimator().run([(qc, "ZI", values)]).result()[0].data.evs
+    noisy_a = ExactEstimator(seed=3).run([(qc, "ZI", values)], precision=0.1).result()[0].data.evs
+    noisy_b = ExactEstimator(seed=3).run([(qc, "ZI", values)], precision=0.1).result()[0].data.evs
+    np.testing.assert_array_equal(noisy_a, noisy_b)
+    assert 0.08 < np.std(noisy_a - exact) < 0.12
+
+
+def test_exact_sampler_matches_reference_probabilities():
+    built = paper_ansatz(3, 2, num_outputs=4)
+    qc = built.circuit
+    values = RNG.uniform(0, np.pi, (5, qc.num_parameters))
+    data = ExactSampler().run([(qc, values)]).result()[0].data.meas
+    assert data.probabilities.shape == (5, 4)
+    for v, row in zip(values, data.probabilities):
+        unmeasured = bound(qc, v).remove_final_measurements(inplace=False)
+        ref = Statevector(unmeasured).probabilities_dict(qargs=[0, 1])
+        np.testing.assert_allclose(row, [ref.get(f"{k:02b}", 0.0) for k in range(4)], atol=1e-12)
+    assert data.get_counts(0) == data.get_probabilities(0)
+    assert abs(sum(data.get_probabilities(2).values()) - 1.0) < 1e-12
+
+
+def _qnn_pair(kind):
+    if kind == "sampler":
+        built = paper_ansatz(3, 2, num_outputs=3)  # 3 outputs: all qubits measured, k mod 3
+        common = dict(circuit=built.circuit, input_params=list(built.inputs),
+                      weight_params=list(built.weights), interpret=built.interpret,
+                      output_shape=3, input_gradients=True)
+        ref_sampler = QMLSampler()
+        ours = SamplerQNN(sampler=ExactSampler(), gradient=ExactSamplerGradient(), **common)
+        ref = SamplerQNN(sampler=ref_sampler,
+                         gradient=ParamShiftSamplerGradient(ref_sampler), **common)
+    else:
+        built = sel_ansatz(3, 2)
+        common = dict(circuit=built.circuit, observables=list(built.observables),
+                      input_params=list(built.inputs), weight_params=list(built.weights),
+                      input_gradients=True, default_precision=0.0)
+        ref_est = StatevectorEstimator()
+        ours = EstimatorQNN(estimator=ExactEstimator(), gradient=ExactEstimatorGradient(), **common)
+        ref = EstimatorQNN(estimator=ref_est, gradient=ParamShiftEstimatorGradient(ref_est),
+                           **common)
+    return built, ours, ref
+
+
+@pytest.mark.parametrize("kind", ["sampler", "estimator"])
+def test_qnn_forward_and_gradients_match_reference_and_parameter_shift(kind):
+    built, ours, ref = _qnn_pair(kind)
+    x = RNG.uniform(0, np.pi, (7, len(built.inputs)))
+    w = RNG.uniform(0, 2 * np.pi, len(built.weights))
+    np.testing.assert_allclose(ours.forward(x, w), ref.forward(x, w), atol=1e-10)
+    our_in, our_w = ours.backward(x, w)
+    ref_in, ref_w = ref.backward(x, w)
+    np.testing.assert_allclose(our_w, ref_w, atol=1e-8)
+    np.testing.assert_allclose(our_in, ref_in, atol=1e-8)
+    assert np.abs(our_w).max() > 1e-3  # the comparison is not between zeros
+
+
+def test_sampler_gradient_of_a_complete_distribution_sums_to_zero():
+    built = paper_ansatz(2, 2)
+    qnn = SamplerQNN(circuit=built.circuit, sampler=ExactSampler(),
+                     gradient=ExactSamplerGradient(), input_params=list(built.inputs),
+                     weight_params=list(built.weights), interpret=built.interpret,
+                     output_shape=built.num_outputs)
+    x = RNG.uniform(0, np.pi, (3, 2))
+    _, grads = qnn.backward(x, RNG.uniform(0, 6, len(built.weights)))
+    np.testing.assert_allclose(grads.sum(axis=1), 0.0, atol=1e-12)
+
+
+def test_unsupported_gate_is_named():
+    qc = QuantumCircuit(2)
+    qc.rzz(Parameter("a"), 0, 1)
+    with pytest.raises(UnsupportedCircuitError, match=r"gate 'rzz' is not supported.*'ry'"):
+        compile_circuit(qc)
+
+
+def test_non_affine_angle_is_rejected():
+    a = Parameter("a")
+    qc = QuantumCircuit(1)
+    qc.ry(a * a, 0)
+    with pytest.raises(UnsupportedCircuitError, match="not affine"):
+        compile_circuit(qc)
+
+
+def test_mid_circuit_measurement_is_rejected():
+    qc = QuantumCircuit(1, 1)
+    qc.measure(0, 0)
+    qc.x(0)
+    with pytest.raises(UnsupportedCircuitError, match="after it was measured"):
+        compile_circuit(qc)
+
+
+def test_exact_sampler_refuses_shots():
+    qc = paper_ansatz(2, 1).circuit
+    with pytest.raises(ValueError, match="takes no shots"):
+        ExactSampler().run([(qc, np.zeros(qc.num_parameters))], shots=100)
+
+
+def test_compiled_program_is_cached_per_circuit_and_refreshed_when_it_grows():
+    qc = real_circuit()
+    first = compile_circuit(qc)
+    assert compile_circuit(qc) is first
+    qc.ry(0.1, 0)
+    assert compile_circuit(qc) is not first
