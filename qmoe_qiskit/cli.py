@@ -1,0 +1,189 @@
+"""The ``qmoe`` command: parses arguments and calls the experiments."""
+
+from __future__ import annotations
+
+import argparse
+import dataclasses
+import sys
+import time
+
+from .circuits import ANSATZE
+from .data import DATASETS, DataSpec, Preprocessor, prepare
+from .errors import QMoEError
+from .models import EXPERTS, ROUTERS
+
+__all__ = ["main"]
+
+
+def _ints(text: str) -> tuple[int, ...]:
+    try:
+        values = tuple(int(v) for v in text.split(",") if v.strip())
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected comma-separated integers, got {text!r}")
+    if not values:
+        raise argparse.ArgumentTypeError("expected at least one integer")
+    return values
+
+
+def _data_args(p: argparse.ArgumentParser, default_dataset: str = "moons") -> None:
+    g = p.add_argument_group("data")
+    g.add_argument("--dataset", choices=DATASETS, default=default_dataset)
+    g.add_argument("--samples", type=int, default=1000, help="number of samples (default 1000)")
+    g.add_argument("--noise", type=float, default=0.1, help="moons / circles noise (default 0.1)")
+    g.add_argument("--classes", type=_ints, default=None,
+                   help="digits / MNIST labels to keep, e.g. 0,1")
+    g.add_argument("--features", type=int, default=None, help="PCA to this many features")
+    g.add_argument("--data-dir", default=None, help="folder of the MNIST / Fashion-MNIST IDX files")
+
+
+def _data_spec(args, seed: int) -> DataSpec:
+    return DataSpec(dataset=args.dataset, n_samples=args.samples, noise=args.noise,
+                    classes=args.classes, n_features=args.features, seed=seed,
+                    data_dir=args.data_dir)
+
+
+def _train_args(p: argparse.ArgumentParser, epochs: int) -> None:
+    g = p.add_argument_group("training")
+    g.add_argument("--epochs", type=int, default=epochs)
+    g.add_argument("--lr", type=float, default=0.01)
+    g.add_argument("--batch-size", type=int, default=32)
+    g.add_argument("--patience", type=int, default=10,
+                   help="early-stopping patience in epochs (0 disables early stopping)")
+
+
+def _train_config(args, seed: int):
+    from .training import TrainConfig
+
+    return TrainConfig(epochs=args.epochs, lr=args.lr, batch_size=args.batch_size,
+                       patience=args.patience or None, seed=seed)
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="qmoe", description="Quantum mixture-of-experts toolkit.")
+    sub = parser.add_subparsers(dest="command", required=True)
+
+    p = sub.add_parser("ablation", help="compare routers A / B / C / D over several seeds")
+    p.add_argument("--quick", action="store_true", help="3 seeds, 2 MLP widths, 25 epochs")
+    p.add_argument("--seeds", type=int, default=None, help="number of seeds (default 5)")
+    p.add_argument("--widths", type=_ints, default=None, help="MLP router widths (default 2,4,8,16,32)")
+    p.add_argument("--layers", type=int, default=3, help="router circuit layers (default 3)")
+    p.add_argument("--models", default=None, help="comma-separated subset, e.g. A,B_sel,D")
+    _data_args(p)
+    _train_args(p, epochs=100)
+    p.add_argument("--out", default=None, help="run folder (default runs/ablation-<timestamp>)")
+    p.add_argument("--no-progress", action="store_true")
+
+    p = sub.add_parser("train", help="train one model and save it")
+    p.add_argument("--router", choices=ROUTERS, default="quantum")
+    p.add_argument("--ansatz", choices=ANSATZE, default="sel")
+    p.add_argument("--qubits", type=int, default=None, help="router qubits (default: one per feature)")
+    p.add_argument("--layers", type=int, default=3)
+    p.add_argument("--hidden", type=int, default=8, help="MLP router width")
+    p.add_argument("--expert", choices=EXPERTS, default="linear")
+    p.add_argument("--experts", type=int, default=2, help="number of experts")
+    p.add_argument("--top-k", type=int, default=None)
+    p.add_argument("--seed", type=int, default=0)
+    _data_args(p)
+    _train_args(p, epochs=100)
+    p.add_argument("--out", default=None, help="run folder (default runs/train-<timestamp>)")
+    p.add_argument("--no-progress", action="store_true")
+
+    p = sub.add_parser("evaluate", help="score a saved model on its held-out test split")
+    p.add_argument("--model", required=True, help="model file or run folder holding model.pt")
+    return parser
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = build_parser().parse_args(argv)
+    try:
+        return {"ablation": _ablation, "train": _train, "evaluate": _evaluate}[args.command](args)
+    except QMoEError as exc:
+        print(f"qmoe {args.command}: error: {exc}", file=sys.stderr)
+        return 2
+    except KeyboardInterrupt:
+        print(f"qmoe {args.command}: interrupted", file=sys.stderr)
+        return 130
+
+
+def _ablation(args) -> int:
+    from .experiments.ablation import QUICK, AblationConfig, run_ablation
+    from .experiments.runs import RunFolder
+
+    fields = dict(QUICK) if args.quick else {}
+    if args.seeds is not None:
+        fields["seeds"] = tuple(range(args.seeds))
+    if args.widths is not None:
+        fields["widths"] = args.widths
+    if not args.quick:
+        fields["train"] = _train_config(args, 0)
+    if args.models:
+        fields["models"] = tuple(m.strip() for m in args.models.split(","))
+    config = AblationConfig(data=_data_spec(args, 0), num_layers=args.layers, **fields)
+    run = RunFolder("ablation", args.out)
+    results = run_ablation(config, run, progress=not args.no_progress)
+    print(f"{'model':<10} {'router P':>8} {'total P':>8}  {'test accuracy':<15} {'eta':>6}")
+    for name, m in results["models"].items():
+        acc = m["test_accuracy"]
+        print(f"{name:<10} {m['router_params']:>8} {m['total_params']:>8}  "
+              f"{acc['mean']:.3f} ± {acc['std']:.3f}   {m['efficiency']:>6.3f}")
+    print(f"run folder: {run.path} ({results['wall_seconds']:.0f} s)")
+    return 0
+
+
+def _train(args) -> int:
+    from .experiments.runs import RunFolder
+    from .models import ModelSpec, build_model, save_model
+    from .plots import training_curves
+    from .training import evaluate, seed_everything, train
+
+    data = prepare(_data_spec(args, args.seed))
+    spec = ModelSpec(num_features=data.num_features, num_classes=data.num_classes,
+                     num_experts=args.experts, router=args.router, ansatz=args.ansatz,
+                     num_qubits=args.qubits, num_layers=args.layers, router_hidden=args.hidden,
+                     expert=args.expert, top_k=args.top_k)
+    seed_everything(args.seed)
+    model = build_model(spec)
+    run = RunFolder("train", args.out)
+    config = _train_config(args, args.seed)
+    run.write_json("config.json", {"command": "train", "model": spec.to_dict(),
+                                   "data": data.spec.to_dict(), "train": dataclasses.asdict(config)})
+    tic = time.perf_counter()
+    history = train(model, data.x_train, data.y_train, data.x_val, data.y_val, config,
+                    progress=not args.no_progress)
+    seconds = time.perf_counter() - tic
+    scores = evaluate(model, data.x_test, data.y_test)
+    save_model(run.path / "model.pt", model, spec,
+               {"data": data.spec.to_dict(), "preprocessor": data.preprocessor.to_dict(),
+                "test": scores})
+    run.write_json("results.json", {"command": "train", "test": scores,
+                                    "parameters": model.parameter_counts(),
+                                    "history": history.to_dict(), "train_seconds": seconds})
+    run.save_figure("training_curves.png", training_curves({"model": history.to_dict()}))
+    run.write_text("report.md", "\n".join([
+        "# Trained model", "",
+        f"Router {spec.router}" + (f" ({spec.ansatz})" if spec.router == "quantum" else "")
+        + f", {spec.num_experts} {spec.expert} experts, on {data.spec.dataset}.", "",
+        "| split | samples | accuracy | macro F1 |", "|---|---:|---:|---:|",
+        f"| test (held out) | {len(data.y_test)} | {scores['accuracy']:.3f} | {scores['f1']:.3f} |",
+        "", f"Parameters: {model.parameter_counts()}. Trained {len(history.loss)} epochs "
+        f"(best {history.best_epoch + 1}) in {seconds:.1f} s.", "",
+        "![training curves](training_curves.png)", ""]))
+    print(f"test accuracy {scores['accuracy']:.3f}, macro F1 {scores['f1']:.3f}")
+    print(f"model: {run.path / 'model.pt'}")
+    return 0
+
+
+def _evaluate(args) -> int:
+    from .models import load_model
+    from .training import evaluate
+
+    model, spec, extra = load_model(args.model)
+    data = prepare(DataSpec.from_dict(extra["data"]), Preprocessor.from_dict(extra["preprocessor"]))
+    scores = evaluate(model, data.x_test, data.y_test)
+    print(f"test accuracy {scores['accuracy']:.3f}, macro F1 {scores['f1']:.3f} "
+          f"({len(data.y_test)} held-out samples of {data.spec.dataset})")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,315 @@
+"""Datasets, splits and preprocessing.
+
+Every dataset comes back as features ``X`` and integer labels ``y``. :func:`prepare` makes the
+stratified train / validation / test split and fits the preprocessing (optional PCA, then
+min-max scaling into ``[0, π]``) on the training split only, so nothing is ever scored on data
+that shaped the model.
+"""
+
+from __future__ import annotations
+
+import gzip
+import hashlib
+import shutil
+import struct
+import tempfile
+import urllib.request
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+from sklearn.datasets import load_digits, make_circles, make_moons
+from sklearn.model_selection import train_test_split
+
+from .errors import ConfigError, DataError, choices
+
+__all__ = [
+    "DATASETS",
+    "DataSpec",
+    "PreparedData",
+    "Preprocessor",
+    "load_dataset",
+    "load_idx_dataset",
+    "prepare",
+    "read_idx",
+]
+
+DATASETS = ("moons", "circles", "digits", "mnist", "fashion_mnist")
+
+# Standard IDX file names with their published MD5 checksums, and the mirrors to fetch them from.
+IDX_FILES = {
+    "mnist": {
+        "train-images-idx3-ubyte.gz": "f68b3c2dcbeaaa9fbdd348bbdeb94873",
+        "train-labels-idx1-ubyte.gz": "d53e105ee54ea40749a09fcbcd1e9432",
+        "t10k-images-idx3-ubyte.gz": "9fb629c4189551a2d022fa330f9573f3",
+        "t10k-labels-idx1-ubyte.gz": "ec29112dd5afa0611ce80d1b7f02629c",
+    },
+    "fashion_mnist": {
+        "train-images-idx3-ubyte.gz": "8d4fb7e6c68d591d4c3dfef9ec88bf0d",
+        "train-labels-idx1-ubyte.gz": "25c81989df183df01b3e8a0aad5dffbe",
+        "t10k-images-idx3-ubyte.gz": "bef4ecab320f06d8554ea6380940ec79",
+        "t10k-labels-idx1-ubyte.gz": "bb300cfdad3c16e7a12a480ee83cd310",
+    },
+}
+IDX_MIRRORS = {
+    "mnist": ("https://ossci-datasets.s3.amazonaws.com/mnist/",),
+    "fashion_mnist": ("http://fashion-mnist.s3-website.eu-central-1.amazonaws.com/",),
+}
+
+
+@dataclass(frozen=True)
+class DataSpec:
+    """What to load and how to split it; stored with trained models so the split can be rebuilt."""
+
+    dataset: str = "moons"
+    n_samples: int = 1000
+    noise: float = 0.1
+    classes: tuple[int, ...] | None = None  # digits / MNIST: keep these labels (e.g. (0, 1))
+    n_features: int | None = None  # PCA to this many features (None: keep all)
+    val_fraction: float = 0.2
+    test_fraction: float = 0.2
+    seed: int = 0
+    data_dir: str | None = None  # MNIST / Fashion-MNIST folder
+
+    def __post_init__(self):
+        if self.dataset not in DATASETS:
+            raise ConfigError(f"unknown dataset {self.dataset!r}; valid datasets: {choices(DATASETS)}")
+        if not isinstance(self.n_samples, int) or self.n_samples < 10:
+            raise ConfigError(f"n_samples must be an integer >= 10, got {self.n_samples!r}")
+        if self.noise < 0:
+            raise ConfigError(f"noise must be >= 0, got {self.noise}")
+        if not (0 < self.val_fraction < 1 and 0 < self.test_fraction < 1
+                and self.val_fraction + self.test_fraction < 1):
+            raise ConfigError("val_fraction and test_fraction must be in (0, 1) and sum below 1")
+        if self.n_features is not None and self.n_features < 1:
+            raise ConfigError(f"n_features must be >= 1, got {self.n_features}")
+        if self.classes is not None:
+            object.__setattr__(self, "classes", tuple(int(c) for c in self.classes))
+
+    def to_dict(self) -> dict[str, Any]:
+        d = dict(self.__dict__)
+        d["classes"] = list(self.classes) if self.classes is not None else None
+        return d
+
+    @classmethod
+    def from_dict(cls, data: dict[str, Any]) -> "DataSpec":
+        return cls(**data)
+
+
+# --------------------------------------------------------------------------- loading
+def load_dataset(spec: DataSpec) -> tuple[np.ndarray, np.ndarray]:
+    """Raw features and labels for ``spec`` (labels re-indexed to 0..C-1)."""
+    if spec.dataset == "moons":
+        x, y = make_moons(n_samples=spec.n_samples, noise=spec.noise, random_state=spec.seed)
+    elif spec.dataset == "circles":
+        x, y = make_circles(n_samples=spec.n_samples, noise=spec.noise, factor=0.5,
+                            random_state=spec.seed)
+    elif spec.dataset == "digits":
+        bunch = load_digits()
+        x, y = _subsample(*_select(bunch.data, bunch.target, spec.classes), spec)
+    else:
+        if spec.data_dir is None:
+            raise DataError(f"dataset {spec.dataset!r} needs data_dir (the folder of its IDX files)")
+        x, y = load_idx_dataset(spec.data_dir, spec.dataset)
+        x, y = _subsample(*_select(x.reshape(len(x), -1), y, spec.classes), spec)
+    return np.asarray(x, dtype=float), _reindex(np.asarray(y))
+
+
+def _select(x, y, classes):
+    if classes is None:
+        return x, y
+    keep = np.isin(y, classes)
+    missing = sorted(set(classes) - set(np.unique(y).tolist()))
+    if missing:
+        raise DataError(f"classes {missing} do not occur; labels present: {sorted(set(y.tolist()))}")
+    return x[keep], y[keep]
+
+
+def _subsample(x, y, spec: DataSpec):
+    if len(x) <= spec.n_samples:
+        return x, y
+    x, _, y, _ = train_test_split(x, y, train_size=spec.n_samples, stratify=y,
+                                  random_state=spec.seed)
+    return x, y
+
+
+def _reindex(y: np.ndarray) -> np.ndarray:
+    return np.searchsorted(np.unique(y), y)
+
+
+def read_idx(path: str | Path) -> np.ndarray:
+    """Read an IDX file (optionally gzipped) of unsigned bytes into an array."""
+    path = Path(path)
+    opener = gzip.open if path.suffix == ".gz" else open
+    try:
+        with opener(path, "rb") as f:
+            raw = f.read()
+    except OSError as exc:
+        raise DataError(f"cannot read IDX file {path}: {exc}") from exc
+    if len(raw) < 4:
+        raise DataError(f"{path} is not an IDX file (too short)")
+    zero, dtype_code, ndim = struct.unpack(">HBB", raw[:4])
+    if zero != 0 or dtype_code != 0x08:
+        raise DataError(f"{path} is not an unsigned-byte IDX file (magic {raw[:4].hex()})")
+    header = 4 + 4 * ndim
+    shape = struct.unpack(f">{ndim}I", raw[4:header])
+    expected = int(np.prod(shape))
+    if len(raw) - header != expected:
+        raise DataError(f"{path} is truncated: expected {expected} values for shape {shape}, "
+                        f"found {len(raw) - header}")
+    return np.frombuffer(raw, dtype=np.uint8, offset=header).reshape(shape)
+
+
+def load_idx_dataset(folder: str | Path, name: str, *, download: bool = True,
+                     mirrors: tuple[str, ...] | None = None) -> tuple[np.ndarray, np.ndarray]:
+    """Images ``(N, 28, 28)`` and labels of MNIST or Fashion-MNIST (train and test files pooled).
+
+    Files are looked up in ``folder`` by their standard names, gzipped or not. A missing file is
+    downloaded from ``mirrors`` (default: the official ones) and checked against its published
+    MD5; if that fails, the error names the folder and the missing file.
+    """
+    if name not in IDX_FILES:
+        raise ConfigError(f"unknown IDX dataset {name!r}; valid: {choices(IDX_FILES)}")
+    folder = Path(folder)
+    arrays = {}
+    for filename, md5 in IDX_FILES[name].items():
+        path = _find_idx(folder, filename)
+        if path is None:
+            if not download:
+                raise DataError(f"{filename} (or its unzipped form) is missing from {folder}")
+            path = _download(folder, filename, md5, mirrors or IDX_MIRRORS[name])
+        arrays[filename.split("-idx")[0]] = read_idx(path)
+    images = np.concatenate([arrays["train-images"], arrays["t10k-images"]])
+    labels = np.concatenate([arrays["train-labels"], arrays["t10k-labels"]])
+    if len(images) != len(labels):
+        raise DataError(f"{folder}: {len(images)} images but {len(labels)} labels")
+    return images, labels
+
+
+def _find_idx(folder: Path, filename: str) -> Path | None:
+    for candidate in (folder / filename, folder / filename.removesuffix(".gz")):
+        if candidate.is_file():
+            return candidate
+    return None
+
+
+def _download(folder: Path, filename: str, md5: str, mirrors: tuple[str, ...]) -> Path:
+    folder.mkdir(parents=True, exist_ok=True)
+    errors = []
+    for base in mirrors:
+        url = base + filename
+        try:
+            with urllib.request.urlopen(url, timeout=30) as response, \
+                    tempfile.NamedTemporaryFile(dir=folder, delete=False) as tmp:
+                shutil.copyfileobj(response, tmp)
+            got = hashlib.md5(Path(tmp.name).read_bytes()).hexdigest()
+            if got != md5:
+                Path(tmp.name).unlink()
+                errors.append(f"{url}: checksum {got} != published {md5}")
+                continue
+            target = folder / filename
+            Path(tmp.name).replace(target)
+            return target
+        except OSError as exc:
+            errors.append(f"{url}: {exc}")
+    raise DataError(f"{filename} is missing from {folder} and could not be downloaded "
+                    f"({'; '.join(errors)})")
+
+
+# --------------------------------------------------------------------------- preprocessing
+@dataclass
+class Preprocessor:
+    """Optional PCA to ``n_components``, then min-max scaling of each feature into ``[0, π]``.
+
+    Fitted on training data only; data outside the training range maps outside ``[0, π]``.
+    """
+
+    n_components: int | None = None
+    mean: np.ndarray | None = None
+    components: np.ndarray | None = None
+    low: np.ndarray | None = None
+    high: np.ndarray | None = None
+
+    def fit(self, x: np.ndarray) -> "Preprocessor":
+        x = check_features(x)
+        if self.n_components is not None:
+            if self.n_components > min(x.shape):
+                raise ConfigError(f"PCA to {self.n_components} features needs at least that many "
+                                  f"samples and features; data has shape {x.shape}")
+            self.mean = x.mean(axis=0)
+            _, _, vt = np.linalg.svd(x - self.mean, full_matrices=False)
+            self.components = vt[: self.n_components]
+            x = (x - self.mean) @ self.components.T
+        self.low, self.high = x.min(axis=0), x.max(axis=0)
+        return self
+
+    def transform(self, x: np.ndarray) -> np.ndarray:
+        if self.low is None:
+            raise RuntimeError("Preprocessor.transform called before fit")
+        x = check_features(x)
+        if self.components is not None:
+            x = (x - self.mean) @ self.components.T
+        span = np.where(self.high > self.low, self.high - self.low, 1.0)
+        return np.pi * (x - self.low) / span
+
+    def to_dict(self) -> dict[str, Any]:
+        return {k: (v.tolist() if isinstance(v, np.ndarray) else v) for k, v in self.__dict__.items()}
+
+    @classmethod
+    def from_dict(cls, data: dict[str, Any]) -> "Preprocessor":
+        return cls(**{k: (np.asarray(v) if isinstance(v, list) else v) for k, v in data.items()})
+
+
+def check_features(x) -> np.ndarray:
+    """``x`` as a 2-D float array; NaN or infinite values are an error."""
+    x = np.asarray(x, dtype=float)
+    if x.ndim != 2:
+        raise DataError(f"features must be a 2-D array (samples, features), got shape {x.shape}")
+    bad = ~np.isfinite(x)
+    if bad.any():
+        rows = np.unique(np.nonzero(bad)[0])
+        raise DataError(f"features contain NaN or infinite values in {len(rows)} sample(s), "
+                        f"first at row {rows[0]}")
+    return x
+
+
+@dataclass
+class PreparedData:
+    """Preprocessed splits plus what produced them."""
+
+    spec: DataSpec
+    preprocessor: Preprocessor
+    x_train: np.ndarray
+    y_train: np.ndarray
+    x_val: np.ndarray
+    y_val: np.ndarray
+    x_test: np.ndarray
+    y_test: np.ndarray
+    num_classes: int = field(init=False)
+
+    def __post_init__(self):
+        self.num_classes = int(max(self.y_train.max(), self.y_val.max(), self.y_test.max()) + 1)
+
+    @property
+    def num_features(self) -> int:
+        return self.x_train.shape[1]
+
+
+def prepare(spec: DataSpec, preprocessor: Preprocessor | None = None) -> PreparedData:
+    """Load, split (stratified, seeded) and preprocess ``spec``.
+
+    With ``preprocessor`` given (e.g. from a saved model) it is applied as is, not refitted.
+    """
+    x, y = load_dataset(spec)
+    x = check_features(x)
+    holdout = spec.val_fraction + spec.test_fraction
+    x_train, x_rest, y_train, y_rest = train_test_split(
+        x, y, test_size=holdout, stratify=y, random_state=spec.seed)
+    x_val, x_test, y_val, y_test = train_test_split(
+        x_rest, y_rest, test_size=spec.test_fraction / holdout, stratify=y_rest,
+        random_state=spec.seed)
+    if preprocessor is None:
+        preprocessor = Preprocessor(spec.n_features).fit(x_train)
+    return PreparedData(spec, preprocessor, preprocessor.transform(x_train), y_train,
+                        preprocessor.transform(x_val), y_val, preprocessor.transform(x_test), y_test)

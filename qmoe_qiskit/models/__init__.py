@@ -1,0 +1,22 @@
+"""Routers, experts and the mixture of experts."""
+
+from .classical import LinearExpert, LinearRouter, MLPExpert, MLPRouter
+from .moe import EXPERTS, ROUTERS, MixtureOfExperts, ModelSpec, build_model, load_model, save_model
+from .quantum import QuantumExpert, QuantumLayer, QuantumRouter
+
+__all__ = [
+    "LinearRouter",
+    "MLPRouter",
+    "QuantumRouter",
+    "LinearExpert",
+    "MLPExpert",
+    "QuantumExpert",
+    "QuantumLayer",
+    "MixtureOfExperts",
+    "ModelSpec",
+    "build_model",
+    "save_model",
+    "load_model",
+    "ROUTERS",
+    "EXPERTS",
+]

@@ -1,0 +1,194 @@
+"""The mixture of experts, its configuration, and saving / loading trained models."""
+
+from __future__ import annotations
+
+import dataclasses
+import io
+import pickle
+import zipfile
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import torch
+from torch import nn
+
+from ..circuits import ANSATZE
+from ..errors import ConfigError, ModelFileError, choices
+from .classical import LinearExpert, LinearRouter, MLPExpert, MLPRouter
+from .quantum import QuantumExpert, QuantumRouter
+
+__all__ = [
+    "MixtureOfExperts",
+    "ModelSpec",
+    "build_model",
+    "save_model",
+    "load_model",
+    "ROUTERS",
+    "EXPERTS",
+]
+
+ROUTERS = ("linear", "mlp", "quantum")
+EXPERTS = ("linear", "mlp", "quantum")
+FORMAT = "qmoe-qiskit-model"
+FORMAT_VERSION = 1
+
+
+class MixtureOfExperts(nn.Module):
+    """``y(x) = Σ_e g_e(x) f_e(x)``: expert logits mixed by the router's probabilities.
+
+    Dense by default; ``top_k`` keeps each sample's ``k`` largest gates and renormalises them
+    (every expert is still evaluated, so this changes the model, not the cost).
+    """
+
+    def __init__(self, router: nn.Module, experts: list[nn.Module], *, top_k: int | None = None):
+        super().__init__()
+        num_experts = router.num_experts
+        if len(experts) != num_experts:
+            raise ConfigError(f"the router routes to {num_experts} experts, got {len(experts)}")
+        if top_k is not None and not 1 <= top_k <= num_experts:
+            raise ConfigError(f"top_k must be between 1 and {num_experts}, got {top_k}")
+        self.router = router
+        self.experts = nn.ModuleList(experts)
+        self.top_k = top_k
+
+    def gates(self, x: torch.Tensor) -> torch.Tensor:
+        """Routing weights ``(batch, experts)`` after top-k selection (rows sum to one)."""
+        gates = self.router(x)
+        if self.top_k is None or self.top_k == gates.shape[-1]:
+            return gates
+        top, index = gates.topk(self.top_k, dim=-1)
+        sparse = torch.zeros_like(gates).scatter(-1, index, top)
+        return sparse / sparse.sum(dim=-1, keepdim=True)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        gates = self.gates(x)
+        outputs = torch.stack([expert(x) for expert in self.experts], dim=-2)  # (B, E, C)
+        return (gates.unsqueeze(-1) * outputs).sum(dim=-2)
+
+    def parameter_counts(self) -> dict[str, int]:
+        """Trainable parameters split into router / experts / total."""
+        router = sum(p.numel() for p in self.router.parameters() if p.requires_grad)
+        experts = sum(p.numel() for p in self.experts.parameters() if p.requires_grad)
+        return {"router": router, "experts": experts, "total": router + experts}
+
+    def set_primitive(self, primitive, gradient=None) -> None:
+        """Run every quantum part (router and experts) on ``primitive`` from now on."""
+        for module in [self.router, *self.experts]:
+            if hasattr(module, "set_primitive"):
+                module.set_primitive(primitive, gradient)
+
+
+@dataclass(frozen=True)
+class ModelSpec:
+    """Everything needed to rebuild a model; saved with its weights."""
+
+    num_features: int
+    num_classes: int
+    num_experts: int = 2
+    router: str = "quantum"
+    ansatz: str = "sel"
+    num_qubits: int | None = None
+    num_layers: int = 3
+    router_hidden: int = 8
+    expert: str = "linear"
+    expert_hidden: int = 8
+    expert_layers: int = 2
+    top_k: int | None = None
+
+    def __post_init__(self):
+        if self.router not in ROUTERS:
+            raise ConfigError(f"unknown router {self.router!r}; valid routers: {choices(ROUTERS)}")
+        if self.expert not in EXPERTS:
+            raise ConfigError(f"unknown expert {self.expert!r}; valid experts: {choices(EXPERTS)}")
+        if self.ansatz not in ANSATZE:
+            raise ConfigError(f"unknown ansatz {self.ansatz!r}; valid ansätze: {choices(ANSATZE)}")
+        for name in ("num_features", "num_classes", "num_experts", "num_layers", "router_hidden",
+                     "expert_hidden", "expert_layers"):
+            value = getattr(self, name)
+            if not isinstance(value, int) or value < 1:
+                raise ConfigError(f"{name} must be an integer >= 1, got {value!r}")
+        if self.num_experts < 2 or self.num_classes < 2:
+            raise ConfigError("a mixture needs at least 2 experts and 2 classes")
+        if self.num_qubits is not None and (not isinstance(self.num_qubits, int) or self.num_qubits < 1):
+            raise ConfigError(f"num_qubits must be an integer >= 1, got {self.num_qubits!r}")
+
+    def to_dict(self) -> dict[str, Any]:
+        return dataclasses.asdict(self)
+
+    @classmethod
+    def from_dict(cls, data: dict[str, Any]) -> "ModelSpec":
+        known = {f.name for f in dataclasses.fields(cls)}
+        unknown = sorted(set(data) - known)
+        if unknown:
+            raise ConfigError(f"unknown model settings {unknown}; valid settings: {sorted(known)}")
+        return cls(**data)
+
+
+def build_model(spec: ModelSpec) -> MixtureOfExperts:
+    """Build a fresh (randomly initialised from torch's RNG) model from ``spec``."""
+    d, n, c = spec.num_features, spec.num_experts, spec.num_classes
+    if spec.router == "linear":
+        router = LinearRouter(d, n)
+    elif spec.router == "mlp":
+        router = MLPRouter(d, n, spec.router_hidden)
+    else:
+        router = QuantumRouter(d, n, ansatz=spec.ansatz, num_qubits=spec.num_qubits,
+                               num_layers=spec.num_layers)
+    if spec.expert == "linear":
+        experts = [LinearExpert(d, c) for _ in range(n)]
+    elif spec.expert == "mlp":
+        experts = [MLPExpert(d, c, spec.expert_hidden) for _ in range(n)]
+    else:
+        experts = [QuantumExpert(d, c, num_layers=spec.expert_layers) for _ in range(n)]
+    return MixtureOfExperts(router, experts, top_k=spec.top_k)
+
+
+def save_model(path: str | Path, model: MixtureOfExperts, spec: ModelSpec,
+               extra: dict[str, Any] | None = None) -> Path:
+    """Write weights, spec and ``extra`` (JSON-like: preprocessing, data settings) to ``path``."""
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    payload = {
+        "format": FORMAT,
+        "version": FORMAT_VERSION,
+        "spec": spec.to_dict(),
+        "state_dict": model.state_dict(),
+        "extra": extra or {},
+    }
+    tmp = path.with_name(path.name + ".tmp")
+    torch.save(payload, tmp)
+    tmp.replace(path)
+    return path
+
+
+def load_model(path: str | Path) -> tuple[MixtureOfExperts, ModelSpec, dict[str, Any]]:
+    """Load what :func:`save_model` wrote: ``(model, spec, extra)``, the model in eval mode."""
+    path = Path(path)
+    if path.is_dir():
+        path = path / "model.pt"
+    if not path.exists() and path.with_suffix(".pt").exists():
+        path = path.with_suffix(".pt")
+    if not path.is_file():
+        raise ModelFileError(f"model file not found: {path}")
+    try:
+        payload = torch.load(path, map_location="cpu", weights_only=True)
+    except (pickle.UnpicklingError, zipfile.BadZipFile, RuntimeError, EOFError, OSError,
+            ValueError, io.UnsupportedOperation) as exc:
+        raise ModelFileError(f"{path} is not a readable qmoe-qiskit model (corrupt or truncated): "
+                             f"{type(exc).__name__}") from exc
+    if not isinstance(payload, dict) or payload.get("format") != FORMAT:
+        raise ModelFileError(f"{path} is not a qmoe-qiskit model file")
+    if payload.get("version") != FORMAT_VERSION:
+        raise ModelFileError(
+            f"{path} has model format version {payload.get('version')!r}; this qmoe-qiskit "
+            f"reads version {FORMAT_VERSION}"
+        )
+    try:
+        spec = ModelSpec.from_dict(payload["spec"])
+        model = build_model(spec)
+        model.load_state_dict(payload["state_dict"])
+    except (KeyError, TypeError, RuntimeError, ConfigError) as exc:
+        raise ModelFileError(f"{path} does not match its model settings: {exc}") from exc
+    model.eval()
+    return model, spec, payload.get("extra", {})

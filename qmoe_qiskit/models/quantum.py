@@ -1,0 +1,152 @@
+"""Quantum routers and experts: a qiskit-machine-learning QNN inside ``TorchConnector``.
+
+Where the circuit runs is decided only by the primitive (and gradient) handed in: the default is
+this package's exact simulator with adjoint gradients; an Aer or IBM Runtime primitive can be
+swapped in with :meth:`QuantumLayer.set_primitive` without touching the trained weights.
+"""
+
+from __future__ import annotations
+
+import math
+
+import torch
+from qiskit_machine_learning.connectors import TorchConnector
+from qiskit_machine_learning.neural_networks import EstimatorQNN, SamplerQNN
+from torch import nn
+
+from ..circuits import AnsatzCircuit, build_ansatz
+from ..errors import DataError
+from ..simulation import ExactEstimator, ExactEstimatorGradient, ExactSampler, ExactSamplerGradient
+
+__all__ = ["QuantumLayer", "QuantumRouter", "QuantumExpert"]
+
+
+class QuantumLayer(nn.Module):
+    """An ansatz evaluated by a ``SamplerQNN`` (probabilities) or ``EstimatorQNN`` (⟨Z_i⟩).
+
+    ``input_gradients=True`` lets gradients flow to torch layers placed before this one; it is
+    off by default because the inputs here are data, and their gradients cost extra work.
+    """
+
+    def __init__(self, ansatz: AnsatzCircuit, *, primitive=None, gradient=None,
+                 input_gradients: bool = False):
+        super().__init__()
+        self.ansatz = ansatz
+        self.input_gradients = input_gradients
+        weights = torch.rand(len(ansatz.weights), dtype=torch.float64) * (2 * math.pi)
+        self.connector = TorchConnector(
+            self._make_qnn(primitive, gradient), initial_weights=weights.numpy()
+        )
+
+    @property
+    def qnn(self) -> SamplerQNN | EstimatorQNN:
+        return self.connector.neural_network
+
+    @property
+    def num_outputs(self) -> int:
+        return self.ansatz.num_outputs
+
+    def set_primitive(self, primitive, gradient=None) -> None:
+        """Run on ``primitive`` (a V2 sampler for ``paper``, estimator for ``sel``) from now on.
+
+        The trained weights are kept. Without ``gradient``, qiskit-machine-learning's
+        parameter-shift gradient on that primitive is used.
+        """
+        weights = self.connector.weight.detach().cpu().numpy().copy()
+        self.connector = TorchConnector(self._make_qnn(primitive, gradient), initial_weights=weights)
+
+    def _make_qnn(self, primitive, gradient):
+        """The QNN on ``primitive``; ``None`` means the exact simulator with adjoint gradients."""
+        a = self.ansatz
+        if a.readout == "probabilities":
+            if primitive is None:
+                primitive = ExactSampler()
+                gradient = gradient or ExactSamplerGradient(primitive)
+            return SamplerQNN(
+                circuit=a.circuit,
+                sampler=primitive,
+                input_params=list(a.inputs),
+                weight_params=list(a.weights),
+                interpret=a.interpret,
+                output_shape=a.num_outputs,
+                gradient=gradient,
+                input_gradients=self.input_gradients,
+            )
+        if primitive is None:
+            primitive = ExactEstimator()
+            gradient = gradient or ExactEstimatorGradient(primitive)
+        return EstimatorQNN(
+            circuit=a.circuit,
+            estimator=primitive,
+            observables=list(a.observables),
+            input_params=list(a.inputs),
+            weight_params=list(a.weights),
+            gradient=gradient,
+            input_gradients=self.input_gradients,
+            default_precision=0.0,  # the default 1/64 adds sampling noise to exact results
+        )
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        if x.shape[-1] != len(self.ansatz.inputs):
+            raise DataError(
+                f"input has {x.shape[-1]} features but this circuit embeds "
+                f"{len(self.ansatz.inputs)} (on {self.ansatz.num_qubits} qubits)"
+            )
+        _check_finite(x)
+        return self.connector(x).to(torch.get_default_dtype())
+
+
+class QuantumRouter(nn.Module):
+    """P(expert | x) from a parameterized circuit.
+
+    ``paper``: probabilities of the measured basis states, folded onto experts by the routing
+    rule. ``sel``: ⟨Z_i⟩ per qubit, then a trainable ``Linear(n, N)`` adapter and softmax.
+    """
+
+    def __init__(self, num_features: int, num_experts: int, *, ansatz: str = "sel",
+                 num_qubits: int | None = None, num_layers: int = 3, primitive=None,
+                 gradient=None, input_gradients: bool = False):
+        super().__init__()
+        num_qubits = num_features if num_qubits is None else num_qubits
+        built = build_ansatz(ansatz, num_qubits, num_layers, num_features=num_features,
+                             num_outputs=num_experts if ansatz == "paper" else None)
+        self.num_experts = num_experts
+        self.layer = QuantumLayer(built, primitive=primitive, gradient=gradient,
+                                  input_gradients=input_gradients)
+        self.adapter = nn.Linear(num_qubits, num_experts) if built.readout == "expectations" else None
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        out = self.layer(x)
+        if self.adapter is None:
+            return out
+        return torch.softmax(self.adapter(out), dim=-1)
+
+    def set_primitive(self, primitive, gradient=None) -> None:
+        self.layer.set_primitive(primitive, gradient)
+
+
+class QuantumExpert(nn.Module):
+    """A small PQC classifier (``paper`` ansatz, one output per class).
+
+    Returns log-probabilities: logits whose softmax is the circuit's class distribution, so its
+    outputs mix with those of classical experts.
+    """
+
+    def __init__(self, num_features: int, num_classes: int, *, num_qubits: int | None = None,
+                 num_layers: int = 2, primitive=None, gradient=None):
+        super().__init__()
+        num_qubits = num_features if num_qubits is None else num_qubits
+        built = build_ansatz("paper", num_qubits, num_layers, num_features=num_features,
+                             num_outputs=num_classes)
+        self.layer = QuantumLayer(built, primitive=primitive, gradient=gradient)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return torch.log(self.layer(x).clamp_min(1e-12))
+
+    def set_primitive(self, primitive, gradient=None) -> None:
+        self.layer.set_primitive(primitive, gradient)
+
+
+def _check_finite(x: torch.Tensor) -> None:
+    if not torch.isfinite(x).all():
+        raise DataError("input features contain NaN or infinite values")

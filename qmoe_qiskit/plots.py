@@ -1,0 +1,49 @@
+"""Figures. Each function returns a matplotlib ``Figure``; nothing touches pyplot's global state."""
+
+from __future__ import annotations
+
+import numpy as np
+from matplotlib.figure import Figure
+
+from .training import logits
+
+__all__ = ["decision_boundaries", "training_curves"]
+
+
+def decision_boundaries(panels: list[tuple[str, object]], x: np.ndarray, y: np.ndarray,
+                        *, resolution: int = 120, margin: float = 0.2) -> Figure:
+    """One panel per ``(title, model)``: predicted class over the plane, with points ``(x, y)``.
+
+    Features must be two-dimensional (the plane the models were trained in).
+    """
+    if x.shape[1] != 2:
+        raise ValueError(f"decision boundaries need 2 features, got {x.shape[1]}")
+    lo, hi = x.min(axis=0) - margin, x.max(axis=0) + margin
+    g0, g1 = np.meshgrid(np.linspace(lo[0], hi[0], resolution), np.linspace(lo[1], hi[1], resolution))
+    grid = np.column_stack([g0.ravel(), g1.ravel()])
+    fig = Figure(figsize=(4 * len(panels), 4), layout="constrained")
+    axes = fig.subplots(1, len(panels), squeeze=False)[0]
+    for ax, (title, model) in zip(axes, panels):
+        out = logits(model, grid)
+        prob = np.exp(out - out.max(axis=1, keepdims=True))
+        prob = (prob / prob.sum(axis=1, keepdims=True))[:, 1].reshape(g0.shape)
+        ax.contourf(g0, g1, prob, levels=np.linspace(0, 1, 11), cmap="RdBu_r", alpha=0.6)
+        ax.contour(g0, g1, prob, levels=[0.5], colors="k", linewidths=1)
+        ax.scatter(x[:, 0], x[:, 1], c=y, cmap="RdBu_r", edgecolors="k", s=14, linewidths=0.4)
+        ax.set_title(title)
+        ax.set_xlabel("feature 0 (scaled)")
+        ax.set_ylabel("feature 1 (scaled)")
+    return fig
+
+
+def training_curves(histories: dict[str, dict]) -> Figure:
+    """Validation loss and accuracy per epoch, one line per named history."""
+    fig = Figure(figsize=(10, 4), layout="constrained")
+    ax_loss, ax_acc = fig.subplots(1, 2)
+    for name, h in histories.items():
+        ax_loss.plot(h["val_loss"], label=name)
+        ax_acc.plot(h["val_accuracy"], label=name)
+    ax_loss.set(xlabel="epoch", ylabel="validation loss", title="Validation loss")
+    ax_acc.set(xlabel="epoch", ylabel="validation accuracy", title="Validation accuracy")
+    ax_acc.legend(fontsize="small")
+    return fig
