@@ -49,6 +49,14 @@ class AblationConfig:
             raise ConfigError("the ablation needs at least 2 seeds to report a standard deviation")
         if any(w < 1 for w in self.widths):
             raise ConfigError(f"MLP widths must be >= 1, got {self.widths}")
+        if self.models is not None:
+            valid = self.model_names()
+            unknown = sorted(set(self.models) - set(valid))
+            if unknown:
+                raise ConfigError(f"unknown ablation models {unknown}; valid models: {valid}")
+
+    def model_names(self) -> list[str]:
+        return ["A", "B_paper", "B_sel", *(f"C_h{w}" for w in self.widths), "D"]
 
     def to_dict(self) -> dict[str, Any]:
         d = dataclasses.asdict(self)
@@ -71,9 +79,6 @@ def model_specs(config: AblationConfig, num_features: int, num_classes: int) -> 
     specs["D"] = ModelSpec(router="quantum", ansatz="paper", expert="quantum",
                            expert_layers=config.expert_layers, **base)
     if config.models is not None:
-        unknown = sorted(set(config.models) - set(specs))
-        if unknown:
-            raise ConfigError(f"unknown ablation models {unknown}; valid models: {sorted(specs)}")
         specs = {k: v for k, v in specs.items() if k in config.models}
     return specs
 

@@ -1,0 +1,125 @@
+"""Datasets, splits, preprocessing and the IDX loaders (on small files the tests write)."""
+
+import gzip
+import hashlib
+import struct
+
+import numpy as np
+import pytest
+
+from qmoe_qiskit import data as data_module
+from qmoe_qiskit.data import DataSpec, Preprocessor, load_dataset, load_idx_dataset, prepare, read_idx
+from qmoe_qiskit.errors import ConfigError, DataError
+
+
+def test_moons_repeat_with_the_seed_and_change_without_it():
+    a, _ = load_dataset(DataSpec(seed=3))
+    b, _ = load_dataset(DataSpec(seed=3))
+    c, _ = load_dataset(DataSpec(seed=4))
+    np.testing.assert_array_equal(a, b)
+    assert not np.allclose(a, c)
+
+
+def test_split_is_stratified_disjoint_and_scaled_on_train_only():
+    d = prepare(DataSpec(n_samples=500, seed=1))
+    assert (len(d.y_train), len(d.y_val), len(d.y_test)) == (300, 100, 100)
+    for y in (d.y_train, d.y_val, d.y_test):
+        assert abs(y.mean() - 0.5) < 0.02
+    rows = {tuple(r) for r in d.x_train}
+    assert not rows & {tuple(r) for r in d.x_test} and not rows & {tuple(r) for r in d.x_val}
+    np.testing.assert_allclose(d.x_train.min(axis=0), 0.0, atol=1e-12)
+    np.testing.assert_allclose(d.x_train.max(axis=0), np.pi, atol=1e-12)
+    # Fitted on the test split, the test features would span exactly [0, π].
+    fitted_on_test = np.allclose(d.x_test.min(axis=0), 0) and np.allclose(d.x_test.max(axis=0), np.pi)
+    assert not fitted_on_test
+
+
+def test_digits_pair_with_pca():
+    d = prepare(DataSpec(dataset="digits", classes=(3, 8), n_features=4, n_samples=200))
+    assert d.num_features == 4 and d.num_classes == 2
+    assert set(np.unique(d.y_train)) == {0, 1}
+
+
+def test_preprocessor_round_trips_through_a_dict():
+    x = np.random.default_rng(0).normal(size=(50, 6))
+    p = Preprocessor(3).fit(x)
+    q = Preprocessor.from_dict(p.to_dict())
+    np.testing.assert_allclose(q.transform(x), p.transform(x))
+
+
+def test_bad_features_and_names():
+    with pytest.raises(DataError, match="NaN or infinite values in 1 sample"):
+        Preprocessor().fit(np.array([[0.0, 1.0], [np.inf, 2.0]]))
+    with pytest.raises(ConfigError, match="unknown dataset 'iris'; valid datasets: 'moons'"):
+        DataSpec(dataset="iris")
+    with pytest.raises(DataError, match=r"classes \[11\] do not occur"):
+        load_dataset(DataSpec(dataset="digits", classes=(0, 11)))
+
+
+def _idx_bytes(array: np.ndarray) -> bytes:
+    header = struct.pack(">HBB", 0, 0x08, array.ndim) + struct.pack(f">{array.ndim}I", *array.shape)
+    return header + array.astype(np.uint8).tobytes()
+
+
+def _write_idx_set(folder, n_train=12, n_test=6):
+    rng = np.random.default_rng(0)
+    arrays = {
+        "train-images-idx3-ubyte.gz": rng.integers(0, 256, (n_train, 28, 28)),
+        "train-labels-idx1-ubyte.gz": np.arange(n_train) % 3,
+        "t10k-images-idx3-ubyte.gz": rng.integers(0, 256, (n_test, 28, 28)),
+        "t10k-labels-idx1-ubyte.gz": np.arange(n_test) % 3,
+    }
+    checksums = {}
+    for name, array in arrays.items():
+        blob = gzip.compress(_idx_bytes(array))
+        (folder / name).write_bytes(blob)
+        checksums[name] = hashlib.md5(blob).hexdigest()
+    return arrays, checksums
+
+
+def test_idx_reader_and_loader(tmp_path):
+    arrays, _ = _write_idx_set(tmp_path)
+    images, labels = load_idx_dataset(tmp_path, "mnist", download=False)
+    assert images.shape == (18, 28, 28) and labels.shape == (18,)
+    np.testing.assert_array_equal(images[:12], arrays["train-images-idx3-ubyte.gz"])
+    raw = tmp_path / "plain-labels"
+    raw.write_bytes(_idx_bytes(np.arange(5)))
+    np.testing.assert_array_equal(read_idx(raw), np.arange(5))
+
+
+def test_mnist_dataset_through_prepare(tmp_path):
+    _write_idx_set(tmp_path, n_train=60, n_test=30)
+    d = prepare(DataSpec(dataset="mnist", data_dir=str(tmp_path), classes=(0, 2), n_features=3,
+                         n_samples=40))
+    assert d.num_features == 3 and d.num_classes == 2
+    assert len(d.y_train) + len(d.y_val) + len(d.y_test) == 40
+
+
+def test_missing_file_names_folder_and_file(tmp_path):
+    with pytest.raises(DataError, match=rf"train-images-idx3-ubyte.gz .*missing from {tmp_path}"):
+        load_idx_dataset(tmp_path, "fashion_mnist", download=False)
+
+
+def test_truncated_idx_file_is_detected(tmp_path):
+    path = tmp_path / "bad"
+    path.write_bytes(_idx_bytes(np.zeros((4, 28, 28)))[:-10])
+    with pytest.raises(DataError, match="truncated"):
+        read_idx(path)
+
+
+def test_download_verifies_checksums(tmp_path, monkeypatch):
+    mirror = tmp_path / "mirror"
+    mirror.mkdir()
+    _, checksums = _write_idx_set(mirror)
+    monkeypatch.setitem(data_module.IDX_FILES, "mnist", checksums)
+    target = tmp_path / "data"
+    images, _ = load_idx_dataset(target, "mnist", mirrors=(mirror.as_uri() + "/",))
+    assert images.shape[0] == 18 and (target / "t10k-images-idx3-ubyte.gz").exists()
+
+    wrong = dict(checksums, **{"train-labels-idx1-ubyte.gz": "0" * 32})
+    monkeypatch.setitem(data_module.IDX_FILES, "mnist", wrong)
+    fresh = tmp_path / "fresh"
+    with pytest.raises(DataError, match=rf"train-labels-idx1-ubyte.gz is missing from {fresh}.*checksum"):
+        load_idx_dataset(fresh, "mnist", mirrors=(mirror.as_uri() + "/",))
+    assert not (fresh / "train-labels-idx1-ubyte.gz").exists()
+    assert not [p for p in fresh.iterdir() if p.name.startswith("tmp")]

@@ -1,0 +1,199 @@
+"""Routers, experts, the mixture, torch gradients, primitive swapping, save / load."""
+
+import numpy as np
+import pytest
+import torch
+from qiskit.primitives import StatevectorEstimator
+from qiskit.quantum_info import Statevector
+from qiskit_machine_learning.primitives import QMLSampler
+
+from qmoe_qiskit.errors import ConfigError, DataError, ModelFileError
+from qmoe_qiskit.models import (
+    LinearExpert,
+    LinearRouter,
+    MixtureOfExperts,
+    ModelSpec,
+    QuantumExpert,
+    QuantumRouter,
+    build_model,
+    load_model,
+    save_model,
+)
+from qmoe_qiskit.models import moe as moe_module
+
+
+def _x(rows=6, features=2, seed=0):
+    return torch.as_tensor(np.random.default_rng(seed).uniform(0, np.pi, (rows, features)),
+                           dtype=torch.float32)
+
+
+def test_published_architecture_has_24_router_parameters():
+    torch.manual_seed(0)
+    model = build_model(ModelSpec(num_features=2, num_classes=2, router="quantum", ansatz="sel"))
+    assert model.parameter_counts() == {"router": 24, "experts": 12, "total": 36}
+
+
+def test_sel_router_equals_statevector_computation_and_is_deterministic():
+    torch.manual_seed(1)
+    router = QuantumRouter(2, 2, ansatz="sel")
+    x = _x()
+    out = router(x)
+    assert torch.equal(out, router(x))  # precision 0: no estimator noise
+    weights = router.layer.connector.weight.detach().numpy().astype(float)
+    ansatz = router.layer.ansatz
+    for xi, row in zip(x.numpy().astype(float), out.detach().numpy()):
+        bound = ansatz.circuit.assign_parameters(dict(zip(list(ansatz.inputs) + list(ansatz.weights),
+                                                          list(xi) + list(weights))))
+        state = Statevector(bound)
+        z = torch.tensor([state.expectation_value(o).real for o in ansatz.observables],
+                         dtype=torch.float32)
+        expected = torch.softmax(router.adapter(z), dim=-1).detach().numpy()
+        np.testing.assert_allclose(row, expected, atol=1e-5)
+
+
+def test_paper_router_outputs_probability_rows():
+    torch.manual_seed(2)
+    out = QuantumRouter(2, 4, ansatz="paper")(_x())
+    assert out.shape == (6, 4)
+    np.testing.assert_allclose(out.sum(dim=1).detach().numpy(), 1.0, atol=1e-6)
+
+
+@pytest.mark.parametrize("ansatz", ["paper", "sel"])
+def test_router_weight_gradient_matches_finite_differences(ansatz):
+    torch.manual_seed(3)
+    router = QuantumRouter(2, 2, ansatz=ansatz)
+    x = _x()
+    target = torch.tensor([0.3, -1.2])
+
+    def loss_of(weights: np.ndarray) -> float:
+        with torch.no_grad():
+            router.layer.connector.weight.copy_(torch.as_tensor(weights))
+            return float((router(x) @ target).sum())
+
+    w0 = router.layer.connector.weight.detach().numpy().copy()
+    router.zero_grad()
+    (router(x) @ target).sum().backward()
+    grad = router.layer.connector.weight.grad.numpy().copy()
+    h = 1e-2  # float32 outputs through TorchConnector: a wide step, tolerance to match
+    fd = np.array([(loss_of(w0 + h * e) - loss_of(w0 - h * e)) / (2 * h) for e in np.eye(len(w0))])
+    np.testing.assert_allclose(grad, fd, atol=2e-3)
+    assert np.abs(grad).max() > 1e-2
+
+
+def test_input_gradients_reach_a_preceding_torch_layer_only_when_enabled():
+    torch.manual_seed(4)
+    for enabled in (False, True):
+        pre = torch.nn.Linear(2, 2)
+        router = QuantumRouter(2, 2, ansatz="sel", input_gradients=enabled)
+        router(pre(_x())).sum().backward()
+        if enabled:
+            assert pre.weight.grad is not None and pre.weight.grad.abs().max() > 0
+        else:
+            # TorchConnector's documented pitfall: no gradient flows to layers before the QNN.
+            assert pre.weight.grad is None or pre.weight.grad.abs().max() == 0
+
+
+def test_set_primitive_keeps_weights_and_outputs():
+    torch.manual_seed(5)
+    model = build_model(ModelSpec(num_features=2, num_classes=2, router="quantum", ansatz="paper",
+                                  expert="quantum"))
+    x = _x()
+    before = model(x).detach()
+    model.set_primitive(QMLSampler())  # qiskit-machine-learning's exact reference sampler
+    np.testing.assert_allclose(model(x).detach(), before, atol=1e-5)
+    sel = QuantumRouter(2, 2, ansatz="sel")
+    before = sel(x).detach()
+    sel.set_primitive(StatevectorEstimator())
+    np.testing.assert_allclose(sel(x).detach(), before, atol=1e-5)
+
+
+def test_quantum_expert_returns_log_probabilities():
+    torch.manual_seed(6)
+    out = QuantumExpert(2, 2)(_x())
+    np.testing.assert_allclose(out.exp().sum(dim=1).detach().numpy(), 1.0, atol=1e-5)
+
+
+def test_dense_mixture_is_the_gate_weighted_sum():
+    torch.manual_seed(7)
+    router = LinearRouter(2, 3)
+    experts = [LinearExpert(2, 2) for _ in range(3)]
+    model = MixtureOfExperts(router, experts)
+    x = _x()
+    gates = router(x)
+    expected = sum(gates[:, [e]] * experts[e](x) for e in range(3))
+    torch.testing.assert_close(model(x), expected)
+
+
+def test_top_k_keeps_k_gates_and_renormalises():
+    torch.manual_seed(8)
+    model = MixtureOfExperts(LinearRouter(2, 4), [LinearExpert(2, 2) for _ in range(4)], top_k=2)
+    x = _x(rows=20)
+    gates = model.gates(x)
+    dense = model.router(x)
+    assert ((gates > 0).sum(dim=1) == 2).all()
+    torch.testing.assert_close(gates.sum(dim=1), torch.ones(20))
+    kept = dense.topk(2, dim=1)
+    torch.testing.assert_close(gates.gather(1, kept.indices),
+                               kept.values / kept.values.sum(dim=1, keepdim=True))
+
+
+def test_mixture_rejects_inconsistent_settings():
+    with pytest.raises(ConfigError, match="routes to 2 experts, got 3"):
+        MixtureOfExperts(LinearRouter(2, 2), [LinearExpert(2, 2) for _ in range(3)])
+    with pytest.raises(ConfigError, match="top_k must be between 1 and 2"):
+        MixtureOfExperts(LinearRouter(2, 2), [LinearExpert(2, 2) for _ in range(2)], top_k=3)
+    with pytest.raises(ConfigError, match="unknown router 'cnn'; valid routers: 'linear', 'mlp', 'quantum'"):
+        ModelSpec(num_features=2, num_classes=2, router="cnn")
+
+
+def test_bad_features_are_rejected_with_a_clear_error():
+    router = QuantumRouter(2, 2, ansatz="paper")
+    with pytest.raises(DataError, match="NaN or infinite"):
+        router(torch.tensor([[0.1, float("nan")]]))
+    with pytest.raises(DataError, match="input has 3 features but this circuit embeds 2"):
+        router(torch.zeros(1, 3))
+
+
+@pytest.mark.parametrize("kw", [dict(router="quantum", ansatz="sel"),
+                                dict(router="quantum", ansatz="paper", expert="quantum"),
+                                dict(router="mlp", expert="mlp", top_k=1)])
+def test_save_load_round_trip(tmp_path, kw):
+    torch.manual_seed(9)
+    spec = ModelSpec(num_features=2, num_classes=2, **kw)
+    model = build_model(spec)
+    path = save_model(tmp_path / "model.pt", model, spec, {"note": "kept"})
+    loaded, loaded_spec, extra = load_model(tmp_path)  # a run folder works too
+    assert loaded_spec == spec and extra == {"note": "kept"}
+    x = _x()
+    torch.testing.assert_close(loaded(x), model(x))
+    assert load_model(tmp_path / "model")[1] == spec  # the suffix may be left off
+    assert path.exists() and not list(tmp_path.glob("*.tmp"))
+
+
+def test_model_file_errors(tmp_path):
+    spec = ModelSpec(num_features=2, num_classes=2, router="linear")
+    model = build_model(spec)
+    good = save_model(tmp_path / "good.pt", model, spec)
+    with pytest.raises(ModelFileError, match="model file not found"):
+        load_model(tmp_path / "missing.pt")
+    truncated = tmp_path / "truncated.pt"
+    truncated.write_bytes(good.read_bytes()[: good.stat().st_size // 2])
+    with pytest.raises(ModelFileError, match="corrupt or truncated"):
+        load_model(truncated)
+    garbage = tmp_path / "garbage.pt"
+    garbage.write_bytes(b"not a model at all")
+    with pytest.raises(ModelFileError, match="corrupt or truncated"):
+        load_model(garbage)
+    other = tmp_path / "other.pt"
+    torch.save({"weights": torch.zeros(2)}, other)
+    with pytest.raises(ModelFileError, match="not a qmoe-qiskit model file"):
+        load_model(other)
+
+
+def test_model_file_from_another_format_version(tmp_path, monkeypatch):
+    spec = ModelSpec(num_features=2, num_classes=2, router="linear")
+    monkeypatch.setattr(moe_module, "FORMAT_VERSION", 99)
+    save_model(tmp_path / "future.pt", build_model(spec), spec)
+    monkeypatch.undo()
+    with pytest.raises(ModelFileError, match="format version 99; this qmoe-qiskit reads version 1"):
+        load_model(tmp_path / "future.pt")
