@@ -42,20 +42,29 @@ def _data_spec(args, seed: int) -> DataSpec:
                     data_dir=args.data_dir)
 
 
-def _train_args(p: argparse.ArgumentParser, epochs: int) -> None:
-    g = p.add_argument_group("training")
-    g.add_argument("--epochs", type=int, default=epochs)
-    g.add_argument("--lr", type=float, default=0.01)
-    g.add_argument("--batch-size", type=int, default=32)
-    g.add_argument("--patience", type=int, default=10,
+def _train_args(p: argparse.ArgumentParser) -> None:
+    g = p.add_argument_group("training (defaults: 100 epochs, lr 0.01, batch 32, patience 10)")
+    g.add_argument("--epochs", type=int, default=None)
+    g.add_argument("--lr", type=float, default=None)
+    g.add_argument("--batch-size", type=int, default=None)
+    g.add_argument("--patience", type=int, default=None,
                    help="early-stopping patience in epochs (0 disables early stopping)")
 
 
-def _train_config(args, seed: int):
+def _train_config(args, seed: int, base=None):
+    """``base`` (default: TrainConfig()) with the training flags that were given."""
     from .training import TrainConfig
 
-    return TrainConfig(epochs=args.epochs, lr=args.lr, batch_size=args.batch_size,
-                       patience=args.patience or None, seed=seed)
+    given = {k: v for k, v in (("epochs", args.epochs), ("lr", args.lr),
+                               ("batch_size", args.batch_size)) if v is not None}
+    if args.patience is not None:
+        given["patience"] = args.patience or None
+    return dataclasses.replace(base or TrainConfig(), seed=seed, **given)
+
+
+def _output_args(p: argparse.ArgumentParser, command: str) -> None:
+    p.add_argument("--out", default=None, help=f"run folder (default runs/{command}-<timestamp>)")
+    p.add_argument("--no-progress", action="store_true", help="no progress bar")
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -63,15 +72,15 @@ def build_parser() -> argparse.ArgumentParser:
     sub = parser.add_subparsers(dest="command", required=True)
 
     p = sub.add_parser("ablation", help="compare routers A / B / C / D over several seeds")
-    p.add_argument("--quick", action="store_true", help="3 seeds, 2 MLP widths, 25 epochs")
+    p.add_argument("--quick", action="store_true",
+                   help="3 seeds, MLP widths 4 and 16, 25 epochs (explicit flags still apply)")
     p.add_argument("--seeds", type=int, default=None, help="number of seeds (default 5)")
     p.add_argument("--widths", type=_ints, default=None, help="MLP router widths (default 2,4,8,16,32)")
     p.add_argument("--layers", type=int, default=3, help="router circuit layers (default 3)")
     p.add_argument("--models", default=None, help="comma-separated subset, e.g. A,B_sel,D")
     _data_args(p)
-    _train_args(p, epochs=100)
-    p.add_argument("--out", default=None, help="run folder (default runs/ablation-<timestamp>)")
-    p.add_argument("--no-progress", action="store_true")
+    _train_args(p)
+    _output_args(p, "ablation")
 
     p = sub.add_parser("train", help="train one model and save it")
     p.add_argument("--router", choices=ROUTERS, default="quantum")
@@ -84,9 +93,8 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--top-k", type=int, default=None)
     p.add_argument("--seed", type=int, default=0)
     _data_args(p)
-    _train_args(p, epochs=100)
-    p.add_argument("--out", default=None, help="run folder (default runs/train-<timestamp>)")
-    p.add_argument("--no-progress", action="store_true")
+    _train_args(p)
+    _output_args(p, "train")
 
     p = sub.add_parser("evaluate", help="score a saved model on its held-out test split")
     p.add_argument("--model", required=True, help="model file or run folder holding model.pt")
@@ -114,8 +122,7 @@ def _ablation(args) -> int:
         fields["seeds"] = tuple(range(args.seeds))
     if args.widths is not None:
         fields["widths"] = args.widths
-    if not args.quick:
-        fields["train"] = _train_config(args, 0)
+    fields["train"] = _train_config(args, 0, fields.get("train"))
     if args.models:
         fields["models"] = tuple(m.strip() for m in args.models.split(","))
     config = AblationConfig(data=_data_spec(args, 0), num_layers=args.layers, **fields)

@@ -57,3 +57,13 @@ def test_unknown_choice_lists_valid_ones(capsys):
         main(["train", "--dataset", "iris"])
     assert exc.value.code == 2
     assert "choose from 'moons', 'circles', 'digits', 'mnist', 'fashion_mnist'" in capsys.readouterr().err
+
+
+def test_quick_preset_yields_to_explicit_training_flags(tmp_path):
+    out = tmp_path / "a"
+    assert main(["ablation", "--quick", "--models", "A", "--epochs", "2", "--patience", "0",
+                 "--no-progress", "--out", str(out)]) == 0
+    results = json.loads((out / "results.json").read_text())
+    assert results["models"]["A"]["epochs_run"] == [2, 2, 2]
+    config = json.loads((out / "config.json").read_text())
+    assert config["train"]["epochs"] == 2 and config["train"]["patience"] is None

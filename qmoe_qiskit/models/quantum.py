@@ -58,33 +58,20 @@ class QuantumLayer(nn.Module):
     def _make_qnn(self, primitive, gradient):
         """The QNN on ``primitive``; ``None`` means the exact simulator with adjoint gradients."""
         a = self.ansatz
+        common = dict(circuit=a.circuit, input_params=list(a.inputs),
+                      weight_params=list(a.weights), input_gradients=self.input_gradients)
         if a.readout == "probabilities":
             if primitive is None:
                 primitive = ExactSampler()
                 gradient = gradient or ExactSamplerGradient(primitive)
-            return SamplerQNN(
-                circuit=a.circuit,
-                sampler=primitive,
-                input_params=list(a.inputs),
-                weight_params=list(a.weights),
-                interpret=a.interpret,
-                output_shape=a.num_outputs,
-                gradient=gradient,
-                input_gradients=self.input_gradients,
-            )
+            return SamplerQNN(sampler=primitive, gradient=gradient, interpret=a.interpret,
+                              output_shape=a.num_outputs, **common)
         if primitive is None:
             primitive = ExactEstimator()
             gradient = gradient or ExactEstimatorGradient(primitive)
-        return EstimatorQNN(
-            circuit=a.circuit,
-            estimator=primitive,
-            observables=list(a.observables),
-            input_params=list(a.inputs),
-            weight_params=list(a.weights),
-            gradient=gradient,
-            input_gradients=self.input_gradients,
-            default_precision=0.0,  # the default 1/64 adds sampling noise to exact results
-        )
+        # default_precision=0: the library default (1/64) makes estimators add sampling noise.
+        return EstimatorQNN(estimator=primitive, gradient=gradient,
+                            observables=list(a.observables), default_precision=0.0, **common)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         if x.shape[-1] != len(self.ansatz.inputs):
