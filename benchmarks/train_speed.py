@@ -1,0 +1,190 @@
+"""Seconds per training epoch: this project's exact path against the alternatives, in one run.
+
+Table 1 trains the published architecture (2 qubits, RX embedding, 3 strongly-entangling layers,
+<Z> + Linear(2, 2) adapter, 2 Linear(2, 2) experts; Two Moons, 1000 samples, batch 32, Adam) with
+
+  (a) this project's exact primitives with adjoint gradients (the default),
+  (b) qiskit-machine-learning's default path (reference estimator, parameter shift; a few batches,
+      extrapolated to an epoch),
+  (c) PennyLane default.qubit with backprop and (d) lightning.qubit with adjoint
+      (optional: `bash scripts/setup.sh --bench`).
+
+Table 2 gives seconds per epoch and the peak traced (Python + NumPy) memory of one training step
+for the paper ansatz router at several qubit and layer counts (1000 samples of random features in
+[0, π], 2 experts).
+
+    .venv/bin/python benchmarks/train_speed.py [--epochs 3] [--scaling-qubits 2,4,6,8,10,12]
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import platform
+import time
+import tracemalloc
+from pathlib import Path
+
+import numpy as np
+import torch
+from qiskit_machine_learning.neural_networks import EstimatorQNN
+from torch import nn
+
+from qmoe_qiskit.data import DataSpec, prepare
+from qmoe_qiskit.models import LinearExpert, MixtureOfExperts, ModelSpec, QuantumRouter, build_model
+
+BATCH = 32
+
+
+def epoch_seconds(model: nn.Module, x: np.ndarray, y: np.ndarray, epochs: int,
+                  max_batches: int | None = None) -> float:
+    """Mean seconds per epoch; with ``max_batches``, time that many batches and extrapolate."""
+    xt, yt = torch.as_tensor(x, dtype=torch.float32), torch.as_tensor(y)
+    opt = torch.optim.Adam(model.parameters(), lr=0.01)
+    loss_fn = nn.CrossEntropyLoss()
+    batches = [(xt[i:i + BATCH], yt[i:i + BATCH]) for i in range(0, len(xt), BATCH)]
+    timed = batches if max_batches is None else batches[:max_batches]
+
+    def step(xb, yb):
+        opt.zero_grad()
+        loss_fn(model(xb), yb).backward()
+        opt.step()
+
+    step(*batches[0])  # warm-up (compilation, caches)
+    tic = time.perf_counter()
+    for _ in range(epochs if max_batches is None else 1):
+        for xb, yb in timed:
+            step(xb, yb)
+    seconds = time.perf_counter() - tic
+    if max_batches is None:
+        return seconds / epochs
+    return seconds / len(timed) * len(batches)
+
+
+def qiskit_default_model() -> nn.Module:
+    """The same architecture on qiskit-machine-learning's default estimator and gradient."""
+    model = build_model(ModelSpec(num_features=2, num_classes=2, router="quantum", ansatz="sel"))
+    layer = model.router.layer
+    a = layer.ansatz
+    qnn = EstimatorQNN(circuit=a.circuit, observables=list(a.observables),
+                       input_params=list(a.inputs), weight_params=list(a.weights),
+                       default_precision=0.0)  # same exact values; the default 1/64 adds noise
+    from qiskit_machine_learning.connectors import TorchConnector
+
+    layer.connector = TorchConnector(qnn, initial_weights=layer.connector.weight.detach().numpy())
+    return model
+
+
+def pennylane_model(device: str, diff_method: str) -> nn.Module:
+    import pennylane as qml
+
+    dev = qml.device(device, wires=2)
+
+    @qml.qnode(dev, interface="torch", diff_method=diff_method)
+    def circuit(inputs, weights):
+        qml.AngleEmbedding(inputs, wires=range(2), rotation="X")
+        qml.StronglyEntanglingLayers(weights, wires=range(2))
+        return [qml.expval(qml.PauliZ(i)) for i in range(2)]
+
+    class Router(nn.Module):
+        num_experts = 2
+
+        def __init__(self):
+            super().__init__()
+            self.circuit = qml.qnn.TorchLayer(circuit, {"weights": (3, 2, 3)})
+            self.adapter = nn.Linear(2, 2)
+
+        def forward(self, x):
+            return torch.softmax(self.adapter(self.circuit(x).float()), dim=-1)
+
+    return MixtureOfExperts(Router(), [LinearExpert(2, 2) for _ in range(2)])
+
+
+def published_table(epochs: int) -> list[dict]:
+    data = prepare(DataSpec(dataset="moons", n_samples=1000, seed=0))
+    x = np.concatenate([data.x_train, data.x_val, data.x_test])  # 1000 samples per epoch
+    y = np.concatenate([data.y_train, data.y_val, data.y_test])
+    rows = []
+    torch.manual_seed(0)
+    rows.append({"path": "(a) qmoe-qiskit exact + adjoint",
+                 "s_per_epoch": epoch_seconds(build_model(ModelSpec(
+                     num_features=2, num_classes=2, router="quantum", ansatz="sel")), x, y, epochs)})
+    torch.manual_seed(0)
+    rows.append({"path": "(b) qiskit-machine-learning default (parameter shift), extrapolated",
+                 "s_per_epoch": epoch_seconds(qiskit_default_model(), x, y, 1, max_batches=3)})
+    try:
+        import pennylane  # noqa: F401
+    except ImportError:
+        print("PennyLane is not installed (bash scripts/setup.sh --bench): skipping (c) and (d)")
+    else:
+        torch.manual_seed(0)
+        rows.append({"path": "(c) PennyLane default.qubit, backprop",
+                     "s_per_epoch": epoch_seconds(pennylane_model("default.qubit", "backprop"),
+                                                  x, y, epochs)})
+        torch.manual_seed(0)
+        rows.append({"path": "(d) PennyLane lightning.qubit, adjoint",
+                     "s_per_epoch": epoch_seconds(pennylane_model("lightning.qubit", "adjoint"),
+                                                  x, y, 1, max_batches=8)})
+    base = rows[0]["s_per_epoch"]
+    for row in rows:
+        row["ratio_to_a"] = row["s_per_epoch"] / base
+    return rows
+
+
+def scaling_table(qubits: list[int], layers: list[int]) -> list[dict]:
+    rng = np.random.default_rng(0)
+    rows = []
+    for n in qubits:
+        x = rng.uniform(0, np.pi, (1000, n))
+        y = (x.sum(axis=1) > n * np.pi / 2).astype(int)
+        for depth in layers:
+            torch.manual_seed(0)
+            router = QuantumRouter(n, 2, ansatz="paper", num_layers=depth)
+            model = MixtureOfExperts(router, [LinearExpert(n, 2) for _ in range(2)])
+            seconds = epoch_seconds(model, x, y, 1)
+            # Peak memory of one training step (every step of an epoch is alike), traced
+            # separately because tracing slows the timed run.
+            tracemalloc.start()
+            epoch_seconds(model, x[:BATCH], y[:BATCH], 1)
+            _, peak = tracemalloc.get_traced_memory()
+            tracemalloc.stop()
+            rows.append({"qubits": n, "layers": depth, "s_per_epoch": seconds,
+                         "peak_mib": peak / 2**20})
+            print(f"  paper ansatz n={n:2d} L={depth}: {seconds:7.2f} s/epoch, "
+                  f"peak {peak / 2**20:7.1f} MiB", flush=True)
+    return rows
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--epochs", type=int, default=3)
+    parser.add_argument("--scaling-qubits", default="2,4,6,8,10,12")
+    parser.add_argument("--scaling-layers", default="1,3,6")
+    parser.add_argument("--skip-scaling", action="store_true")
+    parser.add_argument("--json", default="benchmarks/results/train_speed.json")
+    args = parser.parse_args()
+    torch.set_num_threads(torch.get_num_threads())
+    machine = f"{platform.processor() or platform.machine()}, {torch.get_num_threads()} threads"
+    print(f"machine: {machine}; torch {torch.__version__}")
+
+    rows = published_table(args.epochs)
+    print("\n| path | s / epoch | ratio to (a) |\n|---|---:|---:|")
+    for row in rows:
+        print(f"| {row['path']} | {row['s_per_epoch']:.3f} | {row['ratio_to_a']:.1f} |")
+
+    scaling = []
+    if not args.skip_scaling:
+        print("\nscaling (paper ansatz router, 1000 samples, batch 32):")
+        scaling = scaling_table([int(v) for v in args.scaling_qubits.split(",")],
+                                [int(v) for v in args.scaling_layers.split(",")])
+        print("\n| qubits | layers | s / epoch | peak MiB |\n|---:|---:|---:|---:|")
+        for row in scaling:
+            print(f"| {row['qubits']} | {row['layers']} | {row['s_per_epoch']:.2f} | "
+                  f"{row['peak_mib']:.1f} |")
+    out = Path(args.json)
+    out.parent.mkdir(parents=True, exist_ok=True)
+    out.write_text(json.dumps({"machine": machine, "published": rows, "scaling": scaling}, indent=2))
+
+
+if __name__ == "__main__":
+    main()
