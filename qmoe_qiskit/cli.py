@@ -8,7 +8,7 @@ import sys
 import time
 
 from .circuits import ANSATZE
-from .data import DATASETS, DataSpec, Preprocessor, prepare
+from .data import DATASETS, DataSpec, prepare, restore
 from .errors import QMoEError
 from .models import EXPERTS, ROUTERS
 
@@ -159,9 +159,7 @@ def _train(args) -> int:
                     progress=not args.no_progress)
     seconds = time.perf_counter() - tic
     scores = evaluate(model, data.x_test, data.y_test)
-    save_model(run.path / "model.pt", model, spec,
-               {"data": data.spec.to_dict(), "preprocessor": data.preprocessor.to_dict(),
-                "test": scores})
+    save_model(run.path / "model.pt", model, spec, {**data.provenance(), "test": scores})
     run.write_json("results.json", {"command": "train", "test": scores,
                                     "parameters": model.parameter_counts(),
                                     "history": history.to_dict(), "train_seconds": seconds})
@@ -185,7 +183,7 @@ def _evaluate(args) -> int:
     from .training import evaluate
 
     model, spec, extra = load_model(args.model)
-    data = prepare(DataSpec.from_dict(extra["data"]), Preprocessor.from_dict(extra["preprocessor"]))
+    data = restore(extra)
     scores = evaluate(model, data.x_test, data.y_test)
     print(f"test accuracy {scores['accuracy']:.3f}, macro F1 {scores['f1']:.3f} "
           f"({len(data.y_test)} held-out samples of {data.spec.dataset})")

@@ -33,6 +33,7 @@ __all__ = [
     "load_idx_dataset",
     "prepare",
     "read_idx",
+    "restore",
 ]
 
 DATASETS = ("moons", "circles", "digits", "mnist", "fashion_mnist")
@@ -295,6 +296,10 @@ class PreparedData:
     def num_features(self) -> int:
         return self.x_train.shape[1]
 
+    def provenance(self) -> dict[str, Any]:
+        """What rebuilds these splits exactly: stored with a trained model, read by :func:`restore`."""
+        return {"data": self.spec.to_dict(), "preprocessor": self.preprocessor.to_dict()}
+
 
 def prepare(spec: DataSpec, preprocessor: Preprocessor | None = None) -> PreparedData:
     """Load, split (stratified, seeded) and preprocess ``spec``.
@@ -313,3 +318,9 @@ def prepare(spec: DataSpec, preprocessor: Preprocessor | None = None) -> Prepare
         preprocessor = Preprocessor(spec.n_features).fit(x_train)
     return PreparedData(spec, preprocessor, preprocessor.transform(x_train), y_train,
                         preprocessor.transform(x_val), y_val, preprocessor.transform(x_test), y_test)
+
+
+def restore(provenance: dict[str, Any]) -> PreparedData:
+    """The splits a model was trained on, from :meth:`PreparedData.provenance` (not refitted)."""
+    return prepare(DataSpec.from_dict(provenance["data"]),
+                   Preprocessor.from_dict(provenance["preprocessor"]))

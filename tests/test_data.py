@@ -123,3 +123,11 @@ def test_download_verifies_checksums(tmp_path, monkeypatch):
         load_idx_dataset(fresh, "mnist", mirrors=(mirror.as_uri() + "/",))
     assert not (fresh / "train-labels-idx1-ubyte.gz").exists()
     assert not [p for p in fresh.iterdir() if p.name.startswith("tmp")]
+
+
+def test_restore_rebuilds_the_same_splits_without_refitting():
+    d = prepare(DataSpec(dataset="digits", classes=(1, 7), n_features=3, n_samples=150, seed=5))
+    again = data_module.restore(d.provenance())
+    for name in ("x_train", "y_train", "x_val", "y_val", "x_test", "y_test"):
+        np.testing.assert_array_equal(getattr(again, name), getattr(d, name))
+    assert again.preprocessor is not d.preprocessor

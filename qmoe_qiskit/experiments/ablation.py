@@ -58,6 +58,9 @@ class AblationConfig:
     def model_names(self) -> list[str]:
         return ["A", "B_paper", "B_sel", *(f"C_h{w}" for w in self.widths), "D"]
 
+    def selected_models(self) -> list[str]:
+        return [n for n in self.model_names() if self.models is None or n in self.models]
+
     def to_dict(self) -> dict[str, Any]:
         d = dataclasses.asdict(self)
         d["data"] = self.data.to_dict()
@@ -78,9 +81,7 @@ def model_specs(config: AblationConfig, num_features: int, num_classes: int) -> 
         specs[f"C_h{width}"] = ModelSpec(router="mlp", router_hidden=width, **base)
     specs["D"] = ModelSpec(router="quantum", ansatz="paper", expert="quantum",
                            expert_layers=config.expert_layers, **base)
-    if config.models is not None:
-        specs = {k: v for k, v in specs.items() if k in config.models}
-    return specs
+    return {name: specs[name] for name in config.selected_models()}
 
 
 def run_ablation(config: AblationConfig, run: RunFolder, *, progress: bool = True) -> dict[str, Any]:
@@ -88,14 +89,15 @@ def run_ablation(config: AblationConfig, run: RunFolder, *, progress: bool = Tru
     run.write_json("config.json", {"command": "ablation", **config.to_dict()})
     started = time.perf_counter()
     per_model: dict[str, dict[str, list]] = {}
-    keep: dict[str, Any] = {}  # first seed's models and data, for the figures
-    specs: dict[str, ModelSpec] = {}
-    bar = tqdm(total=None, desc="ablation", disable=not progress)
+    keep: dict[str, Any] = {}  # first seed's (model, history) by name, for the figures
+    first_data = None
+    bar = tqdm(total=len(config.selected_models()) * len(config.seeds), desc="ablation",
+               disable=not progress)
     for seed in config.seeds:
         data = prepare(dataclasses.replace(config.data, seed=seed))
+        if first_data is None:
+            first_data = data
         specs = model_specs(config, data.num_features, data.num_classes)
-        if bar.total is None:
-            bar.reset(total=len(specs) * len(config.seeds))
         for name, spec in specs.items():
             bar.set_postfix(model=name, seed=seed)
             seed_everything(seed)
@@ -113,11 +115,8 @@ def run_ablation(config: AblationConfig, run: RunFolder, *, progress: bool = Tru
             if seed == config.seeds[0]:
                 keep[name] = (model, history)
                 save_model(run.path / "models" / f"{name}.pt", model, spec,
-                           {"data": data.spec.to_dict(), "preprocessor": data.preprocessor.to_dict(),
-                            "test": scores})
+                           {**data.provenance(), "test": scores})
             bar.update()
-        if seed == config.seeds[0]:
-            keep["_data"] = data
     bar.close()
 
     models = {}
@@ -135,24 +134,23 @@ def run_ablation(config: AblationConfig, run: RunFolder, *, progress: bool = Tru
             "train_seconds": summarize(rec["seconds"]),
             "epochs_run": rec["epochs"],
         }
-    data = keep["_data"]
     results = {
         "command": "ablation",
         "dataset": config.data.dataset,
-        "split_sizes": {"train": len(data.y_train), "val": len(data.y_val), "test": len(data.y_test)},
+        "split_sizes": {"train": len(first_data.y_train), "val": len(first_data.y_val),
+                        "test": len(first_data.y_test)},
         "seeds": list(config.seeds),
         "scored_on": "held-out test split (not used for training or early stopping)",
         "models": models,
         "wall_seconds": time.perf_counter() - started,
     }
     run.write_json("results.json", results)
-    _figures(run, keep, config)
+    _figures(run, keep, first_data, config)
     run.write_text("report.md", _report(results, config))
     return results
 
 
-def _figures(run: RunFolder, keep: dict, config: AblationConfig) -> None:
-    data = keep["_data"]
+def _figures(run: RunFolder, keep: dict, data, config: AblationConfig) -> None:
     if data.num_features == 2:
         names = [n for n in ("A", "B_paper", "B_sel") if n in keep]
         widths = [n for n in keep if n.startswith("C_h")]
@@ -161,7 +159,7 @@ def _figures(run: RunFolder, keep: dict, config: AblationConfig) -> None:
         fig = decision_boundaries([(n, keep[n][0]) for n in names], data.x_test, data.y_test)
         fig.suptitle(f"Decision boundaries, seed {config.seeds[0]} (points: held-out test split)")
         run.save_figure("decision_boundaries.png", fig)
-    curves = {n: keep[n][1].to_dict() for n in keep if not n.startswith("_")}
+    curves = {n: history.to_dict() for n, (_, history) in keep.items()}
     run.save_figure("training_curves.png", training_curves(curves))
 
 
