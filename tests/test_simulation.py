@@ -53,11 +53,29 @@ def real_circuit(n: int = 4) -> QuantumCircuit:
     return qc
 
 
+def wide_circuit(n: int = 9) -> QuantumCircuit:
+    """Wider than one 4-qubit chunk, with gates interleaved across qubits, fixed gates inside a
+    qubit's run of rotations, idle qubits in a layer and a parameter shared by several gates."""
+    p = ParameterVector("w", 10)
+    qc = QuantumCircuit(n)
+    for q in range(n):
+        qc.rx(p[q % 10], q)
+    qc.ry(p[3], 7), qc.h(7), qc.rz(0.5 * p[9] - 1.0, 7), qc.ry(p[1], 2), qc.p(p[8], 0)
+    qc.cx(0, 8), qc.cz(3, 4), qc.swap(2, 6)
+    for q in (1, 4, 5, 8):  # qubits 0, 2, 3, 6, 7 idle in this layer
+        qc.ry(p[(2 * q) % 10] + p[9], q)
+        qc.sx(q)
+        qc.rz(p[q], q)
+    qc.cy(5, 1)
+    qc.ry(p[0], 8)
+    return qc
+
+
 def bound(qc, values):
     return qc.assign_parameters(dict(zip(qc.parameters, values)))
 
 
-@pytest.mark.parametrize("make", [all_gates_circuit, real_circuit])
+@pytest.mark.parametrize("make", [all_gates_circuit, real_circuit, wide_circuit])
 def test_states_match_statevector(make):
     qc = make()
     program = compile_circuit(qc)
@@ -68,12 +86,13 @@ def test_states_match_statevector(make):
         np.testing.assert_allclose(state, Statevector(bound(qc, v)).data, atol=1e-12)
 
 
-@pytest.mark.parametrize("make", [all_gates_circuit, real_circuit])
+@pytest.mark.parametrize("make", [all_gates_circuit, real_circuit, wide_circuit])
 def test_expectation_gradients_match_finite_differences(make):
     qc = make()
     n = qc.num_qubits
     program = compile_circuit(qc)
-    obs = SparsePauliOp.from_list([("XIYZ", 0.7), ("ZZII", -0.3), ("IIIX", 1.1), ("YYII", 0.2)])
+    labels = [("XIYZ", 0.7), ("ZZII", -0.3), ("IIIX", 1.1), ("YYII", 0.2)]
+    obs = SparsePauliOp.from_list([("I" * (n - 4) + label, c) for label, c in labels])
     op = DiagonalOrPauli.from_pauli_list(obs.to_list(), n)
     values = RNG.uniform(-3, 3, (4, qc.num_parameters))
     evs, grads = program.expectation_gradients(values, [op])
@@ -112,6 +131,19 @@ def test_exact_estimator_matches_statevector_estimator_with_broadcasting():
     ref = StatevectorEstimator().run([(qc, observables, values)], precision=0.0).result()[0].data.evs
     assert ours.shape == ref.shape == (4, 2)
     np.testing.assert_allclose(ours, ref, atol=1e-10)
+
+
+def test_observables_with_equal_labels_and_different_coefficients_are_kept_apart():
+    qc = sel_ansatz(2, 1).circuit
+    values = RNG.uniform(0, np.pi, (3, qc.num_parameters))
+    one, two = SparsePauliOp.from_list([("ZI", 1.0)]), SparsePauliOp.from_list([("ZI", 2.0)])
+    evs = [ExactEstimator().run([(qc, obs, values)]).result()[0].data.evs for obs in (one, two)]
+    np.testing.assert_allclose(evs[1], 2 * evs[0], atol=1e-12)
+    gradient = ExactEstimatorGradient()
+    grads = [np.array(gradient.run([qc] * 3, [obs] * 3, values).result().gradients)
+             for obs in (one, two)]
+    np.testing.assert_allclose(grads[1], 2 * grads[0], atol=1e-12)
+    assert np.abs(grads[0]).max() > 1e-3
 
 
 def test_exact_estimator_precision_adds_seeded_noise():

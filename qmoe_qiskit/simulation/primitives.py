@@ -215,10 +215,10 @@ class ExactSamplerGradient(BaseSamplerGradient):
             values = np.asarray([parameter_values[i] for i in rows], dtype=float)
             _, grads = program.expectation_gradients(values, projectors)  # (rows, K - 1, P)
             grads = np.concatenate([grads, -grads.sum(axis=1, keepdims=True)], axis=1)
-            columns = _Columns(circuit)
-            for j, i in enumerate(rows):
-                per_param = grads[j][:, columns(parameters[i])].T  # (len(params), K)
-                gradients[i] = [dict(enumerate(g.tolist())) for g in per_param]
+            grads = np.swapaxes(grads, 1, 2)  # (rows, P, K)
+            selected = _Columns(circuit).select(grads, [parameters[i] for i in rows])
+            for i, per_param in zip(rows, selected):
+                gradients[i] = [dict(enumerate(g)) for g in per_param.tolist()]
         metadata = [{"parameters": p} for p in parameters]
         return SamplerGradientResult(gradients=gradients, metadata=metadata, options=Options())
 
@@ -266,8 +266,8 @@ class ExactEstimatorGradient(BaseEstimatorGradient):
                     for v, op in zip(values, operators)
                 ]
             for g, grads in zip(groups, per_group):
-                for j, i in enumerate(g):
-                    gradients[i] = grads[j, columns(parameters[i])]
+                for i, row in zip(g, columns.select(grads, [parameters[i] for i in g])):
+                    gradients[i] = row
         metadata = [{"parameters": p} for p in parameters]
         return EstimatorGradientResult(gradients=gradients, metadata=metadata, options=Options())
 
@@ -281,13 +281,30 @@ class _Observable:
         return np.einsum("rs,rs->r", states.conj(), self.operator.apply(states)).real
 
 
+_OBSERVABLES: dict[tuple, _Observable] = {}
+
+
 def _observable(obs, num_qubits: int) -> _Observable:
-    """An observable given as a ``{label: coeff}`` dict, ``SparsePauliOp`` or Pauli label."""
+    """An observable given as a ``{label: coeff}`` dict, ``SparsePauliOp`` or Pauli label,
+    converted once per distinct content (the QNNs pass the same observables on every call)."""
     if isinstance(obs, dict):
-        items = list(obs.items())
+        key = ("dict", num_qubits, tuple(obs.items()))
+    elif isinstance(obs, SparsePauliOp):
+        paulis = obs.paulis
+        key = ("sparse", num_qubits, paulis.z.tobytes(), paulis.x.tobytes(),
+               paulis.phase.tobytes(), obs.coeffs.tobytes(), obs.size)
     else:
-        items = SparsePauliOp(obs).to_list()
-    return _Observable(DiagonalOrPauli.from_pauli_list(items, num_qubits))
+        key = None
+    hit = _OBSERVABLES.get(key) if key is not None else None
+    if hit is not None:
+        return hit
+    items = list(obs.items()) if isinstance(obs, dict) else SparsePauliOp(obs).to_list()
+    converted = _Observable(DiagonalOrPauli.from_pauli_list(items, num_qubits))
+    if key is not None:
+        if len(_OBSERVABLES) >= 256:
+            _OBSERVABLES.clear()
+        _OBSERVABLES[key] = converted
+    return converted
 
 
 def _binding_rows(bindings, circuit, program: Program) -> np.ndarray:
@@ -348,3 +365,9 @@ class _Columns:
             hit = (params, [self._index[p] for p in params])
             self._memo[id(params)] = hit
         return hit[1]
+
+    def select(self, grads: np.ndarray, params: list) -> list[np.ndarray]:
+        """Row ``j`` of ``grads`` (axis 1 indexed by parameter) restricted to ``params[j]``."""
+        if all(p is params[0] for p in params):  # the usual case: one slice for all rows
+            return list(grads[:, self(params[0])])
+        return [row[self(p)] for row, p in zip(grads, params)]
