@@ -9,7 +9,7 @@ import time
 
 from .circuits import ANSATZE
 from .data import DATASETS, DataSpec, prepare, restore
-from .errors import QMoEError
+from .errors import ConfigError, QMoEError, choices
 from .models import EXPERTS, ROUTERS
 
 __all__ = ["main"]
@@ -22,6 +22,16 @@ def _ints(text: str) -> tuple[int, ...]:
         raise argparse.ArgumentTypeError(f"expected comma-separated integers, got {text!r}")
     if not values:
         raise argparse.ArgumentTypeError("expected at least one integer")
+    return values
+
+
+def _floats(text: str) -> tuple[float, ...]:
+    try:
+        values = tuple(float(v) for v in text.split(",") if v.strip())
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected comma-separated numbers, got {text!r}")
+    if not values:
+        raise argparse.ArgumentTypeError("expected at least one number")
     return values
 
 
@@ -98,13 +108,35 @@ def build_parser() -> argparse.ArgumentParser:
 
     p = sub.add_parser("evaluate", help="score a saved model on its held-out test split")
     p.add_argument("--model", required=True, help="model file or run folder holding model.pt")
+
+    p = sub.add_parser("sweep", help="a trained model's accuracy under Aer noise, level by level")
+    p.add_argument("--model", required=True, help="model file or run folder holding model.pt")
+    p.add_argument("--noise", default="depolarizing",
+                   help="'depolarizing' or an offline fake backend (fake_brisbane, fake_torino, "
+                        "fake_manila, ...) for its calibrated noise")
+    p.add_argument("--levels", type=_floats, default=None,
+                   help="depolarizing epsilons (default 0,0.005,0.01,0.02,0.03,0.05)")
+    p.add_argument("--scales", type=_floats, default=None,
+                   help="device error-rate factors (default 0.5,1,2,4)")
+    p.add_argument("--shots", type=int, default=None,
+                   help="sample this many shots per input (default: exact density matrix)")
+    p.add_argument("--repetitions", type=int, default=5, help="repetitions with --shots (default 5)")
+    p.add_argument("--retrain", action="store_true",
+                   help="train a fresh model under each noise level instead of evaluating one")
+    p.add_argument("--no-baseline", action="store_true",
+                   help="skip training the classical baseline shown in the plot")
+    p.add_argument("--seed", type=int, default=0)
+    _train_args(p)
+    _output_args(p, "sweep")
     return parser
 
 
 def main(argv: list[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
     try:
-        return {"ablation": _ablation, "train": _train, "evaluate": _evaluate}[args.command](args)
+        commands = {"ablation": _ablation, "train": _train, "evaluate": _evaluate,
+                    "sweep": _sweep}
+        return commands[args.command](args)
     except QMoEError as exc:
         print(f"qmoe {args.command}: error: {exc}", file=sys.stderr)
         return 2
@@ -187,6 +219,36 @@ def _evaluate(args) -> int:
     scores = evaluate(model, data.x_test, data.y_test)
     print(f"test accuracy {scores['accuracy']:.3f}, macro F1 {scores['f1']:.3f} "
           f"({len(data.y_test)} held-out samples of {data.spec.dataset})")
+    return 0
+
+
+def _sweep(args) -> int:
+    from .experiments.sweep import SweepConfig, noise_choices, run_sweep
+    from .training import TrainConfig
+
+    noise = args.noise.strip().lower()
+    device = noise != "depolarizing"
+    if device and not noise.startswith("fake_"):
+        noise = "fake_" + noise
+    if device and noise not in noise_choices():
+        raise ConfigError(f"unknown noise {args.noise!r}; choose from {choices(noise_choices())}")
+    if device and args.levels is not None:
+        raise ConfigError(f"{noise} is device noise: give --scales (error-rate factors), not --levels")
+    if not device and args.scales is not None:
+        raise ConfigError("depolarizing noise takes --levels (epsilons), not --scales")
+    config = SweepConfig(
+        model=args.model, noise=noise, levels=args.scales if device else args.levels,
+        shots=args.shots, repetitions=args.repetitions, retrain=args.retrain,
+        train=_train_config(args, args.seed, TrainConfig(epochs=30, patience=5)),
+        baseline=not args.no_baseline, seed=args.seed)
+    results, run = run_sweep(config, args.out, progress=not args.no_progress)
+    print(f"{results['protocol']}; {results['mode']}; ideal accuracy "
+          f"{results['ideal_accuracy']:.3f}")
+    for row in results["levels"]:
+        acc = row["accuracy"]
+        print(f"  level {row['level']:<8g} accuracy {acc['mean']:.3f} ± {acc['std']:.3f}  "
+              f"TVD {row['mean_tvd_to_ideal']:.4f}  ({row['seconds']:.1f} s)")
+    print(f"run folder: {run.path} ({results['wall_seconds']:.0f} s)")
     return 0
 
 

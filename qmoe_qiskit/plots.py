@@ -7,7 +7,7 @@ from matplotlib.figure import Figure
 
 from .training import logits
 
-__all__ = ["decision_boundaries", "training_curves"]
+__all__ = ["decision_boundaries", "training_curves", "noise_sweep"]
 
 
 def decision_boundaries(panels: list[tuple[str, object]], x: np.ndarray, y: np.ndarray,
@@ -46,4 +46,20 @@ def training_curves(histories: dict[str, dict]) -> Figure:
     ax_loss.set(xlabel="epoch", ylabel="validation loss", title="Validation loss")
     ax_acc.set(xlabel="epoch", ylabel="validation accuracy", title="Validation accuracy")
     ax_acc.legend(fontsize="small")
+    return fig
+
+
+def noise_sweep(levels: list[float], means: list[float], stds: list[float], *, ideal: float,
+                baseline: float | None, xlabel: str, title: str) -> Figure:
+    """Test accuracy against noise level (error bars: std over repetitions), with the ideal
+    model's and the classical baseline's accuracy as horizontal lines."""
+    fig = Figure(figsize=(6, 4), layout="constrained")
+    ax = fig.subplots()
+    ax.errorbar(levels, means, yerr=stds, marker="o", capsize=3, label="quantum router under noise")
+    ax.axhline(ideal, color="tab:green", linestyle="--", label=f"ideal (noiseless) {ideal:.3f}")
+    if baseline is not None:
+        ax.axhline(baseline, color="tab:gray", linestyle=":",
+                   label=f"classical baseline {baseline:.3f}")
+    ax.set(xlabel=xlabel, ylabel="held-out test accuracy", title=title)
+    ax.legend(fontsize="small")
     return fig

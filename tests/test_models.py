@@ -99,8 +99,17 @@ def test_set_primitive_keeps_weights_and_outputs():
                                   expert="quantum"))
     x = _x()
     before = model(x).detach()
-    model.set_primitive(QMLSampler())  # qiskit-machine-learning's exact reference sampler
+    model.set_primitives(sampler=QMLSampler())  # qiskit-machine-learning's exact reference
+    assert all(isinstance(m.layer.qnn.sampler, QMLSampler)
+               for m in [model.router, *model.experts])
     np.testing.assert_allclose(model(x).detach(), before, atol=1e-5)
+    mixed = build_model(ModelSpec(num_features=2, num_classes=2, router="quantum", ansatz="sel",
+                                  expert="quantum"))
+    before = mixed(x).detach()
+    mixed.set_primitives(sampler=QMLSampler(), estimator=StatevectorEstimator())
+    assert isinstance(mixed.router.layer.qnn.estimator, StatevectorEstimator)
+    assert isinstance(mixed.experts[0].layer.qnn.sampler, QMLSampler)
+    np.testing.assert_allclose(mixed(x).detach(), before, atol=1e-5)
     sel = QuantumRouter(2, 2, ansatz="sel")
     before = sel(x).detach()
     sel.set_primitive(StatevectorEstimator())

@@ -16,7 +16,7 @@ from torch import nn
 from ..circuits import ANSATZE
 from ..errors import ConfigError, ModelFileError, choices
 from .classical import LinearExpert, LinearRouter, MLPExpert, MLPRouter
-from .quantum import QuantumExpert, QuantumRouter
+from .quantum import QuantumExpert, QuantumLayer, QuantumRouter
 
 __all__ = [
     "MixtureOfExperts",
@@ -72,11 +72,21 @@ class MixtureOfExperts(nn.Module):
         experts = sum(p.numel() for p in self.experts.parameters() if p.requires_grad)
         return {"router": router, "experts": experts, "total": router + experts}
 
-    def set_primitive(self, primitive, gradient=None) -> None:
-        """Run every quantum part (router and experts) on ``primitive`` from now on."""
-        for module in [self.router, *self.experts]:
-            if hasattr(module, "set_primitive"):
-                module.set_primitive(primitive, gradient)
+    def set_primitives(self, *, sampler=None, estimator=None, sampler_gradient=None,
+                       estimator_gradient=None) -> None:
+        """Run every quantum part on new primitives, keeping the trained weights.
+
+        Circuits read as probabilities (paper ansatz routers, quantum experts) use ``sampler``;
+        circuits read as expectation values (sel routers) use ``estimator``. ``None`` means the
+        exact simulator with adjoint gradients; a missing gradient means parameter shift on
+        the given primitive.
+        """
+        for module in self.modules():
+            if isinstance(module, QuantumLayer):
+                if module.ansatz.readout == "probabilities":
+                    module.set_primitive(sampler, sampler_gradient)
+                else:
+                    module.set_primitive(estimator, estimator_gradient)
 
 
 @dataclass(frozen=True)

@@ -1,0 +1,289 @@
+"""Factories for qiskit-aer noise models.
+
+Every factory returns a :class:`qiskit_aer.noise.NoiseModel`. Aer attaches noise by gate name
+and runs a gate missing from the model noiselessly, so circuits must be transpiled to the
+model's ``basis_gates`` (the primitives in :mod:`.primitives` do this) and
+:func:`gates_without_noise` lists any gate that would escape.
+"""
+
+from __future__ import annotations
+
+import warnings
+from collections.abc import Sequence
+from functools import lru_cache
+
+import numpy as np
+from qiskit.circuit import QuantumCircuit
+from qiskit.providers import BackendV2
+from qiskit.transpiler import InstructionProperties, Target
+from qiskit_aer.noise import (
+    NoiseModel,
+    ReadoutError,
+    depolarizing_error,
+    thermal_relaxation_error,
+)
+from qiskit_aer.noise.device import basic_device_gate_errors, basic_device_readout_errors
+
+from ..errors import ConfigError, choices
+
+__all__ = [
+    "DEFAULT_BASIS",
+    "depolarizing",
+    "thermal_relaxation",
+    "device",
+    "fake_backend_names",
+    "get_backend",
+    "readout_matrices",
+    "gates_without_noise",
+]
+
+# Basis of the generic (non-device) models: IBM's 1-qubit basis with CX as the entangler.
+DEFAULT_BASIS = ("rz", "sx", "x", "cx")
+_TWO_QUBIT = {"cx", "cz", "ecr", "swap", "iswap", "rzz", "cy"}
+# Default gate durations (seconds) for thermal relaxation, typical of IBM Eagle devices.
+DEFAULT_GATE_TIMES = {"rz": 0.0, "sx": 60e-9, "x": 60e-9, "cx": 660e-9, "cz": 660e-9,
+                      "ecr": 660e-9, "measure": 1.3e-6}
+_NOT_GATES = {"measure", "reset", "delay", "barrier", "for_loop", "if_else", "switch_case",
+              "while_loop"}
+
+
+def _check_probability(name: str, value: float, upper: float = 1.0) -> float:
+    value = float(value)
+    if not np.isfinite(value) or value < 0 or value > upper:
+        raise ConfigError(f"{name} must be a probability in [0, {upper:g}], got {value:g}")
+    return value
+
+
+def _check_basis(basis_gates: Sequence[str]) -> tuple[str, ...]:
+    basis = tuple(basis_gates)
+    if not basis:
+        raise ConfigError("basis_gates must name at least one gate")
+    unknown = [g for g in basis if g in _NOT_GATES]
+    if unknown:
+        raise ConfigError(f"basis_gates may not contain {choices(unknown)}: they are not gates")
+    return basis
+
+
+def depolarizing(
+    epsilon: float | None = None,
+    *,
+    p1: float | None = None,
+    p2: float | None = None,
+    readout: float | None = None,
+    basis_gates: Sequence[str] = DEFAULT_BASIS,
+) -> NoiseModel:
+    """Depolarizing noise on every basis gate plus symmetric readout error.
+
+    ``p1`` is the depolarizing probability after each single-qubit gate, ``p2`` after each
+    two-qubit gate (``depolarizing_error(p, n)``: with probability ``p`` the qubits are replaced
+    by the maximally mixed state) and ``readout`` the probability that a measured bit flips.
+    Convention for a single level: ``depolarizing(epsilon)`` sets ``p1 = p2 = readout =
+    epsilon``; explicit ``p1``/``p2``/``readout`` override it. Every basis gate, including
+    ``rz``, carries noise, so the model matches "a depolarizing channel after every gate".
+    """
+    p1 = epsilon if p1 is None else p1
+    p2 = epsilon if p2 is None else p2
+    readout = epsilon if readout is None else readout
+    if p1 is None or p2 is None or readout is None:
+        raise ConfigError("give epsilon, or all of p1, p2 and readout")
+    p1 = _check_probability("p1 (1-qubit depolarizing probability)", p1)
+    p2 = _check_probability("p2 (2-qubit depolarizing probability)", p2)
+    readout = _check_probability("readout (bit-flip probability)", readout)
+    basis = _check_basis(basis_gates)
+    model = NoiseModel(basis_gates=list(basis))
+    for gate in basis:
+        if gate in _TWO_QUBIT:
+            if p2 > 0:
+                model.add_all_qubit_quantum_error(depolarizing_error(p2, 2), gate)
+        elif p1 > 0:
+            model.add_all_qubit_quantum_error(depolarizing_error(p1, 1), gate)
+    if readout > 0:
+        model.add_all_qubit_readout_error(ReadoutError([[1 - readout, readout],
+                                                        [readout, 1 - readout]]))
+    return model
+
+
+def thermal_relaxation(
+    t1: float,
+    t2: float,
+    *,
+    gate_times: dict[str, float] | None = None,
+    readout: float = 0.0,
+    basis_gates: Sequence[str] = DEFAULT_BASIS,
+) -> NoiseModel:
+    """T1/T2 relaxation during every basis gate (durations in seconds), plus readout error.
+
+    A two-qubit gate relaxes both qubits independently. ``gate_times`` overrides entries of
+    :data:`DEFAULT_GATE_TIMES`. Requires ``0 < t1``, ``0 < t2 <= 2 * t1`` (otherwise the channel
+    is not physical).
+    """
+    t1, t2 = float(t1), float(t2)
+    if not (np.isfinite(t1) and t1 > 0 and np.isfinite(t2) and t2 > 0):
+        raise ConfigError(f"t1 and t2 must be positive times in seconds, got t1={t1:g}, t2={t2:g}")
+    if t2 > 2 * t1:
+        raise ConfigError(
+            f"t2={t2:g} s exceeds 2*t1={2 * t1:g} s: no physical channel has T2 > 2 T1"
+        )
+    times = dict(DEFAULT_GATE_TIMES)
+    times.update(gate_times or {})
+    basis = _check_basis(basis_gates)
+    missing = [g for g in basis if g not in times]
+    if missing:
+        raise ConfigError(f"no gate time for {choices(missing)}; pass gate_times={{name: seconds}}")
+    for gate, seconds in times.items():
+        if not np.isfinite(seconds) or seconds < 0:
+            raise ConfigError(f"gate time of {gate!r} must be >= 0 seconds, got {seconds:g}")
+    readout = _check_probability("readout (bit-flip probability)", readout)
+    model = NoiseModel(basis_gates=list(basis))
+    for gate in basis:
+        if times[gate] == 0:
+            continue
+        one = thermal_relaxation_error(t1, t2, times[gate])
+        error = one.expand(one) if gate in _TWO_QUBIT else one
+        model.add_all_qubit_quantum_error(error, gate)
+    if readout > 0:
+        model.add_all_qubit_readout_error(ReadoutError([[1 - readout, readout],
+                                                        [readout, 1 - readout]]))
+    return model
+
+
+# ------------------------------------------------------------------ devices
+@lru_cache(maxsize=1)
+def fake_backend_names() -> tuple[str, ...]:
+    """Names of qiskit-ibm-runtime's offline fake backends (``fake_brisbane``, ...)."""
+    from qiskit_ibm_runtime.fake_provider import FakeProviderForBackendV2
+
+    with warnings.catch_warnings():  # some fake backends warn that their values are not typical
+        warnings.simplefilter("ignore")
+        return tuple(sorted(b.name for b in FakeProviderForBackendV2().backends()))
+
+
+@lru_cache(maxsize=8)
+def get_backend(name: str) -> BackendV2:
+    """An offline fake backend by name (``fake_brisbane``, ``fake_torino``, ``fake_manila``, ...)."""
+    from qiskit_ibm_runtime.fake_provider import FakeProviderForBackendV2
+
+    key = name.strip().lower()
+    if not key.startswith("fake_"):
+        key = "fake_" + key
+    if key not in fake_backend_names():
+        raise ConfigError(
+            f"unknown backend {name!r}; offline fake backends: {choices(fake_backend_names())}"
+        )
+    return FakeProviderForBackendV2().backend(key)
+
+
+def device(
+    backend: str | BackendV2,
+    *,
+    qubits: Sequence[int] | None = None,
+    scale: float = 1.0,
+) -> NoiseModel:
+    """A device-calibrated model: gate depolarizing + thermal relaxation and readout errors
+    from the backend's calibration, as ``NoiseModel.from_backend`` builds them.
+
+    ``backend`` is a fake backend name or a live/fake ``BackendV2``. ``qubits`` restricts the
+    model to those physical qubits (the ones a transpiled circuit uses; building a full
+    127-qubit model takes seconds). ``scale`` multiplies every error rate: gate errors,
+    readout errors and relaxation rates (T1 and T2 divided by ``scale``); ``scale=0`` is
+    noiseless. Qubit indices stay physical.
+    """
+    if isinstance(backend, str):
+        backend = get_backend(backend)
+    scale = float(scale)
+    if not np.isfinite(scale) or scale < 0:
+        raise ConfigError(f"scale must be a finite number >= 0, got {scale:g}")
+    target = backend.target
+    n = target.num_qubits
+    used = sorted(set(range(n) if qubits is None else (int(q) for q in qubits)))
+    bad = [q for q in used if not 0 <= q < n]
+    if bad:
+        raise ConfigError(f"qubits {bad} are not on {backend.name} (qubits 0..{n - 1})")
+    restricted = _scaled_target(target, set(used), scale, backend.name)
+    basis = [name for name in target.operation_names if name not in _NOT_GATES]
+    model = NoiseModel(basis_gates=basis)
+    if scale == 0:
+        return model
+    for name, gate_qubits, error in basic_device_gate_errors(target=restricted):
+        model.add_quantum_error(error, name, list(gate_qubits), warnings=False)
+    for gate_qubits, error in basic_device_readout_errors(target=restricted):
+        model.add_readout_error(error, list(gate_qubits), warnings=False)
+    return model
+
+
+def _scaled_target(target: Target, used: set[int], scale: float, name: str) -> Target:
+    """A copy of ``target`` holding only instructions on ``used`` qubits, error rates scaled."""
+    props = list(target.qubit_properties or [None] * target.num_qubits)
+    scaled_props = []
+    for q, p in enumerate(props):
+        if p is not None and q in used and scale > 0:
+            p = type(p)(t1=None if p.t1 is None else p.t1 / scale,
+                        t2=None if p.t2 is None else p.t2 / scale,
+                        frequency=p.frequency)
+        scaled_props.append(p)
+    out = Target(num_qubits=target.num_qubits, qubit_properties=scaled_props)
+    for op_name in target.operation_names:
+        entries = target[op_name]
+        if entries is None or op_name in ("for_loop", "if_else", "switch_case", "while_loop"):
+            continue
+        kept = {}
+        for qargs, prop in entries.items():
+            if qargs is None or not set(qargs) <= used or prop is None:
+                continue
+            error = prop.error
+            if error is not None and scale != 1:
+                error = error * scale
+                upper = 1.0 if op_name == "measure" else 2 ** len(qargs) / (2 ** len(qargs) + 1)
+                if error > upper:
+                    raise ConfigError(
+                        f"scale {scale:g} makes the {op_name} error on qubits {list(qargs)} of "
+                        f"{name} {error:.3g}, above the largest physical value {upper:.3g}; "
+                        f"use a scale <= {upper / prop.error:.3g}"
+                    )
+            kept[qargs] = InstructionProperties(duration=prop.duration, error=error)
+        if kept:
+            out.add_instruction(target.operation_from_name(op_name), kept, name=op_name)
+    return out
+
+
+# ------------------------------------------------------------------ inspection
+def readout_matrices(noise_model: NoiseModel, qubits: Sequence[int]) -> list[np.ndarray | None]:
+    """Each qubit's readout assignment matrix ``M[true, observed]`` (``None`` if ideal)."""
+    default = None
+    local: dict[int, np.ndarray] = {}
+    for entry in noise_model.to_dict()["errors"]:
+        if entry["type"] != "roerror":
+            continue
+        matrix = np.asarray(entry["probabilities"], dtype=float)
+        if matrix.shape != (2, 2):
+            raise ConfigError("only single-qubit readout errors are supported")
+        if "gate_qubits" in entry:
+            for gate_qubits in entry["gate_qubits"]:
+                local[int(gate_qubits[0])] = matrix
+        else:
+            default = matrix
+    return [local.get(int(q), default) for q in qubits]
+
+
+def gates_without_noise(circuit: QuantumCircuit, noise_model: NoiseModel) -> list[tuple]:
+    """``(name, qubits)`` of each gate in ``circuit`` that the model leaves noiseless."""
+    all_qubit = set()
+    local: set[tuple[str, tuple[int, ...]]] = set()
+    for entry in noise_model.to_dict()["errors"]:
+        if entry["type"] == "roerror":
+            continue
+        for op in entry["operations"]:
+            if "gate_qubits" in entry:
+                local.update((op, tuple(int(q) for q in qs)) for qs in entry["gate_qubits"])
+            else:
+                all_qubit.add(op)
+    missing = []
+    for inst in circuit.data:
+        name = inst.operation.name
+        if name in _NOT_GATES:
+            continue
+        qargs = tuple(circuit.find_bit(q).index for q in inst.qubits)
+        if name not in all_qubit and (name, qargs) not in local:
+            missing.append((name, qargs))
+    return missing
+

@@ -1,0 +1,325 @@
+"""Aer-backed V2 primitives that run a QNN's logical circuits under a noise model.
+
+:class:`NoisySimulation` transpiles each logical circuit once (to the noise model's basis, or to
+a device's ISA when a backend is given), then evaluates every parameter binding of a PUB in one
+Aer density-matrix call: exact noisy outcome probabilities, with readout error applied from the
+model's assignment matrices. With ``shots``, samples are drawn from those exact probabilities,
+which for terminally measured circuits has the same distribution as Aer's shot simulation.
+
+:class:`NoisySampler` / :class:`NoisyEstimator` wrap it as ``BaseSamplerV2`` /
+``BaseEstimatorV2``, so ``router.set_primitive(...)`` moves a trained model under noise without
+touching the QNN. The QNN keeps seeing the logical circuit (its output keys follow the logical
+clbits), which avoids ``SamplerQNN``'s wrong post-processing of transpiled circuits.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable, Sequence
+from dataclasses import dataclass
+
+import numpy as np
+from qiskit import QuantumCircuit, transpile
+from qiskit.primitives import (
+    BaseEstimatorV2,
+    BaseSamplerV2,
+    BitArray,
+    DataBin,
+    PrimitiveResult,
+    PubResult,
+    SamplerPubResult,
+)
+from qiskit.primitives.containers.estimator_pub import EstimatorPub
+from qiskit.primitives.containers.sampler_pub import SamplerPub
+from qiskit.providers import BackendV2
+from qiskit.quantum_info import SparsePauliOp
+from qiskit.transpiler import generate_preset_pass_manager
+from qiskit_aer import AerSimulator
+from qiskit_aer.noise import NoiseModel
+
+from ..errors import ConfigError, UnsupportedCircuitError
+from ..simulation.primitives import ExactDistributions, _DoneJob
+from ..simulation.statevector import _popcount
+from .factories import readout_matrices
+
+__all__ = ["NoisySimulation", "NoisySampler", "NoisyEstimator", "aer_simulator", "aer_primitives"]
+
+
+def aer_simulator(
+    noise_model: NoiseModel | None,
+    *,
+    backend: BackendV2 | None = None,
+    method: str = "density_matrix",
+    seed: int | None = None,
+) -> AerSimulator:
+    """An ``AerSimulator`` running ``noise_model``; with ``backend``, one that also enforces the
+    device's ISA (built without re-deriving the device's full noise model)."""
+    options = {"method": method, "noise_model": noise_model}
+    if seed is not None:
+        options["seed_simulator"] = seed
+    if backend is not None:
+        return AerSimulator.from_backend(backend, **options)
+    return AerSimulator(**options)
+
+
+@dataclass
+class _Compiled:
+    isa: QuantumCircuit
+    layout: list[int]  # physical qubit of each logical qubit at the end of the circuit
+    measured: list[int]  # physical qubit measured into each clbit
+    probes: dict  # physical qubits -> circuit saving their probabilities
+
+
+class NoisySimulation:
+    """Exact noisy probabilities of logical circuits, one Aer call per batch of bindings.
+
+    ``backend`` (a ``BackendV2``) makes circuits ISA circuits of that device, placed on
+    ``initial_layout`` if given (else the transpiler's choice), with ``optimization_level``
+    and ``seed_transpiler``; without it circuits are transpiled to ``noise_model.basis_gates``.
+    """
+
+    def __init__(
+        self,
+        noise_model: NoiseModel | None,
+        *,
+        backend: BackendV2 | None = None,
+        initial_layout: Sequence[int] | None = None,
+        optimization_level: int = 1,
+        seed_transpiler: int = 0,
+        seed: int | None = None,
+    ):
+        if optimization_level not in (0, 1, 2, 3):
+            raise ConfigError(f"optimization_level must be 0, 1, 2 or 3, got {optimization_level}")
+        self.noise_model = noise_model if noise_model is not None else NoiseModel()
+        self.backend = backend
+        self.initial_layout = None if initial_layout is None else list(initial_layout)
+        self.optimization_level = optimization_level
+        self.seed_transpiler = seed_transpiler
+        self._seed = seed
+        self.simulator = aer_simulator(self.noise_model, seed=seed)
+        self._compiled: dict[int, tuple[QuantumCircuit, _Compiled]] = {}
+
+    def with_noise(self, noise_model: NoiseModel | None) -> "NoisySimulation":
+        """The same transpilation (shared cache, same layouts) under another noise model."""
+        other = NoisySimulation(noise_model, backend=self.backend,
+                                initial_layout=self.initial_layout,
+                                optimization_level=self.optimization_level,
+                                seed_transpiler=self.seed_transpiler, seed=self._seed)
+        other._compiled = self._compiled
+        return other
+
+    def compile(self, circuit: QuantumCircuit) -> _Compiled:
+        """The circuit transpiled for this simulation (cached per circuit object)."""
+        hit = self._compiled.get(id(circuit))
+        if hit is not None and hit[0] is circuit:
+            return hit[1]
+        if self.backend is not None:
+            if circuit.num_qubits > self.backend.num_qubits:
+                raise ConfigError(
+                    f"the circuit has {circuit.num_qubits} qubits, {self.backend.name} only "
+                    f"{self.backend.num_qubits}"
+                )
+            pm = generate_preset_pass_manager(
+                optimization_level=self.optimization_level, backend=self.backend,
+                initial_layout=self.initial_layout, seed_transpiler=self.seed_transpiler)
+            isa = pm.run(circuit)
+        else:
+            isa = transpile(circuit, basis_gates=list(self.noise_model.basis_gates),
+                            optimization_level=self.optimization_level,
+                            seed_transpiler=self.seed_transpiler)
+        layout = (list(range(circuit.num_qubits)) if isa.layout is None
+                  else list(isa.layout.final_index_layout()))
+        measured = [-1] * isa.num_clbits
+        for inst in isa.data:
+            if inst.operation.name == "measure":
+                measured[isa.find_bit(inst.clbits[0]).index] = isa.find_bit(inst.qubits[0]).index
+        compiled = _Compiled(isa=isa, layout=layout, measured=measured, probes={})
+        self._compiled[id(circuit)] = (circuit, compiled)
+        return compiled
+
+    def used_qubits(self, circuit: QuantumCircuit) -> list[int]:
+        """Physical qubits the transpiled circuit acts on."""
+        isa = self.compile(circuit).isa
+        return sorted({isa.find_bit(q).index for inst in isa.data for q in inst.qubits})
+
+    def probabilities(self, circuit: QuantumCircuit, values: np.ndarray,
+                      physical: Sequence[int]) -> np.ndarray:
+        """Noisy outcome probabilities ``(rows, 2**len(physical))`` of the physical qubits
+        ``physical`` (the first is the least significant bit), readout error included."""
+        compiled = self.compile(circuit)
+        key = tuple(physical)
+        probe = compiled.probes.get(key)
+        if probe is None:
+            probe = compiled.isa.remove_final_measurements(inplace=False)
+            probe.save_probabilities(qubits=list(key), label="probabilities")
+            compiled.probes[key] = probe
+        values = np.asarray(values, dtype=float).reshape(-1, circuit.num_parameters)
+        column = {p: i for i, p in enumerate(circuit.parameters)}
+        if probe.num_parameters:
+            binds = [{p: values[:, column[p]].tolist() for p in probe.parameters}]
+            result = self.simulator.run(probe, parameter_binds=binds).result()
+            probs = np.array([result.data(i)["probabilities"] for i in range(len(values))])
+        else:
+            result = self.simulator.run(probe).result()
+            probs = np.tile(result.data(0)["probabilities"], (len(values), 1))
+        return _apply_readout(probs, readout_matrices(self.noise_model, key))
+
+
+def _apply_readout(probs: np.ndarray, matrices: list) -> np.ndarray:
+    """Push true-outcome probabilities through each bit's assignment matrix ``M[true, seen]``."""
+    rows, k = probs.shape[0], len(matrices)
+    tensor = probs.reshape((rows,) + (2,) * k)  # axis 1 + j <-> bit k - 1 - j
+    for bit, matrix in enumerate(matrices):
+        if matrix is None:
+            continue
+        axis = 1 + k - 1 - bit
+        tensor = np.moveaxis(np.tensordot(tensor, matrix, axes=([axis], [0])), -1, axis)
+    return np.clip(tensor.reshape(rows, -1), 0.0, None)
+
+
+class NoisySampler(BaseSamplerV2):
+    """A ``BaseSamplerV2`` under noise: exact probabilities (``default_shots=None``) or samples.
+
+    Exact results come as :class:`~qmoe_qiskit.simulation.ExactDistributions`; sampled ones as
+    ``BitArray``. Circuits must measure into one classical register.
+    """
+
+    def __init__(self, simulation: NoisySimulation, *, default_shots: int | None = None,
+                 seed: int | None = None):
+        _check_shots(default_shots)
+        self.simulation = simulation
+        self.default_shots = default_shots
+        self._rng = np.random.default_rng(seed)
+
+    def run(self, pubs: Iterable, *, shots: int | None = None) -> _DoneJob:
+        shots = self.default_shots if shots is None else shots
+        _check_shots(shots)
+        coerced = [SamplerPub.coerce(pub, shots) for pub in pubs]
+        return _DoneJob(PrimitiveResult([self._run_pub(pub) for pub in coerced]))
+
+    def _run_pub(self, pub: SamplerPub) -> SamplerPubResult:
+        circuit = pub.circuit
+        if len(circuit.cregs) != 1:
+            raise UnsupportedCircuitError(
+                f"NoisySampler needs exactly one classical register, the circuit has "
+                f"{len(circuit.cregs)}")
+        measured = self.simulation.compile(circuit).measured
+        if -1 in measured:
+            raise UnsupportedCircuitError("every clbit of the circuit must be measured")
+        values = _rows(pub.parameter_values, circuit)
+        probs = self.simulation.probabilities(circuit, values, measured)
+        shape, bits = pub.shape, len(measured)
+        if pub.shots is None:
+            data = ExactDistributions(probs.reshape(shape + probs.shape[-1:]), bits)
+        else:
+            counts = [self._rng.multinomial(pub.shots, p / p.sum()) for p in probs]
+            samples = np.concatenate([np.repeat(np.arange(len(c)), c) for c in counts])
+            samples = samples.reshape(len(probs), pub.shots)
+            for row in samples:
+                self._rng.shuffle(row)
+            data = BitArray.from_samples(samples.ravel().tolist(), bits).reshape(
+                shape + (pub.shots,))
+        return SamplerPubResult(DataBin(**{circuit.cregs[0].name: data}, shape=shape),
+                                metadata={"shots": pub.shots, "exact": pub.shots is None})
+
+
+class NoisyEstimator(BaseEstimatorV2):
+    """A ``BaseEstimatorV2`` under noise for diagonal (I/Z) observables, measured as hardware
+    measures them: in the computational basis, readout error included.
+
+    ``default_shots=None`` gives exact noisy expectation values; an integer draws that many
+    shots per binding (one shared measurement for all observables of a PUB) and reports
+    standard errors.
+    """
+
+    def __init__(self, simulation: NoisySimulation, *, default_shots: int | None = None,
+                 seed: int | None = None):
+        _check_shots(default_shots)
+        self.simulation = simulation
+        self.default_shots = default_shots
+        self._rng = np.random.default_rng(seed)
+
+    def run(self, pubs: Iterable, *, precision: float | None = None) -> _DoneJob:
+        if precision is not None and precision > 0 and self.default_shots is None:
+            raise ConfigError(
+                "NoisyEstimator is exact unless default_shots is set; precision is not used "
+                "(pass default_shots=N for sampled estimates)")
+        coerced = [EstimatorPub.coerce(pub, 0.0) for pub in pubs]
+        return _DoneJob(PrimitiveResult([self._run_pub(pub) for pub in coerced]))
+
+    def _run_pub(self, pub: EstimatorPub) -> PubResult:
+        circuit = pub.circuit
+        compiled = self.simulation.compile(circuit)
+        obs_list = pub.observables.ravel().tolist()
+        terms = [_diagonal_terms(obs) for obs in obs_list]
+        support = sorted({q for t in terms for mask, _ in t for q in _bits(mask)})
+        physical = [compiled.layout[q] for q in support]
+        values = _rows(pub.parameter_values, circuit)
+        probs = self.simulation.probabilities(circuit, values, physical)
+        # eigenvalue of each observable on each measured outcome
+        outcomes = np.arange(probs.shape[1])
+        eig = np.zeros((len(obs_list), len(outcomes)))
+        for i, t in enumerate(terms):
+            for mask, coeff in t:
+                local = sum(1 << support.index(q) for q in _bits(mask))
+                eig[i] += coeff * (1 - 2 * (_popcount(outcomes & local) & 1))
+        if self.default_shots is None:
+            table = probs @ eig.T  # (bindings, observables)
+            stds = np.zeros_like(table)
+        else:
+            counts = np.array([self._rng.multinomial(self.default_shots, p / p.sum())
+                               for p in probs]) / self.default_shots
+            table = counts @ eig.T
+            second = counts @ (eig.T ** 2)
+            stds = np.sqrt(np.maximum(second - table**2, 0) / self.default_shots)
+        obs_idx = np.arange(len(obs_list)).reshape(pub.observables.shape)
+        val_idx = np.arange(max(1, pub.parameter_values.size)).reshape(pub.parameter_values.shape)
+        obs_idx, val_idx = np.broadcast_arrays(obs_idx, val_idx)
+        evs, std = table[val_idx, obs_idx], stds[val_idx, obs_idx]
+        return PubResult(DataBin(evs=evs, stds=std, shape=evs.shape),
+                         metadata={"shots": self.default_shots})
+
+
+def aer_primitives(
+    noise_model: NoiseModel | None,
+    *,
+    shots: int | None = None,
+    seed: int | None = None,
+    **simulation_options,
+) -> tuple[NoisySampler, NoisyEstimator]:
+    """A sampler and an estimator sharing one :class:`NoisySimulation` of ``noise_model``."""
+    simulation = NoisySimulation(noise_model, seed=seed, **simulation_options)
+    return (NoisySampler(simulation, default_shots=shots, seed=seed),
+            NoisyEstimator(simulation, default_shots=shots, seed=seed))
+
+
+# ------------------------------------------------------------------ helpers
+def _check_shots(shots) -> None:
+    if shots is not None and (not isinstance(shots, (int, np.integer)) or shots < 1):
+        raise ConfigError(f"shots must be a positive integer or None (exact), got {shots!r}")
+
+
+def _rows(bindings, circuit: QuantumCircuit) -> np.ndarray:
+    if circuit.num_parameters == 0:
+        return np.zeros((max(1, bindings.size), 0))
+    return bindings.as_array(circuit.parameters).reshape(-1, circuit.num_parameters)
+
+
+def _diagonal_terms(obs) -> list[tuple[int, float]]:
+    """``[(z_mask, coeff), ...]`` of an observable made of I and Z Paulis only."""
+    items = obs.items() if isinstance(obs, dict) else SparsePauliOp(obs).to_list()
+    terms = []
+    for label, coeff in items:
+        if set(label) - set("IZ"):
+            raise UnsupportedCircuitError(
+                f"NoisyEstimator measures in the computational basis and takes I/Z observables "
+                f"only; got {label!r}")
+        if abs(np.imag(coeff)) > 1e-12:
+            raise UnsupportedCircuitError(f"observable coefficient {coeff} is not real")
+        mask = sum(1 << q for q, c in enumerate(reversed(label)) if c == "Z")
+        terms.append((mask, float(np.real(coeff))))
+    return terms
+
+
+def _bits(mask: int) -> list[int]:
+    return [q for q in range(mask.bit_length()) if mask >> q & 1]
+

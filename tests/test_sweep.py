@@ -1,0 +1,87 @@
+"""`qmoe sweep` end to end: exact, sampled and retrained sweeps, and rejected input."""
+
+import json
+
+import pytest
+
+from qmoe_qiskit.cli import main
+
+
+@pytest.fixture(scope="module")
+def trained(tmp_path_factory):
+    """A small sel-router model on 300 Two Moons samples (60 held out)."""
+    out = tmp_path_factory.mktemp("model") / "run"
+    assert main(["train", "--router", "quantum", "--ansatz", "sel", "--epochs", "8",
+                 "--samples", "300", "--no-progress", "--out", str(out)]) == 0
+    return out
+
+
+def _results(out):
+    return json.loads((out / "results.json").read_text())
+
+
+def test_exact_sweep_reproduces_the_ideal_model_at_level_zero(trained, tmp_path):
+    out = tmp_path / "sweep"
+    assert main(["sweep", "--model", str(trained), "--levels", "0,0.05,0.2", "--no-progress",
+                 "--out", str(out)]) == 0
+    results = _results(out)
+    ideal = json.loads((trained / "results.json").read_text())["test"]["accuracy"]
+    assert results["ideal_accuracy"] == ideal
+    levels = results["levels"]
+    assert [r["level"] for r in levels] == [0.0, 0.05, 0.2]
+    assert levels[0]["accuracy"] == {"mean": ideal, "std": 0.0, "per_repetition": [ideal]}
+    assert levels[0]["mean_tvd_to_ideal"] < 1e-9
+    assert 0 < levels[1]["mean_tvd_to_ideal"] < levels[2]["mean_tvd_to_ideal"]
+    assert all(r["noiseless_gates"] == {} for r in levels[1:])  # every gate carries noise
+    assert 0 <= results["baseline_accuracy"] <= 1
+    report = (out / "report.md").read_text()
+    assert "one trained model evaluated at each noise level" in report
+    assert (out / "accuracy_vs_noise.png").stat().st_size > 0
+
+
+def test_sampled_device_sweep_reports_mean_and_std(trained, tmp_path):
+    out = tmp_path / "sweep"
+    assert main(["sweep", "--model", str(trained), "--noise", "fake_manila", "--scales", "1,3",
+                 "--shots", "128", "--repetitions", "3", "--no-baseline", "--no-progress",
+                 "--out", str(out)]) == 0
+    results = _results(out)
+    assert results["backend"] == "fake_manila" and results["shots"] == 128
+    assert results["physical_qubits"] and results["baseline_accuracy"] is None
+    for row in results["levels"]:
+        per = row["accuracy"]["per_repetition"]
+        assert len(per) == 3 and row["accuracy"]["std"] >= 0
+    assert "128 shots" in (out / "report.md").read_text()
+
+
+def test_retrain_trains_a_model_under_each_level(trained, tmp_path):
+    out = tmp_path / "sweep"
+    assert main(["sweep", "--model", str(trained), "--levels", "0.01", "--retrain", "--epochs",
+                 "1", "--no-baseline", "--no-progress", "--out", str(out)]) == 0
+    results = _results(out)
+    assert results["retrain"] and results["train"]["epochs"] == 1
+    assert "retrained at each noise level" in (out / "report.md").read_text()
+
+
+@pytest.mark.parametrize("argv, message", [
+    (["--noise", "fake_nowhere"], "fake_brisbane"),
+    (["--scales", "1,2"], "--levels"),
+    (["--noise", "fake_manila", "--levels", "0.1"], "--scales"),
+    (["--levels", "0,1.5"], "must be a probability in [0, 1]"),
+    (["--noise", "fake_manila", "--scales", "1000"], "use a scale <="),
+])
+def test_rejected_input_is_one_line_and_leaves_no_run_folder(trained, tmp_path, capsys, argv,
+                                                              message):
+    out = tmp_path / "sweep"
+    assert main(["sweep", "--model", str(trained), "--out", str(out), *argv]) == 2
+    err = capsys.readouterr().err
+    assert err.startswith("qmoe sweep: error:") and message in err and err.count("\n") == 1
+    assert not out.exists()
+
+
+def test_a_classical_router_has_nothing_to_sweep(tmp_path, capsys):
+    model = tmp_path / "linear"
+    assert main(["train", "--router", "linear", "--epochs", "2", "--samples", "200",
+                 "--no-progress", "--out", str(model)]) == 0
+    assert main(["sweep", "--model", str(model), "--out", str(tmp_path / "s")]) == 2
+    assert "needs a quantum router" in capsys.readouterr().err
+    assert not (tmp_path / "s").exists()
