@@ -176,12 +176,8 @@ def _apply_readout(probs: np.ndarray, matrices: list) -> np.ndarray:
     return np.clip(tensor.reshape(rows, -1), 0.0, None)
 
 
-class NoisySampler(BaseSamplerV2):
-    """A ``BaseSamplerV2`` under noise: exact probabilities (``default_shots=None``) or samples.
-
-    Exact results come as :class:`~qmoe_qiskit.simulation.ExactDistributions`; sampled ones as
-    ``BitArray``. Circuits must measure into one classical register.
-    """
+class _OnSimulation:
+    """What both noisy primitives hold: the simulation, default shots (None: exact), an RNG."""
 
     def __init__(self, simulation: NoisySimulation, *, default_shots: int | None = None,
                  seed: int | None = None):
@@ -189,6 +185,14 @@ class NoisySampler(BaseSamplerV2):
         self.simulation = simulation
         self.default_shots = default_shots
         self._rng = np.random.default_rng(seed)
+
+
+class NoisySampler(_OnSimulation, BaseSamplerV2):
+    """A ``BaseSamplerV2`` under noise: exact probabilities (``default_shots=None``) or samples.
+
+    Exact results come as :class:`~qmoe_qiskit.simulation.ExactDistributions`; sampled ones as
+    ``BitArray``. Circuits must measure into one classical register.
+    """
 
     def run(self, pubs: Iterable, *, shots: int | None = None) -> _DoneJob:
         shots = self.default_shots if shots is None else shots
@@ -222,7 +226,7 @@ class NoisySampler(BaseSamplerV2):
                                 metadata={"shots": pub.shots, "exact": pub.shots is None})
 
 
-class NoisyEstimator(BaseEstimatorV2):
+class NoisyEstimator(_OnSimulation, BaseEstimatorV2):
     """A ``BaseEstimatorV2`` under noise for diagonal (I/Z) observables, measured as hardware
     measures them: in the computational basis, readout error included.
 
@@ -230,13 +234,6 @@ class NoisyEstimator(BaseEstimatorV2):
     shots per binding (one shared measurement for all observables of a PUB) and reports
     standard errors.
     """
-
-    def __init__(self, simulation: NoisySimulation, *, default_shots: int | None = None,
-                 seed: int | None = None):
-        _check_shots(default_shots)
-        self.simulation = simulation
-        self.default_shots = default_shots
-        self._rng = np.random.default_rng(seed)
 
     def run(self, pubs: Iterable, *, precision: float | None = None) -> _DoneJob:
         if precision is not None and precision > 0 and self.default_shots is None:
