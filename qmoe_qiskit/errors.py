@@ -30,3 +30,11 @@ class ModelFileError(QMoEError, ValueError):
 def choices(values) -> str:
     """Format valid choices for an error message: ``'a', 'b', 'c'``."""
     return ", ".join(repr(v) for v in values)
+
+
+class AccountError(QMoEError, PermissionError):
+    """No IBM Quantum account, or one the service rejected. Never carries the token."""
+
+
+class JobError(QMoEError, RuntimeError):
+    """A submitted job that failed, was cancelled, or whose result cannot be read."""

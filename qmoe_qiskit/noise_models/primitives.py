@@ -15,7 +15,6 @@ clbits), which avoids ``SamplerQNN``'s wrong post-processing of transpiled circu
 from __future__ import annotations
 
 from collections.abc import Iterable, Sequence
-from dataclasses import dataclass
 
 import numpy as np
 from qiskit import QuantumCircuit, transpile
@@ -31,14 +30,18 @@ from qiskit.primitives import (
 from qiskit.primitives.containers.estimator_pub import EstimatorPub
 from qiskit.primitives.containers.sampler_pub import SamplerPub
 from qiskit.providers import BackendV2
-from qiskit.quantum_info import SparsePauliOp
-from qiskit.transpiler import generate_preset_pass_manager
 from qiskit_aer import AerSimulator
 from qiskit_aer.noise import NoiseModel
 
+from ..counts import diagonal_eigenvalues, estimator_pub_result, expectations_from_counts
 from ..errors import ConfigError, UnsupportedCircuitError
+from ..jobs.transpile import (
+    Compiled,
+    check_optimization_level,
+    compile_for_backend,
+    measured_qubits,
+)
 from ..simulation.primitives import ExactDistributions, _DoneJob
-from ..simulation.statevector import _popcount
 from .factories import readout_matrices
 
 __all__ = ["NoisySimulation", "NoisySampler", "NoisyEstimator", "aer_simulator", "aer_primitives"]
@@ -61,14 +64,6 @@ def aer_simulator(
     return AerSimulator(**options)
 
 
-@dataclass
-class _Compiled:
-    isa: QuantumCircuit
-    layout: list[int]  # physical qubit of each logical qubit at the end of the circuit
-    measured: list[int]  # physical qubit measured into each clbit
-    probes: dict  # physical qubits -> circuit saving their probabilities
-
-
 class NoisySimulation:
     """Exact noisy probabilities of logical circuits, one Aer call per batch of bindings.
 
@@ -87,8 +82,7 @@ class NoisySimulation:
         seed_transpiler: int = 0,
         seed: int | None = None,
     ):
-        if optimization_level not in (0, 1, 2, 3):
-            raise ConfigError(f"optimization_level must be 0, 1, 2 or 3, got {optimization_level}")
+        check_optimization_level(optimization_level)
         self.noise_model = noise_model if noise_model is not None else NoiseModel()
         self.backend = backend
         self.initial_layout = None if initial_layout is None else list(initial_layout)
@@ -96,7 +90,7 @@ class NoisySimulation:
         self.seed_transpiler = seed_transpiler
         self._seed = seed
         self.simulator = aer_simulator(self.noise_model, seed=seed)
-        self._compiled: dict[int, tuple[QuantumCircuit, _Compiled]] = {}
+        self._compiled: dict[int, tuple[QuantumCircuit, Compiled]] = {}
 
     def with_noise(self, noise_model: NoiseModel | None) -> "NoisySimulation":
         """The same transpilation (shared cache, same layouts) under another noise model."""
@@ -107,32 +101,23 @@ class NoisySimulation:
         other._compiled = self._compiled
         return other
 
-    def compile(self, circuit: QuantumCircuit) -> _Compiled:
+    def compile(self, circuit: QuantumCircuit) -> Compiled:
         """The circuit transpiled for this simulation (cached per circuit object)."""
         hit = self._compiled.get(id(circuit))
         if hit is not None and hit[0] is circuit:
             return hit[1]
         if self.backend is not None:
-            if circuit.num_qubits > self.backend.num_qubits:
-                raise ConfigError(
-                    f"the circuit has {circuit.num_qubits} qubits, {self.backend.name} only "
-                    f"{self.backend.num_qubits}"
-                )
-            pm = generate_preset_pass_manager(
-                optimization_level=self.optimization_level, backend=self.backend,
-                initial_layout=self.initial_layout, seed_transpiler=self.seed_transpiler)
-            isa = pm.run(circuit)
+            compiled = compile_for_backend(
+                circuit, self.backend, initial_layout=self.initial_layout,
+                optimization_level=self.optimization_level, seed_transpiler=self.seed_transpiler)
         else:
             isa = transpile(circuit, basis_gates=list(self.noise_model.basis_gates),
                             optimization_level=self.optimization_level,
                             seed_transpiler=self.seed_transpiler)
-        layout = (list(range(circuit.num_qubits)) if isa.layout is None
-                  else list(isa.layout.final_index_layout()))
-        measured = [-1] * isa.num_clbits
-        for inst in isa.data:
-            if inst.operation.name == "measure":
-                measured[isa.find_bit(inst.clbits[0]).index] = isa.find_bit(inst.qubits[0]).index
-        compiled = _Compiled(isa=isa, layout=layout, measured=measured, probes={})
+            layout = (list(range(circuit.num_qubits)) if isa.layout is None
+                      else list(isa.layout.final_index_layout()))
+            compiled = Compiled(isa=isa, layout=layout, measured=measured_qubits(isa),
+                                layout_method="none (no device)", probes={})
         self._compiled[id(circuit)] = (circuit, compiled)
         return compiled
 
@@ -246,34 +231,17 @@ class NoisyEstimator(_OnSimulation, BaseEstimatorV2):
     def _run_pub(self, pub: EstimatorPub) -> PubResult:
         circuit = pub.circuit
         compiled = self.simulation.compile(circuit)
-        obs_list = pub.observables.ravel().tolist()
-        terms = [_diagonal_terms(obs) for obs in obs_list]
-        support = sorted({q for t in terms for mask, _ in t for q in _bits(mask)})
+        support, eig = diagonal_eigenvalues(pub.observables.ravel().tolist())
         physical = [compiled.layout[q] for q in support]
-        values = _rows(pub.parameter_values, circuit)
-        probs = self.simulation.probabilities(circuit, values, physical)
-        # eigenvalue of each observable on each measured outcome
-        outcomes = np.arange(probs.shape[1])
-        eig = np.zeros((len(obs_list), len(outcomes)))
-        for i, t in enumerate(terms):
-            for mask, coeff in t:
-                local = sum(1 << support.index(q) for q in _bits(mask))
-                eig[i] += coeff * (1 - 2 * (_popcount(outcomes & local) & 1))
+        probs = self.simulation.probabilities(circuit, _rows(pub.parameter_values, circuit),
+                                              physical)
         if self.default_shots is None:
             table = probs @ eig.T  # (bindings, observables)
-            stds = np.zeros_like(table)
-        else:
-            counts = np.array([self._rng.multinomial(self.default_shots, p / p.sum())
-                               for p in probs]) / self.default_shots
-            table = counts @ eig.T
-            second = counts @ (eig.T ** 2)
-            stds = np.sqrt(np.maximum(second - table**2, 0) / self.default_shots)
-        obs_idx = np.arange(len(obs_list)).reshape(pub.observables.shape)
-        val_idx = np.arange(max(1, pub.parameter_values.size)).reshape(pub.parameter_values.shape)
-        obs_idx, val_idx = np.broadcast_arrays(obs_idx, val_idx)
-        evs, std = table[val_idx, obs_idx], stds[val_idx, obs_idx]
-        return PubResult(DataBin(evs=evs, stds=std, shape=evs.shape),
-                         metadata={"shots": self.default_shots})
+            return estimator_pub_result(pub, table, np.zeros_like(table), shots=None)
+        counts = np.array([self._rng.multinomial(self.default_shots, p / p.sum())
+                           for p in probs])
+        return estimator_pub_result(pub, *expectations_from_counts(counts, eig),
+                                    shots=self.default_shots)
 
 
 def aer_primitives(
@@ -299,24 +267,3 @@ def _rows(bindings, circuit: QuantumCircuit) -> np.ndarray:
     if circuit.num_parameters == 0:
         return np.zeros((max(1, bindings.size), 0))
     return bindings.as_array(circuit.parameters).reshape(-1, circuit.num_parameters)
-
-
-def _diagonal_terms(obs) -> list[tuple[int, float]]:
-    """``[(z_mask, coeff), ...]`` of an observable made of I and Z Paulis only."""
-    items = obs.items() if isinstance(obs, dict) else SparsePauliOp(obs).to_list()
-    terms = []
-    for label, coeff in items:
-        if set(label) - set("IZ"):
-            raise UnsupportedCircuitError(
-                f"NoisyEstimator measures in the computational basis and takes I/Z observables "
-                f"only; got {label!r}")
-        if abs(np.imag(coeff)) > 1e-12:
-            raise UnsupportedCircuitError(f"observable coefficient {coeff} is not real")
-        mask = sum(1 << q for q, c in enumerate(reversed(label)) if c == "Z")
-        terms.append((mask, float(np.real(coeff))))
-    return terms
-
-
-def _bits(mask: int) -> list[int]:
-    return [q for q in range(mask.bit_length()) if mask >> q & 1]
-

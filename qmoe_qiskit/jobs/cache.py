@@ -1,0 +1,127 @@
+"""A content-addressed cache of PUB results on disk.
+
+The key of a PUB is a SHA-256 over everything that decides its result: the canonical OpenQASM 3
+text of the ISA circuit (QPY bytes of identically built circuits differ, so QPY cannot be the
+key), its parameter names and values, the shots, the backend name and calibration time, the
+submission options and the library versions. Entries are written atomically and carry a
+checksum; a corrupt or truncated entry is reported, removed and recomputed, never returned.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import logging
+import os
+import tempfile
+from importlib import metadata
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+from qiskit import QuantumCircuit, qasm3
+from qiskit_ibm_runtime import RuntimeDecoder, RuntimeEncoder
+
+__all__ = ["ResultCache", "pub_key", "default_cache_dir", "library_versions"]
+
+logger = logging.getLogger(__name__)
+
+FORMAT = "qmoe-qiskit-result"
+FORMAT_VERSION = 1
+_LIBRARIES = ("qiskit", "qiskit-aer", "qiskit-ibm-runtime", "qmoe-qiskit")
+
+
+def default_cache_dir() -> Path:
+    """``$QMOE_CACHE_DIR``, else ``~/.cache/qmoe-qiskit``."""
+    return Path(os.environ.get("QMOE_CACHE_DIR") or Path.home() / ".cache" / "qmoe-qiskit")
+
+
+def library_versions() -> dict[str, str]:
+    versions = {}
+    for name in _LIBRARIES:
+        try:
+            versions[name] = metadata.version(name)
+        except metadata.PackageNotFoundError:
+            versions[name] = "unknown"
+    return versions
+
+
+def pub_key(circuit: QuantumCircuit, values: np.ndarray, *, shots: int, backend: str,
+            calibration: str, options: dict[str, Any]) -> str:
+    """The cache key of one PUB: ``circuit`` (ISA) bound to each row of ``values``."""
+    values = np.ascontiguousarray(values, dtype="<f8")
+    content = {
+        "circuit": qasm3.dumps(circuit),
+        "parameters": [p.name for p in circuit.parameters],
+        "values_shape": list(values.shape),
+        "values_sha256": hashlib.sha256(values.tobytes()).hexdigest(),
+        "shots": int(shots),
+        "backend": backend,
+        "calibration": calibration,
+        "options": options,
+        "versions": library_versions(),
+    }
+    text = json.dumps(content, sort_keys=True, separators=(",", ":"))
+    return hashlib.sha256(text.encode()).hexdigest()
+
+
+class ResultCache:
+    """PUB results stored under ``root/results/<key[:2]>/<key>.json``."""
+
+    def __init__(self, root: str | Path | None = None):
+        self.root = Path(root) if root is not None else default_cache_dir()
+        self.corrupt: list[str] = []  # keys whose entries were unreadable and removed
+
+    def path(self, key: str) -> Path:
+        return self.root / "results" / key[:2] / f"{key}.json"
+
+    def get(self, key: str):
+        """The stored result of ``key``, or ``None`` (missing, or corrupt and now removed)."""
+        path = self.path(key)
+        if not path.exists():
+            return None
+        try:
+            entry = json.loads(path.read_text(encoding="utf-8"))
+            payload = entry["payload"]
+            if entry.get("format") != FORMAT or entry.get("key") != key:
+                raise ValueError("wrong format or key")
+            if hashlib.sha256(payload.encode()).hexdigest() != entry["sha256"]:
+                raise ValueError("checksum mismatch")
+            return json.loads(payload, cls=RuntimeDecoder)
+        except (OSError, ValueError, KeyError, TypeError) as exc:
+            logger.warning("cache entry %s is corrupt (%s); removing it and recomputing",
+                           path, exc)
+            self.corrupt.append(key)
+            path.unlink(missing_ok=True)
+            return None
+
+    def meta(self, key: str) -> dict[str, Any] | None:
+        """What was recorded with the entry (job id, backend, shots, ...), if readable."""
+        try:
+            return json.loads(self.path(key).read_text(encoding="utf-8"))["meta"]
+        except (OSError, ValueError, KeyError):
+            return None
+
+    def put(self, key: str, result, meta: dict[str, Any]) -> Path:
+        """Store ``result`` (a ``SamplerPubResult``) atomically."""
+        payload = json.dumps(result, cls=RuntimeEncoder)
+        entry = {"format": FORMAT, "version": FORMAT_VERSION, "key": key, "meta": meta,
+                 "sha256": hashlib.sha256(payload.encode()).hexdigest(), "payload": payload}
+        path = self.path(key)
+        atomic_write(path, json.dumps(entry))
+        return path
+
+
+def atomic_write(path: Path, text: str) -> None:
+    """Write ``text`` to ``path`` so that readers see the old file or the whole new one."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
+    try:
+        with os.fdopen(fd, "w", encoding="utf-8") as handle:
+            handle.write(text)
+            handle.flush()
+            os.fsync(handle.fileno())
+        os.replace(tmp, path)
+    except BaseException:
+        Path(tmp).unlink(missing_ok=True)
+        raise

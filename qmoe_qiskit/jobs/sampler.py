@@ -1,0 +1,247 @@
+"""``RuntimeSampler``: a ``BaseSamplerV2`` that runs on IBM Quantum (or its local testing mode)
+through the job layer: ISA transpilation, the result cache, the job ledger, batch mode.
+
+A QNN handed this sampler keeps its logical circuit; the sampler transpiles it once per circuit
+(its output keys follow the logical clbits, which avoids ``SamplerQNN``'s wrong post-processing
+of circuits it is given already transpiled), sends all bindings as one PUB, and answers from
+the cache when the same PUB was run before. With ``plan_only`` it records what it would submit
+and returns placeholder results, so a model's forward pass yields the exact job plan of a run.
+
+Submission goes through qiskit-ibm-runtime's client-side ``executor_sampler.Sampler`` (its
+current interface; the server-side ``SamplerV2`` is deprecated since 0.50). That choice lives in
+:func:`_submit` alone.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable
+from dataclasses import asdict, dataclass
+from typing import Any
+
+import numpy as np
+from qiskit import QuantumCircuit
+from qiskit.primitives import BaseSamplerV2, BitArray, DataBin, PrimitiveResult, SamplerPubResult
+from qiskit.primitives.containers.sampler_pub import SamplerPub
+from qiskit_ibm_runtime.executor_sampler import Sampler as ExecutorSampler
+
+from ..errors import ConfigError, JobError, UnsupportedCircuitError, choices
+from ..simulation.primitives import _DoneJob
+from .cache import ResultCache, pub_key
+from .ledger import Ledger, LedgerEntry, now
+from .service import Connection
+from .transpile import Compiled, check_optimization_level, compile_for_backend, measured_qubits
+
+__all__ = ["JobOptions", "RuntimeSampler", "PubRecord"]
+
+DD_SEQUENCES = ("XX", "XpXm", "XY4")
+DEFAULT_REP_DELAY = 250e-6  # seconds between shots when the backend does not say
+
+
+@dataclass(frozen=True)
+class JobOptions:
+    """How circuits are compiled and run. Every field is part of the cache key."""
+
+    shots: int = 1024
+    optimization_level: int = 1
+    seed_transpiler: int = 0
+    initial_layout: tuple[int, ...] | None = None
+    twirling: bool = False  # Pauli twirling of gates and measurements
+    dynamical_decoupling: bool = False
+    dd_sequence: str = "XX"
+
+    def __post_init__(self):
+        if isinstance(self.shots, bool) or not isinstance(self.shots, (int, np.integer)) \
+                or self.shots < 1:
+            raise ConfigError(f"shots must be a positive integer, got {self.shots!r}")
+        check_optimization_level(self.optimization_level)
+        if self.dd_sequence not in DD_SEQUENCES:
+            raise ConfigError(f"unknown dynamical decoupling sequence {self.dd_sequence!r}; "
+                              f"valid sequences: {choices(DD_SEQUENCES)}")
+
+    def runtime_options(self) -> dict[str, Any]:
+        """The options of the runtime's sampler."""
+        return {
+            "default_shots": int(self.shots),
+            "twirling": {"enable_gates": self.twirling, "enable_measure": self.twirling},
+            "dynamical_decoupling": {"enable": self.dynamical_decoupling,
+                                     "sequence_type": self.dd_sequence},
+        }
+
+
+@dataclass
+class PubRecord:
+    """What happened to one PUB: where its result came from and what it cost."""
+
+    circuit: str
+    key: str
+    source: str  # "cache", "submitted", "fetched" or "planned"
+    job_id: str | None
+    bindings: int
+    shots: int
+    layout: list[int]  # physical qubit each logical qubit starts on
+    physical_qubits: list[int]  # every physical qubit the ISA circuit touches
+    layout_method: str
+    depth: int
+    two_qubit_gates: int
+    duration_s: float | None  # one execution of the ISA circuit
+    shot_seconds: float | None  # bindings × shots × (duration + repetition delay)
+
+
+class RuntimeSampler(BaseSamplerV2):
+    """A V2 sampler on ``connection``'s backend; use it as a context manager (batch mode)."""
+
+    def __init__(self, connection: Connection, options: JobOptions | None = None, *,
+                 cache: ResultCache | None = None, ledger: Ledger | None = None,
+                 plan_only: bool = False):
+        self.connection = connection
+        self.options = options or JobOptions()
+        self.cache = cache
+        self.ledger = ledger
+        self.plan_only = plan_only
+        self.records: list[PubRecord] = []
+        self._compiled: dict[int, tuple[QuantumCircuit, Compiled]] = {}
+        self._batch = None
+
+    # ------------------------------------------------------------------ public
+    def run(self, pubs: Iterable, *, shots: int | None = None) -> _DoneJob:
+        if shots is not None and shots != self.options.shots:
+            raise ConfigError(f"this sampler runs {self.options.shots} shots per binding (set "
+                              f"JobOptions(shots=...)); got shots={shots}")
+        coerced = [SamplerPub.coerce(pub, self.options.shots) for pub in pubs]
+        return _DoneJob(PrimitiveResult([self._run_pub(pub) for pub in coerced]))
+
+    def compile(self, circuit: QuantumCircuit) -> Compiled:
+        """``circuit`` compiled for the backend (once per circuit object)."""
+        hit = self._compiled.get(id(circuit))
+        if hit is not None and hit[0] is circuit:
+            return hit[1]
+        if not circuit.cregs or -1 in measured_qubits(circuit):
+            raise UnsupportedCircuitError(
+                f"circuit {circuit.name!r} must measure every classical bit it declares")
+        o = self.options
+        compiled = compile_for_backend(circuit, self.connection.backend,
+                                       initial_layout=o.initial_layout,
+                                       optimization_level=o.optimization_level,
+                                       seed_transpiler=o.seed_transpiler)
+        self._compiled[id(circuit)] = (circuit, compiled)
+        return compiled
+
+    def stats(self) -> dict[str, int]:
+        sources = [r.source for r in self.records]
+        return {"pubs": len(sources), "jobs_submitted": sources.count("submitted"),
+                "jobs_fetched": sources.count("fetched"), "cache_hits": sources.count("cache")}
+
+    def close(self) -> None:
+        if self._batch is not None:
+            self._batch.close()
+            self._batch = None
+
+    def __enter__(self) -> "RuntimeSampler":
+        return self
+
+    def __exit__(self, *exc) -> None:
+        self.close()
+
+    # ------------------------------------------------------------------ one PUB
+    def _run_pub(self, pub: SamplerPub) -> SamplerPubResult:
+        compiled = self.compile(pub.circuit)
+        isa = compiled.isa
+        values = (pub.parameter_values.as_array(isa.parameters).reshape(-1, isa.num_parameters)
+                  if isa.num_parameters else np.zeros((max(1, pub.parameter_values.size), 0)))
+        shots = self.options.shots
+        key = pub_key(isa, values, shots=shots, backend=self.connection.name,
+                      calibration=self.connection.calibration_id(),
+                      options=asdict(self.options))
+        record = self._record(pub.circuit, compiled, key, len(values))
+        if self.plan_only:
+            record.source = "planned"
+            return _placeholder(pub, isa, shots)
+        result = self.cache.get(key) if self.cache is not None else None
+        if result is not None:
+            record.source = "cache"
+            record.job_id = (self.cache.meta(key) or {}).get("job_id")
+        else:
+            result = self._fetch_or_submit(isa, values, key, record)
+        return _reshape(result, pub)
+
+    def _fetch_or_submit(self, isa: QuantumCircuit, values: np.ndarray, key: str,
+                         record: PubRecord):
+        conn = self.connection
+        entry = self.ledger.find(key, conn.name) if self.ledger is not None else None
+        job = conn.retrieve(entry.job_id) if entry is not None else None
+        if job is not None:
+            record.source = "fetched"
+        else:
+            if entry is not None:  # a local job of a process that has ended
+                self.ledger.update(entry, "lost", "local job gone with its process")
+            job = self._submit(isa, values)
+            conn.remember(job)
+            record.source = "submitted"
+            entry = LedgerEntry(job_id=job.job_id(), backend=conn.name, key=key,
+                                status="submitted", submitted=now(), updated=now(),
+                                local=conn.local, circuit=record.circuit,
+                                bindings=record.bindings, shots=record.shots)
+            if self.ledger is not None:
+                self.ledger.record(entry)  # before waiting: an interrupted run can resume
+        record.job_id = entry.job_id
+        try:
+            result = job.result()[0]
+        except Exception as exc:  # the runtime raises several unrelated types here
+            if self.ledger is not None:
+                self.ledger.update(entry, "failed", f"{type(exc).__name__}: {exc}"[:500])
+            raise JobError(f"job {entry.job_id} on {conn.name} failed: {exc}") from exc
+        if self.cache is not None:
+            self.cache.put(key, result, {"job_id": entry.job_id, "backend": conn.name,
+                                         "shots": record.shots, "bindings": record.bindings,
+                                         "stored": now()})
+        if self.ledger is not None and entry.status != "done":
+            self.ledger.update(entry, "done")
+        return result
+
+    def _submit(self, isa: QuantumCircuit, values: np.ndarray):
+        """The one place that calls the runtime: a sampler job in this sampler's batch."""
+        if self._batch is None:
+            self._batch = self.connection.open_batch()
+        sampler = ExecutorSampler(mode=self._batch, options=self.options.runtime_options())
+        pub = (isa, values) if isa.num_parameters else (isa,)
+        return sampler.run([pub])
+
+    def _record(self, circuit: QuantumCircuit, compiled: Compiled, key: str,
+                bindings: int) -> PubRecord:
+        isa = compiled.isa
+        backend = self.connection.backend
+        try:
+            duration = float(isa.estimate_duration(backend.target, unit="s"))
+        except Exception:  # targets without gate durations (ideal simulators)
+            duration = None
+        rep_delay = getattr(backend, "default_rep_delay", None) or DEFAULT_REP_DELAY
+        shots = self.options.shots
+        record = PubRecord(
+            circuit=circuit.name, key=key, source="", job_id=None, bindings=bindings,
+            shots=shots, layout=(list(range(circuit.num_qubits)) if isa.layout is None else
+                                 isa.layout.initial_index_layout(filter_ancillas=True)),
+            physical_qubits=sorted({isa.find_bit(q).index for inst in isa.data
+                                                 for q in inst.qubits}),
+            layout_method=compiled.layout_method, depth=isa.depth(),
+            two_qubit_gates=sum(1 for inst in isa.data
+                                if inst.operation.num_qubits == 2 and inst.name != "barrier"),
+            duration_s=duration,
+            shot_seconds=None if duration is None else bindings * shots * (duration + rep_delay))
+        self.records.append(record)
+        return record
+
+
+def _reshape(result: SamplerPubResult, pub: SamplerPub) -> SamplerPubResult:
+    """The runtime's result (one row per binding) in the shape of the QNN's PUB."""
+    fields = {name: result.data[name].reshape(pub.shape) for name in result.data.keys()}
+    return SamplerPubResult(DataBin(**fields, shape=pub.shape), metadata=result.metadata)
+
+
+def _placeholder(pub: SamplerPub, isa: QuantumCircuit, shots: int) -> SamplerPubResult:
+    """All-zero outcomes of the right shape (plans need a forward pass, not its values)."""
+    fields = {}
+    for creg in isa.cregs:
+        nbytes = (creg.size + 7) // 8
+        fields[creg.name] = BitArray(np.zeros(pub.shape + (shots, nbytes), dtype=np.uint8),
+                                     creg.size)
+    return SamplerPubResult(DataBin(**fields, shape=pub.shape), metadata={"planned": True})

@@ -1,0 +1,136 @@
+"""Where jobs go: IBM Quantum through Qiskit Runtime, or its local testing mode.
+
+``connect("fake_manila")`` (any name from ``fake_backend_names()``, or any ``BackendV2`` object
+such as an ``AerSimulator``) runs in the runtime's local testing mode, offline, through the same
+submission code. Any other name is an IBM Quantum backend reached with the account saved by
+``QiskitRuntimeService.save_account`` or given by the runtime's environment variables
+(``QISKIT_IBM_TOKEN``, ``QISKIT_IBM_INSTANCE``, ``QISKIT_IBM_CHANNEL``). A missing or rejected
+account raises :class:`~qmoe_qiskit.errors.AccountError` before anything is transpiled, and the
+token never appears in a message.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+from dataclasses import dataclass
+from typing import Any
+
+from qiskit.providers import BackendV2
+from qiskit.providers.exceptions import QiskitBackendNotFoundError
+from qiskit_ibm_runtime import Batch, QiskitRuntimeService
+from qiskit_ibm_runtime.accounts import AccountNotFoundError
+from qiskit_ibm_runtime.exceptions import IBMError
+
+from ..errors import AccountError, ConfigError, JobError, choices
+from ..noise_models.factories import fake_backend_names, get_backend
+
+__all__ = ["Connection", "connect", "CHANNELS"]
+
+logger = logging.getLogger(__name__)
+
+CHANNELS = ("ibm_quantum_platform", "ibm_cloud")
+NO_ACCOUNT = (
+    "no IBM Quantum account found: save one with QiskitRuntimeService.save_account(token=..., "
+    "instance=...) or set QISKIT_IBM_TOKEN and QISKIT_IBM_INSTANCE; to work offline use a fake "
+    "backend such as fake_manila or fake_brisbane"
+)
+
+# Local-testing jobs live only in this process; keep them so a resumed run can fetch them.
+_LOCAL_JOBS: dict[str, Any] = {}
+
+
+@dataclass
+class Connection:
+    """A backend and how to reach it (``service`` is ``None`` in local testing mode)."""
+
+    backend: BackendV2
+    service: QiskitRuntimeService | None = None
+
+    @property
+    def local(self) -> bool:
+        return self.service is None
+
+    @property
+    def name(self) -> str:
+        return self.backend.name
+
+    def calibration_id(self) -> str:
+        """When the backend was last calibrated (part of every cache key)."""
+        stamp = getattr(self.backend, "calibration_id", None)
+        if stamp:
+            return str(stamp)
+        try:
+            props = self.backend.properties()
+        except Exception:  # simulators have no calibration
+            return "none"
+        date = getattr(props, "last_update_date", None)
+        return date.isoformat() if date is not None else "none"
+
+    def open_batch(self) -> Batch:
+        """A batch-mode context for this backend (local mode accepts one too)."""
+        return Batch(backend=self.backend)
+
+    def remember(self, job) -> None:
+        if self.local:
+            _LOCAL_JOBS[job.job_id()] = job
+
+    def retrieve(self, job_id: str):
+        """The job ``job_id`` if it can still be fetched, else ``None``.
+
+        Local-testing jobs can be fetched only by the process that ran them.
+        """
+        if self.local:
+            return _LOCAL_JOBS.get(job_id)
+        try:
+            return self.service.job(job_id)
+        except IBMError as exc:
+            logger.warning("job %s cannot be fetched: %s", job_id, _scrub(str(exc)))
+            return None
+
+
+def connect(backend: str | BackendV2, *, channel: str | None = None,
+            instance: str | None = None, account: str | None = None) -> Connection:
+    """A :class:`Connection` to ``backend`` (a name or a ``BackendV2``)."""
+    if isinstance(backend, BackendV2):
+        return Connection(backend)
+    if not isinstance(backend, str) or not backend:
+        raise ConfigError(f"backend must be a backend name, got {backend!r}")
+    if backend.startswith("fake_"):
+        return Connection(get_backend(backend))  # raises with the list of fake names
+    if channel is not None and channel not in CHANNELS:
+        raise ConfigError(f"unknown channel {channel!r}; valid channels: {choices(CHANNELS)}")
+    service = _service(channel=channel, instance=instance, name=account)
+    try:
+        return Connection(service.backend(backend), service)
+    except QiskitBackendNotFoundError:
+        names = sorted(b.name for b in service.backends())
+        raise ConfigError(f"unknown backend {backend!r}; this account can use: "
+                          f"{choices(names)}; offline: {choices(fake_backend_names()[:3])}, …")
+    except IBMError as exc:
+        raise JobError(f"cannot reach backend {backend!r}: {_scrub(str(exc))}") from None
+
+
+def _service(**kwargs) -> QiskitRuntimeService:
+    try:
+        return QiskitRuntimeService(**{k: v for k, v in kwargs.items() if v is not None})
+    except AccountNotFoundError:
+        raise AccountError(NO_ACCOUNT) from None
+    except (IBMError, OSError, ValueError) as exc:
+        raise AccountError(f"IBM Quantum did not accept the account "
+                           f"({type(exc).__name__}: {_scrub(str(exc))})") from None
+
+
+def _scrub(text: str) -> str:
+    """``text`` with any IBM Quantum token this process knows of blanked out."""
+    tokens = {os.environ.get("QISKIT_IBM_TOKEN")}
+    try:
+        from qiskit_ibm_runtime.accounts import AccountManager
+
+        tokens.add(AccountManager.get().token)
+    except Exception:  # no saved account
+        pass
+    for token in tokens:
+        if token:
+            text = text.replace(token, "<token>")
+    return text

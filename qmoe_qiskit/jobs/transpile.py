@@ -1,0 +1,105 @@
+"""ISA transpilation for a target backend: one compiled circuit per circuit structure.
+
+A circuit is compiled once with Qiskit's preset pass manager; every parameter binding of every
+sample then travels in one PUB. The physical qubits are, in order of preference: the layout the
+user gives, else the lowest-error placement Qiskit's ``VF2Layout`` finds on the backend's
+calibration (a placement needing no SWAPs), else the preset pass manager's own error-aware
+choice (Sabre routing followed by ``VF2PostLayout``).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import dataclass
+
+from qiskit import QuantumCircuit
+from qiskit.providers import BackendV2
+from qiskit.transpiler import PassManager, generate_preset_pass_manager
+from qiskit.transpiler.passes import VF2Layout
+
+from ..errors import ConfigError
+
+__all__ = ["Compiled", "compile_for_backend", "low_error_layout", "measured_qubits"]
+
+OPTIMIZATION_LEVELS = (0, 1, 2, 3)
+
+
+@dataclass
+class Compiled:
+    """A logical circuit compiled for one backend."""
+
+    isa: QuantumCircuit
+    layout: list[int]  # physical qubit of each logical qubit at the end of the circuit
+    measured: list[int]  # physical qubit measured into each clbit (-1: never measured)
+    layout_method: str  # "user", "vf2 (lowest calibrated error)" or "preset"
+    probes: dict  # cache for simulators: physical qubits -> circuit saving their probabilities
+
+
+def check_optimization_level(level: int) -> None:
+    if level not in OPTIMIZATION_LEVELS:
+        raise ConfigError(f"optimization_level must be 0, 1, 2 or 3, got {level!r}")
+
+
+def low_error_layout(circuit: QuantumCircuit, backend: BackendV2, *,
+                     seed: int = 0) -> list[int] | None:
+    """Physical qubits (one per logical qubit) that need no SWAPs and have the lowest
+    calibrated error Qiskit's ``VF2Layout`` finds; ``None`` when no such placement exists."""
+    if backend.target is None or circuit.num_qubits == 0:
+        return None
+    pm = PassManager([VF2Layout(target=backend.target, seed=seed, call_limit=30_000,
+                                max_trials=2_500)])
+    pm.run(circuit)
+    layout = pm.property_set["layout"]
+    if layout is None:
+        return None
+    mapping = layout.get_virtual_bits()
+    return [mapping[q] for q in circuit.qubits]
+
+
+def compile_for_backend(circuit: QuantumCircuit, backend: BackendV2, *,
+                        initial_layout: Sequence[int] | None = None,
+                        optimization_level: int = 1, seed_transpiler: int = 0) -> Compiled:
+    """The ISA circuit of ``circuit`` on ``backend``, placed as the module docstring says."""
+    check_optimization_level(optimization_level)
+    width = backend.num_qubits
+    if circuit.num_qubits > width:
+        raise ConfigError(f"the circuit has {circuit.num_qubits} qubits but {backend.name} has "
+                          f"only {width}; choose a larger backend")
+    if initial_layout is not None:
+        initial_layout = _check_layout(initial_layout, circuit.num_qubits, backend)
+        method = "user"
+    else:
+        initial_layout = low_error_layout(circuit, backend, seed=seed_transpiler)
+        method = "preset" if initial_layout is None else "vf2 (lowest calibrated error)"
+    pm = generate_preset_pass_manager(optimization_level=optimization_level, backend=backend,
+                                      initial_layout=initial_layout,
+                                      seed_transpiler=seed_transpiler)
+    isa = pm.run(circuit)
+    layout = (list(range(circuit.num_qubits)) if isa.layout is None
+              else list(isa.layout.final_index_layout()))
+    return Compiled(isa=isa, layout=layout, measured=measured_qubits(isa),
+                    layout_method=method, probes={})
+
+
+def measured_qubits(circuit: QuantumCircuit) -> list[int]:
+    """The qubit measured into each clbit of ``circuit`` (-1 where a clbit is never written)."""
+    measured = [-1] * circuit.num_clbits
+    for inst in circuit.data:
+        if inst.operation.name == "measure":
+            clbit = circuit.find_bit(inst.clbits[0]).index
+            measured[clbit] = circuit.find_bit(inst.qubits[0]).index
+    return measured
+
+
+def _check_layout(layout: Sequence[int], num_qubits: int, backend: BackendV2) -> list[int]:
+    layout = [int(q) for q in layout]
+    if len(layout) != num_qubits:
+        raise ConfigError(f"the layout names {len(layout)} physical qubits but the circuit has "
+                          f"{num_qubits}; give one per logical qubit")
+    if len(set(layout)) != len(layout):
+        raise ConfigError(f"the layout {layout} uses a physical qubit twice")
+    bad = [q for q in layout if not 0 <= q < backend.num_qubits]
+    if bad:
+        raise ConfigError(f"physical qubits {bad} are not on {backend.name} "
+                          f"(valid: 0..{backend.num_qubits - 1})")
+    return layout

@@ -1,0 +1,300 @@
+"""The job layer: transpilation, runtime submission in local testing mode, cache, ledger."""
+
+import copy
+import json
+import logging
+
+import numpy as np
+import pytest
+import torch
+from qiskit import ClassicalRegister, QuantumCircuit
+from qiskit.transpiler import InstructionProperties
+from qiskit_aer import AerSimulator
+from qiskit_ibm_runtime.fake_provider.local_runtime_job import LocalRuntimeJob
+
+from qmoe_qiskit.circuits import paper_ansatz, sel_ansatz
+from qmoe_qiskit.errors import AccountError, ConfigError, JobError
+from qmoe_qiskit.jobs import (
+    JobOptions,
+    Ledger,
+    ResultCache,
+    RuntimeEstimator,
+    RuntimeSampler,
+    compile_for_backend,
+    connect,
+    low_error_layout,
+    pub_key,
+)
+from qmoe_qiskit.jobs import service as service_module
+from qmoe_qiskit.models import QuantumRouter
+from qmoe_qiskit.noise_models import get_backend
+from qmoe_qiskit.simulation import ExactSampler
+
+RNG = np.random.default_rng(11)
+
+
+def _values(circuit, rows=6):
+    return RNG.uniform(0, np.pi, (rows, circuit.num_parameters))
+
+
+def _noiseless(name="fake_manila"):
+    """An ideal simulator with the device's coupling map and ISA (runs in local mode)."""
+    sim = AerSimulator.from_backend(get_backend(name))
+    sim.set_options(noise_model=None, seed_simulator=5)
+    return sim
+
+
+@pytest.fixture
+def store(tmp_path):
+    return ResultCache(tmp_path / "cache"), Ledger(tmp_path / "cache" / "ledger.jsonl")
+
+
+# ------------------------------------------------------------------ transpile
+def test_too_wide_circuits_and_bad_layouts_are_rejected():
+    backend = get_backend("fake_manila")
+    with pytest.raises(ConfigError, match="6 qubits but fake_manila has only 5"):
+        compile_for_backend(QuantumCircuit(6), backend)
+    circuit = paper_ansatz(2, 1, num_outputs=4).circuit
+    for layout, message in [((0,), "names 1 physical qubits"), ((1, 1), "twice"),
+                            ((0, 9), r"\[9\] are not on fake_manila")]:
+        with pytest.raises(ConfigError, match=message):
+            compile_for_backend(circuit, backend, initial_layout=layout)
+    with pytest.raises(ConfigError, match="optimization_level"):
+        JobOptions(optimization_level=4)
+    with pytest.raises(ConfigError, match="shots"):
+        JobOptions(shots=0)
+
+
+def test_user_layout_is_honoured_and_default_layout_avoids_bad_qubits():
+    backend = get_backend("fake_manila")
+    circuit = paper_ansatz(2, 2, num_outputs=4).circuit
+    user = compile_for_backend(circuit, backend, initial_layout=(1, 0))
+    assert user.layout == [1, 0] and user.layout_method == "user"
+    assert user.measured == [1, 0]  # clbit i still reads logical qubit i
+    best = low_error_layout(circuit, backend)
+    assert best is not None and compile_for_backend(circuit, backend).layout == best
+    # make the chosen qubits terrible: the default placement must move away from them
+    worse = copy.deepcopy(backend)
+    for q in best:
+        for gate in ("sx", "x", "measure"):
+            old = worse.target[gate][(q,)]
+            worse.target.update_instruction_properties(
+                gate, (q,), InstructionProperties(duration=old.duration, error=0.2))
+    moved = low_error_layout(circuit, worse)
+    assert moved is not None and not set(moved) & set(best)
+
+
+# ------------------------------------------------------------------ the SamplerQNN layout guard
+@pytest.mark.parametrize("ansatz", ["paper", "sel"])
+def test_router_on_isa_circuit_with_nontrivial_layout_matches_ideal(ansatz):
+    """SamplerQNN given a transpiled circuit with a non-trivial layout returns wrong
+    probabilities; the runtime primitives keep the logical circuit, so outputs stay right."""
+    torch.manual_seed(3)
+    router = QuantumRouter(2, 4, ansatz=ansatz, num_layers=2)
+    x = torch.rand(24, 2) * 3
+    with torch.no_grad():
+        ideal = router.layer(x).numpy()
+    shots = 4000
+    sampler = RuntimeSampler(connect(_noiseless()), JobOptions(shots=shots, initial_layout=(4, 2)))
+    router.layer.set_primitive(sampler if ansatz == "paper" else RuntimeEstimator(sampler))
+    with torch.no_grad():
+        got = router.layer(x).numpy()
+    record = sampler.records[0]
+    assert record.layout == [4, 2] and record.layout_method == "user"
+    if ansatz == "paper":  # probabilities: binomial standard error
+        sigma = np.sqrt(np.clip(ideal * (1 - ideal), 1e-4, None) / shots)
+    else:  # <Z>: standard error of a ±1 variable
+        sigma = np.sqrt(np.clip(1 - ideal**2, 1e-4, None) / shots)
+    assert np.all(np.abs(got - ideal) < 5 * sigma + 1e-6)
+    assert np.abs(got - ideal).max() > 0  # sampled, not exact: the check has teeth
+
+
+# ------------------------------------------------------------------ cache and ledger
+def test_repeated_experiment_submits_nothing(store):
+    cache, ledger = store
+    values = _values(paper_ansatz(2, 2, num_outputs=2).circuit)
+    first = RuntimeSampler(connect("fake_manila"), JobOptions(shots=300), cache=cache,
+                           ledger=ledger)
+    a = first.run([(paper_ansatz(2, 2, num_outputs=2).circuit, values)]).result()[0]
+    assert first.stats() == {"pubs": 1, "jobs_submitted": 1, "jobs_fetched": 0, "cache_hits": 0}
+    # a separately built, identical circuit: same key, answered from the cache
+    second = RuntimeSampler(connect("fake_manila"), JobOptions(shots=300), cache=cache,
+                            ledger=ledger)
+    b = second.run([(paper_ansatz(2, 2, num_outputs=2).circuit, values)]).result()[0]
+    assert second.stats()["jobs_submitted"] == 0 and second.stats()["cache_hits"] == 1
+    np.testing.assert_array_equal(a.data.meas.array, b.data.meas.array)
+    assert second.records[0].job_id == first.records[0].job_id
+    [entry] = ledger.entries()
+    assert entry.status == "done" and entry.key == first.records[0].key
+
+
+def test_cache_key_follows_everything_that_decides_the_result():
+    backend = get_backend("fake_manila")
+    isa = compile_for_backend(paper_ansatz(2, 1, num_outputs=2).circuit, backend).isa
+    values = _values(isa)
+    base = dict(shots=100, backend="fake_manila", calibration="t0", options={"twirling": False})
+    key = pub_key(isa, values, **base)
+    assert pub_key(isa, values.copy(), **base) == key
+    changed = [pub_key(isa, values + 1e-9, **base),
+               pub_key(isa, values[:-1], **base),
+               pub_key(isa, values, **{**base, "shots": 101}),
+               pub_key(isa, values, **{**base, "backend": "fake_lima"}),
+               pub_key(isa, values, **{**base, "calibration": "t1"}),
+               pub_key(isa, values, **{**base, "options": {"twirling": True}}),
+               pub_key(isa.copy_empty_like(), np.zeros((6, 0)), **base)]
+    assert len({key, *changed}) == len(changed) + 1
+
+
+def test_corrupt_cache_entry_is_reported_and_recomputed(store, caplog):
+    cache, ledger = store
+    circuit, values = paper_ansatz(2, 1, num_outputs=2).circuit, _values(
+        paper_ansatz(2, 1, num_outputs=2).circuit)
+    RuntimeSampler(connect("fake_manila"), cache=cache, ledger=ledger).run([(circuit, values)])
+    [path] = list((cache.root / "results").rglob("*.json"))
+    key = path.stem
+    text = path.read_text()
+    path.write_text(text[: len(text) // 2])  # truncated
+    again = RuntimeSampler(connect("fake_manila"), cache=cache, ledger=ledger)
+    with caplog.at_level(logging.WARNING):
+        again.run([(circuit, values)])
+    assert "corrupt" in caplog.text and cache.corrupt == [key]
+    assert again.stats()["cache_hits"] == 0
+    assert cache.get(key) is not None  # rewritten whole
+    # a payload edited in place fails its checksum
+    entry = json.loads(path.read_text())
+    entry["payload"] = entry["payload"].replace("0", "1", 1)
+    path.write_text(json.dumps(entry))
+    assert cache.get(key) is None and not path.exists()
+
+
+def test_interrupted_run_resumes_by_fetching_its_job(store, monkeypatch):
+    cache, ledger = store
+    circuit = paper_ansatz(2, 2, num_outputs=4).circuit
+    values = _values(circuit)
+    original = LocalRuntimeJob.result
+    calls = {"n": 0}
+
+    def interrupted(self, *args, **kwargs):
+        calls["n"] += 1
+        if calls["n"] == 1:
+            raise KeyboardInterrupt  # Ctrl-C while waiting on the job
+        return original(self, *args, **kwargs)
+
+    monkeypatch.setattr(LocalRuntimeJob, "result", interrupted)
+    first = RuntimeSampler(connect("fake_manila"), cache=cache, ledger=ledger)
+    with pytest.raises(KeyboardInterrupt):
+        first.run([(circuit, values)])
+    [entry] = ledger.entries()
+    assert entry.status == "submitted"  # recorded before the wait
+    resumed = RuntimeSampler(connect("fake_manila"), cache=cache, ledger=ledger)
+    resumed.run([(circuit, values)])
+    assert resumed.stats()["jobs_submitted"] == 0 and resumed.stats()["jobs_fetched"] == 1
+    assert resumed.records[0].job_id == entry.job_id
+    assert [e.status for e in ledger.entries()] == ["done"]
+
+
+def test_local_job_of_an_ended_process_is_marked_lost_and_resubmitted(store, monkeypatch):
+    cache, ledger = store
+    circuit = paper_ansatz(2, 1, num_outputs=2).circuit
+    values = _values(circuit)
+    monkeypatch.setattr(LocalRuntimeJob, "result",
+                        lambda self, *a, **k: (_ for _ in ()).throw(KeyboardInterrupt))
+    with pytest.raises(KeyboardInterrupt):
+        RuntimeSampler(connect("fake_manila"), ledger=ledger, cache=cache).run([(circuit, values)])
+    monkeypatch.undo()
+    service_module._LOCAL_JOBS.clear()  # as if the process had ended
+    again = RuntimeSampler(connect("fake_manila"), ledger=ledger, cache=cache)
+    again.run([(circuit, values)])
+    assert again.stats()["jobs_submitted"] == 1
+    assert sorted(e.status for e in ledger.entries()) == ["done", "lost"]
+
+
+def test_failed_job_is_recorded_and_raises_a_clear_error(store, monkeypatch):
+    cache, ledger = store
+    circuit = paper_ansatz(2, 1, num_outputs=2).circuit
+
+    def broken(self, *args, **kwargs):
+        raise RuntimeError("backend went offline")
+
+    monkeypatch.setattr(LocalRuntimeJob, "result", broken)
+    with pytest.raises(JobError, match="failed: backend went offline"):
+        RuntimeSampler(connect("fake_manila"), cache=cache, ledger=ledger).run(
+            [(circuit, _values(circuit))])
+    [entry] = ledger.entries()
+    assert entry.status == "failed" and "backend went offline" in entry.message
+    assert not list(cache.root.rglob("*.json"))  # nothing cached from a failed job
+
+
+def test_ledger_skips_a_line_cut_short_by_a_crash(tmp_path, store):
+    cache, ledger = store
+    circuit = paper_ansatz(2, 1, num_outputs=2).circuit
+    RuntimeSampler(connect("fake_manila"), cache=cache, ledger=ledger).run(
+        [(circuit, _values(circuit))])
+    with open(ledger.path, "a") as handle:
+        handle.write('{"job_id": "abc", "backe')
+    assert [e.status for e in ledger.entries()] == ["done"]
+
+
+# ------------------------------------------------------------------ estimator, plans, options
+def test_estimator_measures_all_observables_of_a_binding_set_once():
+    sel = sel_ansatz(3, 1)
+    values = _values(sel.circuit, 10)
+    sampler = RuntimeSampler(connect(_noiseless()), JobOptions(shots=20000))
+    result = RuntimeEstimator(sampler).run(
+        [(sel.circuit, obs, values) for obs in sel.observables]).result()
+    assert sampler.stats()["pubs"] == 1  # three observables, one measurement
+    exact = ExactSampler()
+    for q, pub in enumerate(result):
+        probs = exact.run([(_measure_all(sel.circuit), values)]).result()[0].data.c.probabilities
+        z = (probs * (1 - 2 * ((np.arange(8) >> q) & 1))).sum(axis=1)
+        assert np.all(np.abs(pub.data.evs - z) < 5 * pub.data.stds + 1e-3)
+        assert np.all(pub.data.stds > 0)
+
+
+def _measure_all(circuit):
+    measured = circuit.copy()
+    measured.add_register(ClassicalRegister(circuit.num_qubits, "c"))
+    measured.measure(range(circuit.num_qubits), range(circuit.num_qubits))
+    return measured
+
+
+def test_plan_only_submits_nothing_and_estimates_shot_time(store):
+    cache, ledger = store
+    circuit = paper_ansatz(2, 2, num_outputs=2).circuit
+    sampler = RuntimeSampler(connect("fake_brisbane"), JobOptions(shots=500), cache=cache,
+                             ledger=ledger, plan_only=True)
+    result = sampler.run([(circuit, _values(circuit, 40))]).result()[0]
+    assert result.data.meas.shape == (40,) and result.data.meas.num_shots == 500
+    [record] = sampler.records
+    assert record.source == "planned" and record.bindings == 40
+    rep_delay = get_backend("fake_brisbane").default_rep_delay
+    assert record.shot_seconds == pytest.approx(40 * 500 * (record.duration_s + rep_delay))
+    assert ledger.entries() == [] and not cache.root.exists()
+
+
+def test_twirling_and_dynamical_decoupling_reach_the_runtime():
+    options = JobOptions(shots=200, twirling=True, dynamical_decoupling=True, dd_sequence="XY4")
+    circuit = paper_ansatz(2, 1, num_outputs=2).circuit
+    sampler = RuntimeSampler(connect("fake_manila"), options)
+    result = sampler.run([(circuit, _values(circuit, 3))]).result()[0]
+    assert result.metadata["num_randomizations"] > 1  # twirled
+    with pytest.raises(ConfigError, match="valid sequences: 'XX', 'XpXm', 'XY4'"):
+        JobOptions(dd_sequence="XZ")
+
+
+# ------------------------------------------------------------------ accounts
+def test_missing_or_rejected_account_fails_clearly_without_the_token(monkeypatch, tmp_path):
+    monkeypatch.setenv("HOME", str(tmp_path))
+    for var in ("QISKIT_IBM_TOKEN", "QISKIT_IBM_INSTANCE", "QISKIT_IBM_CHANNEL", "QISKIT_IBM_URL"):
+        monkeypatch.delenv(var, raising=False)
+    with pytest.raises(AccountError, match="no IBM Quantum account found.*save_account"):
+        connect("ibm_brisbane")
+    token = "very-secret-token-1234567890"
+    monkeypatch.setenv("QISKIT_IBM_TOKEN", token)
+    with pytest.raises(AccountError) as info:
+        connect("ibm_brisbane")
+    assert token not in str(info.value) and "did not accept" in str(info.value)
+    with pytest.raises(ConfigError, match="valid channels"):
+        connect("ibm_brisbane", channel="ibm_quantum")
+    with pytest.raises(ConfigError, match="fake_manila"):
+        connect("fake_nowhere")
