@@ -128,20 +128,59 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--seed", type=int, default=0)
     _train_args(p)
     _output_args(p, "sweep")
+
+    p = sub.add_parser("run", help="a trained model's test accuracy on an IBM Quantum backend "
+                                   "(or a fake backend, offline)")
+    p.add_argument("--model", required=True, help="model file or run folder holding model.pt")
+    p.add_argument("--backend", required=True,
+                   help="IBM Quantum backend (ibm_brisbane, ...) or fake backend (fake_manila, "
+                        "fake_brisbane, ...: the runtime's local testing mode)")
+    p.add_argument("--shots", type=int, default=1024, help="shots per sample (default 1024)")
+    p.add_argument("--samples", type=int, default=None,
+                   help="use the first K held-out test samples (default: all)")
+    p.add_argument("--optimization-level", type=int, default=1, choices=(0, 1, 2, 3))
+    p.add_argument("--seed", type=int, default=0, help="transpiler seed (default 0)")
+    p.add_argument("--layout", type=_ints, default=None,
+                   help="physical qubits, one per circuit qubit (default: lowest calibrated "
+                        "error)")
+    p.add_argument("--twirling", action="store_true", help="Pauli-twirl gates and measurements")
+    p.add_argument("--dd", action="store_true", help="dynamical decoupling (XX)")
+    p.add_argument("--dry-run", action="store_true",
+                   help="print circuits, bindings, shots and estimated QPU time; submit nothing")
+    _account_args(p)
+    _output_args(p, "run")
+
+    p = sub.add_parser("jobs", help="jobs recorded in the ledger: list, status, fetch")
+    p.add_argument("action", choices=("list", "status", "fetch"))
+    p.add_argument("job_ids", nargs="*", help="job ids (default: every recorded job)")
+    _account_args(p)
     return parser
+
+
+def _account_args(p: argparse.ArgumentParser) -> None:
+    g = p.add_argument_group("IBM Quantum account and cache")
+    g.add_argument("--cache", default=None,
+                   help="result cache and job ledger folder (default $QMOE_CACHE_DIR or "
+                        "~/.cache/qmoe-qiskit)")
+    g.add_argument("--channel", default=None,
+                   help="ibm_quantum_platform or ibm_cloud (default: the saved account's)")
+    g.add_argument("--instance", default=None, help="IBM Quantum instance (CRN or name)")
 
 
 def main(argv: list[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
     try:
         commands = {"ablation": _ablation, "train": _train, "evaluate": _evaluate,
-                    "sweep": _sweep}
+                    "sweep": _sweep, "run": _run, "jobs": _jobs}
         return commands[args.command](args)
     except QMoEError as exc:
         print(f"qmoe {args.command}: error: {exc}", file=sys.stderr)
         return 2
     except KeyboardInterrupt:
-        print(f"qmoe {args.command}: interrupted", file=sys.stderr)
+        hint = ("; submitted jobs are kept in the ledger (qmoe jobs list): run the same command "
+                "again to fetch their results instead of resubmitting"
+                if args.command == "run" else "")
+        print(f"qmoe {args.command}: interrupted{hint}", file=sys.stderr)
         return 130
 
 
@@ -249,6 +288,52 @@ def _sweep(args) -> int:
         print(f"  level {row['level']:<8g} accuracy {acc['mean']:.3f} ± {acc['std']:.3f}  "
               f"TVD {row['mean_tvd_to_ideal']:.4f}  ({row['seconds']:.1f} s)")
     print(f"run folder: {run.path} ({results['wall_seconds']:.0f} s)")
+    return 0
+
+
+def _run(args) -> int:
+    from .experiments.hardware import RunConfig, plan_text, run_on_backend
+
+    config = RunConfig(model=args.model, backend=args.backend, shots=args.shots,
+                       samples=args.samples, optimization_level=args.optimization_level,
+                       seed=args.seed, layout=args.layout, twirling=args.twirling,
+                       dynamical_decoupling=args.dd, cache_dir=args.cache,
+                       channel=args.channel, instance=args.instance, dry_run=args.dry_run)
+    results, run = run_on_backend(config, args.out, progress=not args.no_progress)
+    if run is None:
+        print(plan_text(results))
+        return 0
+    print(f"{results['backend']}: accuracy {results['accuracy']:.3f} on {results['samples']} "
+          f"test samples (ideal {results['ideal_accuracy']:.3f}), {results['shots']} shots; "
+          f"router TVD to ideal {results['mean_tvd_to_ideal']:.4f}")
+    print(f"jobs submitted {results['jobs_submitted']}, fetched {results['jobs_fetched']}, "
+          f"cache hits {results['cache_hits']}")
+    print(f"run folder: {run.path} ({results['wall_seconds']:.0f} s)")
+    return 0
+
+
+def _jobs(args) -> int:
+    from pathlib import Path
+
+    from .jobs import Ledger, ResultCache, default_cache_dir
+    from .jobs.manage import fetch_results, job_table, refresh_status, select
+    from .jobs.service import runtime_service
+
+    root = Path(args.cache) if args.cache else default_cache_dir()
+    ledger = Ledger(root / "ledger.jsonl")
+    entries = select(ledger, args.job_ids)
+    if args.action == "list":
+        print(job_table(entries))
+        return 0
+    service = lambda: runtime_service(channel=args.channel, instance=args.instance)  # noqa: E731
+    if args.action == "status":
+        rows = refresh_status(ledger, entries, service)
+    else:
+        rows = fetch_results(ledger, ResultCache(root), entries, service)
+    for entry, state in rows:
+        print(f"{entry.job_id}  {entry.backend:<16} {state}")
+    if not rows:
+        print("no jobs recorded")
     return 0
 
 

@@ -7,7 +7,7 @@ from matplotlib.figure import Figure
 
 from .training import logits
 
-__all__ = ["decision_boundaries", "training_curves", "noise_sweep"]
+__all__ = ["decision_boundaries", "training_curves", "noise_sweep", "router_agreement"]
 
 
 def decision_boundaries(panels: list[tuple[str, object]], x: np.ndarray, y: np.ndarray,
@@ -61,5 +61,18 @@ def noise_sweep(levels: list[float], means: list[float], stds: list[float], *, i
         ax.axhline(baseline, color="tab:gray", linestyle=":",
                    label=f"classical baseline {baseline:.3f}")
     ax.set(xlabel=xlabel, ylabel="held-out test accuracy", title=title)
+    ax.legend(fontsize="small")
+    return fig
+
+
+def router_agreement(ideal: np.ndarray, measured: np.ndarray, *, title: str) -> Figure:
+    """Each sample's routing probability per expert: measured (y) against ideal (x)."""
+    fig = Figure(figsize=(4.5, 4.5), layout="constrained")
+    ax = fig.subplots()
+    for e in range(ideal.shape[1]):
+        ax.scatter(ideal[:, e], measured[:, e], s=12, alpha=0.7, label=f"expert {e}")
+    ax.plot([0, 1], [0, 1], color="k", linewidth=0.8, linestyle="--")
+    ax.set(xlim=(0, 1), ylim=(0, 1), xlabel="ideal P(expert | x)",
+           ylabel="measured P(expert | x)", title=title)
     ax.legend(fontsize="small")
     return fig

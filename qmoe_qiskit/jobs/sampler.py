@@ -14,7 +14,7 @@ current interface; the server-side ``SamplerV2`` is deprecated since 0.50). That
 
 from __future__ import annotations
 
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable
 from dataclasses import asdict, dataclass
 from typing import Any
 
@@ -92,8 +92,9 @@ class RuntimeSampler(BaseSamplerV2):
 
     def __init__(self, connection: Connection, options: JobOptions | None = None, *,
                  cache: ResultCache | None = None, ledger: Ledger | None = None,
-                 plan_only: bool = False):
+                 plan_only: bool = False, on_record: Callable[[PubRecord], None] | None = None):
         self.connection = connection
+        self.on_record = on_record  # called once per PUB, after its result is in
         self.options = options or JobOptions()
         self.cache = cache
         self.ledger = ledger
@@ -153,15 +154,17 @@ class RuntimeSampler(BaseSamplerV2):
                       calibration=self.connection.calibration_id(),
                       options=asdict(self.options))
         record = self._record(pub.circuit, compiled, key, len(values))
-        if self.plan_only:
-            record.source = "planned"
-            return _placeholder(pub, isa, shots)
         result = self.cache.get(key) if self.cache is not None else None
         if result is not None:
             record.source = "cache"
             record.job_id = (self.cache.meta(key) or {}).get("job_id")
+        elif self.plan_only:
+            record.source = "planned"
+            result = _placeholder(isa, len(values), shots)
         else:
             result = self._fetch_or_submit(isa, values, key, record)
+        if self.on_record is not None:
+            self.on_record(record)
         return _reshape(result, pub)
 
     def _fetch_or_submit(self, isa: QuantumCircuit, values: np.ndarray, key: str,
@@ -237,11 +240,8 @@ def _reshape(result: SamplerPubResult, pub: SamplerPub) -> SamplerPubResult:
     return SamplerPubResult(DataBin(**fields, shape=pub.shape), metadata=result.metadata)
 
 
-def _placeholder(pub: SamplerPub, isa: QuantumCircuit, shots: int) -> SamplerPubResult:
-    """All-zero outcomes of the right shape (plans need a forward pass, not its values)."""
-    fields = {}
-    for creg in isa.cregs:
-        nbytes = (creg.size + 7) // 8
-        fields[creg.name] = BitArray(np.zeros(pub.shape + (shots, nbytes), dtype=np.uint8),
-                                     creg.size)
-    return SamplerPubResult(DataBin(**fields, shape=pub.shape), metadata={"planned": True})
+def _placeholder(isa: QuantumCircuit, rows: int, shots: int) -> SamplerPubResult:
+    """All-zero outcomes, one row per binding (plans need a forward pass, not its values)."""
+    fields = {creg.name: BitArray(np.zeros((rows, shots, (creg.size + 7) // 8), dtype=np.uint8),
+                                  creg.size) for creg in isa.cregs}
+    return SamplerPubResult(DataBin(**fields, shape=(rows,)), metadata={"planned": True})

@@ -25,7 +25,7 @@ from qiskit_ibm_runtime.exceptions import IBMError
 from ..errors import AccountError, ConfigError, JobError, choices
 from ..noise_models.factories import fake_backend_names, get_backend
 
-__all__ = ["Connection", "connect", "CHANNELS"]
+__all__ = ["Connection", "connect", "runtime_service", "CHANNELS"]
 
 logger = logging.getLogger(__name__)
 
@@ -98,9 +98,7 @@ def connect(backend: str | BackendV2, *, channel: str | None = None,
         raise ConfigError(f"backend must be a backend name, got {backend!r}")
     if backend.startswith("fake_"):
         return Connection(get_backend(backend))  # raises with the list of fake names
-    if channel is not None and channel not in CHANNELS:
-        raise ConfigError(f"unknown channel {channel!r}; valid channels: {choices(CHANNELS)}")
-    service = _service(channel=channel, instance=instance, name=account)
+    service = runtime_service(channel=channel, instance=instance, account=account)
     try:
         return Connection(service.backend(backend), service)
     except QiskitBackendNotFoundError:
@@ -111,7 +109,12 @@ def connect(backend: str | BackendV2, *, channel: str | None = None,
         raise JobError(f"cannot reach backend {backend!r}: {_scrub(str(exc))}") from None
 
 
-def _service(**kwargs) -> QiskitRuntimeService:
+def runtime_service(*, channel: str | None = None, instance: str | None = None,
+                    account: str | None = None) -> QiskitRuntimeService:
+    """The IBM Quantum service of the saved account (or the environment variables)."""
+    if channel is not None and channel not in CHANNELS:
+        raise ConfigError(f"unknown channel {channel!r}; valid channels: {choices(CHANNELS)}")
+    kwargs = {"channel": channel, "instance": instance, "name": account}
     try:
         return QiskitRuntimeService(**{k: v for k, v in kwargs.items() if v is not None})
     except AccountNotFoundError:

@@ -62,9 +62,13 @@ class MixtureOfExperts(nn.Module):
         return sparse / sparse.sum(dim=-1, keepdim=True)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self.forward_with_gates(x)[0]
+
+    def forward_with_gates(self, x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        """The mixed output and the routing weights of one pass (the router runs once)."""
         gates = self.gates(x)
         outputs = torch.stack([expert(x) for expert in self.experts], dim=-2)  # (B, E, C)
-        return (gates.unsqueeze(-1) * outputs).sum(dim=-2)
+        return (gates.unsqueeze(-1) * outputs).sum(dim=-2), gates
 
     def parameter_counts(self) -> dict[str, int]:
         """Trainable parameters split into router / experts / total."""

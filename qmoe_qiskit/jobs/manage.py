@@ -1,0 +1,87 @@
+"""What ``qmoe jobs list|status|fetch`` does with the ledger: show jobs, ask IBM Quantum for
+their state, and bring finished results into the cache (so the next run answers from it)."""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Sequence
+
+from ..errors import ConfigError, JobError
+from .cache import ResultCache
+from .ledger import Ledger, LedgerEntry, now
+
+__all__ = ["job_table", "select", "refresh_status", "fetch_results"]
+
+_FINAL = {"DONE": "done", "ERROR": "failed", "CANCELLED": "cancelled"}
+
+
+def job_table(entries: Sequence[LedgerEntry]) -> str:
+    if not entries:
+        return "no jobs recorded"
+    lines = [f"{'job id':<38} {'backend':<16} {'status':<10} {'submitted':<26} "
+             f"{'circuit':<14} {'bindings':>8} {'shots':>6}"]
+    for e in entries:
+        lines.append(f"{e.job_id:<38} {e.backend:<16} {e.status:<10} {e.submitted:<26} "
+                     f"{e.circuit:<14} {e.bindings:>8} {e.shots:>6}")
+    return "\n".join(lines)
+
+
+def select(ledger: Ledger, job_ids: Sequence[str]) -> list[LedgerEntry]:
+    """The ledger entries named by ``job_ids`` (all of them when none is named)."""
+    entries = ledger.entries()
+    if not job_ids:
+        return entries
+    known = {e.job_id: e for e in entries}
+    missing = [j for j in job_ids if j not in known]
+    if missing:
+        raise ConfigError(f"job(s) {missing} are not in the ledger {ledger.path} "
+                          f"({len(known)} jobs recorded; see `qmoe jobs list`)")
+    return [known[j] for j in job_ids]
+
+
+def refresh_status(ledger: Ledger, entries: Sequence[LedgerEntry],
+                   service: Callable) -> list[tuple[LedgerEntry, str]]:
+    """Each entry with its state now; IBM Quantum jobs are asked (``service()`` gives the
+    ``QiskitRuntimeService``), and final states are written to the ledger."""
+    rows, runtime = [], None
+    for entry in entries:
+        if entry.local:
+            rows.append((entry, entry.status if entry.status != "submitted"
+                         else "local testing job: it lived only in the process that ran it"))
+            continue
+        if runtime is None:
+            runtime = service()
+        status = runtime.job(entry.job_id).status()  # a string, or a JobStatus locally
+        state = getattr(status, "name", str(status))
+        if entry.status == "submitted" and state in _FINAL and _FINAL[state] != "done":
+            entry = ledger.update(entry, _FINAL[state])
+        rows.append((entry, state))
+    return rows
+
+
+def fetch_results(ledger: Ledger, cache: ResultCache, entries: Sequence[LedgerEntry],
+                  service: Callable) -> list[tuple[LedgerEntry, str]]:
+    """Store the results of finished IBM Quantum jobs in the cache (waiting for unfinished
+    ones); already cached, failed and local jobs are reported and skipped."""
+    rows, runtime = [], None
+    for entry in entries:
+        if cache.get(entry.key) is not None:
+            rows.append((entry, "already cached"))
+            continue
+        if entry.local or entry.status not in ("submitted", "done"):
+            reason = 'local testing job' if entry.local else entry.status
+            rows.append((entry, f"skipped ({reason})"))
+            continue
+        if runtime is None:
+            runtime = service()
+        try:
+            result = runtime.job(entry.job_id).result()[0]
+        except Exception as exc:  # the runtime raises several unrelated types here
+            ledger.update(entry, "failed", f"{type(exc).__name__}: {exc}"[:500])
+            raise JobError(f"job {entry.job_id} failed: {exc}") from exc
+        cache.put(entry.key, result, {"job_id": entry.job_id, "backend": entry.backend,
+                                      "shots": entry.shots, "bindings": entry.bindings,
+                                      "stored": now()})
+        if entry.status != "done":
+            entry = ledger.update(entry, "done")
+        rows.append((entry, "fetched into the cache"))
+    return rows

@@ -1,0 +1,169 @@
+"""`qmoe run` and `qmoe jobs` end to end in the runtime's local testing mode."""
+
+import dataclasses
+import json
+
+import pytest
+from qiskit_ibm_runtime.fake_provider.local_runtime_job import LocalRuntimeJob
+
+from qmoe_qiskit.cli import main
+from qmoe_qiskit.circuits import paper_ansatz
+from qmoe_qiskit.jobs import Ledger, ResultCache, RuntimeSampler, connect
+from qmoe_qiskit.jobs.manage import fetch_results, refresh_status
+from qmoe_qiskit.jobs.service import _LOCAL_JOBS
+
+
+@pytest.fixture(scope="module")
+def trained(tmp_path_factory):
+    """A sel router (estimator) with two quantum experts (sampler) on 200 Two Moons samples."""
+    out = tmp_path_factory.mktemp("model") / "run"
+    assert main(["train", "--router", "quantum", "--ansatz", "sel", "--expert", "quantum",
+                 "--layers", "2", "--epochs", "3", "--samples", "200", "--no-progress",
+                 "--out", str(out)]) == 0
+    return out
+
+
+@pytest.fixture
+def cache(tmp_path, monkeypatch):
+    root = tmp_path / "cache"
+    monkeypatch.setenv("QMOE_CACHE_DIR", str(root))
+    return root
+
+
+def _results(out):
+    return json.loads((out / "results.json").read_text())
+
+
+def test_run_writes_results_and_a_repeat_costs_nothing(trained, cache, tmp_path, capsys):
+    argv = ["run", "--model", str(trained), "--backend", "fake_manila", "--samples", "30",
+            "--shots", "256", "--no-progress"]
+    assert main([*argv, "--out", str(tmp_path / "r1")]) == 0
+    first = _results(tmp_path / "r1")
+    assert first["backend"] == "fake_manila" and first["shots"] == 256
+    assert first["jobs_submitted"] == 3 and first["cache_hits"] == 0  # router + 2 experts
+    assert first["samples"] == 30 and len(first["router"]["distributions"]) == 30
+    assert all(abs(sum(row) - 1) < 1e-6 for row in first["router"]["distributions"])
+    agree = [p == y for p, y in zip(first["predictions"], first["labels"])]
+    assert first["accuracy"] == pytest.approx(sum(agree) / 30)
+    assert 0 < first["mean_tvd_to_ideal"] < 0.5
+    for name in ("report.md", "router_vs_ideal.png"):
+        assert (tmp_path / "r1" / name).exists()
+    assert main([*argv, "--out", str(tmp_path / "r2")]) == 0
+    second = _results(tmp_path / "r2")
+    assert second["jobs_submitted"] == 0 and second["cache_hits"] == 3
+    assert second["accuracy"] == first["accuracy"]
+    assert second["router"] == first["router"]
+    assert "cache hits 3" in capsys.readouterr().out
+
+
+def test_dry_run_prints_the_cost_and_submits_nothing(trained, cache, tmp_path, capsys):
+    out = tmp_path / "dry"
+    assert main(["run", "--model", str(trained), "--backend", "fake_brisbane", "--samples", "20",
+                 "--shots", "100", "--dry-run", "--no-progress", "--out", str(out)]) == 0
+    text = capsys.readouterr().out
+    assert "nothing submitted" in text and "circuits: 3 (3 not cached), bindings: 60" in text
+    assert "shots: 6,000" in text and "estimated QPU time:" in text
+    assert not out.exists() and not (cache / "ledger.jsonl").exists()
+
+
+def test_interrupted_run_resumes_by_fetching(trained, cache, tmp_path, capsys, monkeypatch):
+    original = LocalRuntimeJob.result
+    calls = {"n": 0}
+
+    def interrupted(self, *args, **kwargs):
+        calls["n"] += 1
+        if calls["n"] == 1:
+            raise KeyboardInterrupt
+        return original(self, *args, **kwargs)
+
+    monkeypatch.setattr(LocalRuntimeJob, "result", interrupted)
+    argv = ["run", "--model", str(trained), "--backend", "fake_manila", "--samples", "12",
+            "--no-progress"]
+    assert main([*argv, "--out", str(tmp_path / "a")]) == 130
+    assert "run the same command again" in capsys.readouterr().err
+    assert not (tmp_path / "a").exists()
+    assert main(["jobs", "list"]) == 0
+    listing = capsys.readouterr().out
+    assert "submitted" in listing and "fake_manila" in listing
+    assert main([*argv, "--out", str(tmp_path / "b")]) == 0
+    resumed = _results(tmp_path / "b")
+    assert resumed["jobs_fetched"] == 1 and resumed["jobs_submitted"] == 2
+    assert all(e.status == "done" for e in Ledger(cache / "ledger.jsonl").entries())
+
+
+def test_jobs_fetch_brings_a_remote_result_into_the_cache(tmp_path):
+    """`qmoe jobs fetch` on an IBM Quantum job: stand the service in with one whose job() hands
+    back a finished local job, as the real service hands back a finished remote one."""
+    cache, ledger = ResultCache(tmp_path / "c"), Ledger(tmp_path / "c" / "ledger.jsonl")
+    circuit = paper_ansatz(2, 1, num_outputs=2).circuit
+    values = [[0.1, 0.2, 0.3, 0.4]]
+    sampler = RuntimeSampler(connect("fake_manila"), ledger=ledger)  # no cache: ledger only
+    sampler.run([(circuit, values)])
+    [entry] = ledger.entries()
+    remote = ledger.record(dataclasses.replace(entry, local=False, status="submitted"))
+    job = _LOCAL_JOBS[entry.job_id]
+    service = type("Service", (), {"job": lambda self, job_id: job})
+    [(state_entry, state)] = refresh_status(ledger, [remote], service)
+    assert state == "DONE"
+    [(_, outcome)] = fetch_results(ledger, cache, [remote], service)
+    assert outcome == "fetched into the cache" and cache.get(entry.key) is not None
+    again = RuntimeSampler(connect("fake_manila"), cache=cache, ledger=ledger)
+    again.run([(circuit, values)])
+    assert again.stats()["cache_hits"] == 1 and again.stats()["jobs_submitted"] == 0
+    [(_, outcome)] = fetch_results(ledger, cache, [remote], service)
+    assert outcome == "already cached"
+
+
+@pytest.mark.parametrize("argv, message", [
+    (["--backend", "fake_nowhere"], "fake_manila"),
+    (["--backend", "fake_manila", "--samples", "0"], "samples must be >= 1"),
+    (["--backend", "fake_manila", "--samples", "100000"], "test split has 40"),
+    (["--backend", "fake_manila", "--shots", "0"], "shots must be a positive integer"),
+    (["--backend", "fake_manila", "--layout", "0"], "give one per logical qubit"),
+    (["--backend", "ibm_brisbane"], "no IBM Quantum account found"),
+])
+def test_rejected_run_is_one_line_and_writes_nothing(trained, cache, tmp_path, capsys,
+                                                     monkeypatch, argv, message):
+    monkeypatch.setenv("HOME", str(tmp_path))
+    monkeypatch.delenv("QISKIT_IBM_TOKEN", raising=False)
+    out = tmp_path / "run"
+    assert main(["run", "--model", str(trained), "--out", str(out), "--no-progress", *argv]) == 2
+    err = capsys.readouterr().err
+    assert err.startswith("qmoe run: error:") and message in err and err.count("\n") == 1
+    assert not out.exists() and not cache.exists()
+
+
+def test_rejected_token_never_shows(trained, cache, tmp_path, capsys, monkeypatch):
+    token = "token-that-must-not-leak-0123456789"
+    monkeypatch.setenv("HOME", str(tmp_path))
+    monkeypatch.setenv("QISKIT_IBM_TOKEN", token)
+    out = tmp_path / "run"
+    assert main(["run", "--model", str(trained), "--backend", "ibm_brisbane", "--out", str(out),
+                 "--no-progress"]) == 2
+    captured = capsys.readouterr()
+    assert "did not accept the account" in captured.err
+    assert token not in captured.err + captured.out
+    assert not out.exists() and not cache.exists()
+
+
+def test_jobs_commands_on_local_jobs_and_unknown_ids(trained, cache, capsys):
+    assert main(["jobs", "list"]) == 0
+    assert "no jobs recorded" in capsys.readouterr().out
+    assert main(["run", "--model", str(trained), "--backend", "fake_manila", "--samples", "5",
+                 "--shots", "64", "--no-progress", "--out", str(cache.parent / "r")]) == 0
+    capsys.readouterr()
+    assert main(["jobs", "status"]) == 0
+    assert main(["jobs", "fetch"]) == 0
+    out = capsys.readouterr().out
+    assert out.count("done") >= 3 and "already cached" in out
+    assert main(["jobs", "fetch", "no-such-job"]) == 2
+    assert "not in the ledger" in capsys.readouterr().err
+
+
+def test_a_classical_model_has_nothing_to_run(tmp_path, capsys):
+    model = tmp_path / "linear"
+    assert main(["train", "--router", "linear", "--epochs", "2", "--samples", "200",
+                 "--no-progress", "--out", str(model)]) == 0
+    assert main(["run", "--model", str(model), "--backend", "fake_manila",
+                 "--out", str(tmp_path / "r")]) == 2
+    assert "no quantum circuits" in capsys.readouterr().err
