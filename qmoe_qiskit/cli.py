@@ -15,24 +15,21 @@ from .models import EXPERTS, ROUTERS
 __all__ = ["main"]
 
 
-def _ints(text: str) -> tuple[int, ...]:
-    try:
-        values = tuple(int(v) for v in text.split(",") if v.strip())
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"expected comma-separated integers, got {text!r}")
-    if not values:
-        raise argparse.ArgumentTypeError("expected at least one integer")
-    return values
+def _numbers(kind: type, what: str, one: str):
+    """An argparse type: comma-separated values of ``kind`` (at least one)."""
+    def parse(text: str) -> tuple:
+        try:
+            values = tuple(kind(v) for v in text.split(",") if v.strip())
+        except ValueError:
+            raise argparse.ArgumentTypeError(f"expected comma-separated {what}, got {text!r}")
+        if not values:
+            raise argparse.ArgumentTypeError(f"expected at least one {one}")
+        return values
+    return parse
 
 
-def _floats(text: str) -> tuple[float, ...]:
-    try:
-        values = tuple(float(v) for v in text.split(",") if v.strip())
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"expected comma-separated numbers, got {text!r}")
-    if not values:
-        raise argparse.ArgumentTypeError("expected at least one number")
-    return values
+_ints = _numbers(int, "integers", "integer")
+_floats = _numbers(float, "numbers", "number")
 
 
 def _data_args(p: argparse.ArgumentParser, default_dataset: str = "moons") -> None:

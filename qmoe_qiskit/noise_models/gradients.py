@@ -25,7 +25,12 @@ from qiskit_machine_learning.gradients import (
 )
 
 from ..errors import UnsupportedCircuitError
-from ..simulation.primitives import _Columns, _DoneJob, _group_rows, _normalise
+from ..simulation.primitives import (
+    SyncEstimatorGradientRun,
+    SyncSamplerGradientRun,
+    _Columns,
+    _group_rows,
+)
 
 __all__ = ["BatchedShiftSamplerGradient", "BatchedShiftEstimatorGradient"]
 
@@ -75,12 +80,8 @@ def _combine(plus: np.ndarray, minus: np.ndarray, columns: list[int], slopes: np
     return scale * (plus - minus) / 2
 
 
-class BatchedShiftSamplerGradient(BaseSamplerGradient):
+class BatchedShiftSamplerGradient(SyncSamplerGradientRun, BaseSamplerGradient):
     """Parameter-shift gradients of a sampler's outcome probabilities, one PUB per circuit."""
-
-    def run(self, circuits, parameter_values, parameters=None, **options) -> _DoneJob:
-        circuits, parameters = _normalise(circuits, parameters, parameter_values)
-        return _DoneJob(self._run(circuits, parameter_values, parameters, **options))
 
     def _run(self, circuits, parameter_values, parameters, **options) -> SamplerGradientResult:
         gradients: list = [None] * len(circuits)
@@ -98,18 +99,8 @@ class BatchedShiftSamplerGradient(BaseSamplerGradient):
         return SamplerGradientResult(gradients=gradients, metadata=metadata, options=Options())
 
 
-class BatchedShiftEstimatorGradient(BaseEstimatorGradient):
+class BatchedShiftEstimatorGradient(SyncEstimatorGradientRun, BaseEstimatorGradient):
     """Parameter-shift gradients of an estimator's expectation values, one PUB per circuit."""
-
-    def run(self, circuits, observables, parameter_values, parameters=None, **options) -> _DoneJob:
-        circuits, parameters = _normalise(circuits, parameters, parameter_values)
-        if not isinstance(observables, (list, tuple)):
-            observables = [observables]
-        if len(observables) != len(circuits):
-            raise ValueError(
-                f"The number of circuits ({len(circuits)}) does not match the number of "
-                f"observables ({len(observables)}).")
-        return _DoneJob(self._run(circuits, observables, parameter_values, parameters, **options))
 
     def _run(self, circuits, observables, parameter_values, parameters,
              **options) -> EstimatorGradientResult:

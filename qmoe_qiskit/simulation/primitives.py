@@ -191,16 +191,36 @@ def _shared_states(cache: list, circuit, values: np.ndarray, program: Program) -
     return psi
 
 
-class ExactSamplerGradient(BaseSamplerGradient):
+class SyncSamplerGradientRun:
+    """``run`` of a sampler gradient computed at once (no job thread) and validated once per
+    distinct circuit; the class supplies ``_run``."""
+
+    def run(self, circuits, parameter_values, parameters=None, **options) -> _DoneJob:
+        circuits, parameters = _normalise(circuits, parameters, parameter_values)
+        return _DoneJob(self._run(circuits, parameter_values, parameters, **options))
+
+
+class SyncEstimatorGradientRun:
+    """``run`` of an estimator gradient computed at once (no job thread) and validated once per
+    distinct circuit; the class supplies ``_run``."""
+
+    def run(self, circuits, observables, parameter_values, parameters=None, **options) -> _DoneJob:
+        circuits, parameters = _normalise(circuits, parameters, parameter_values)
+        if not isinstance(observables, (list, tuple)):
+            observables = [observables]
+        if len(observables) != len(circuits):
+            raise ValueError(
+                f"The number of circuits ({len(circuits)}) does not match the number of "
+                f"observables ({len(observables)})."
+            )
+        return _DoneJob(self._run(circuits, observables, parameter_values, parameters, **options))
+
+
+class ExactSamplerGradient(SyncSamplerGradientRun, BaseSamplerGradient):
     """Adjoint gradients of exact outcome probabilities (no parameter shift)."""
 
     def __init__(self, sampler: BaseSamplerV2 | None = None, options: Options | None = None):
         super().__init__(sampler or ExactSampler(), options=options)
-
-    def run(self, circuits, parameter_values, parameters=None, **options) -> _DoneJob:
-        """As ``BaseSamplerGradient.run``, computed at once, validated once per distinct circuit."""
-        circuits, parameters = _normalise(circuits, parameters, parameter_values)
-        return _DoneJob(self._run(circuits, parameter_values, parameters, **options))
 
     def _run(self, circuits, parameter_values, parameters, **options) -> SamplerGradientResult:
         gradients: list = [None] * len(circuits)
@@ -223,23 +243,11 @@ class ExactSamplerGradient(BaseSamplerGradient):
         return SamplerGradientResult(gradients=gradients, metadata=metadata, options=Options())
 
 
-class ExactEstimatorGradient(BaseEstimatorGradient):
+class ExactEstimatorGradient(SyncEstimatorGradientRun, BaseEstimatorGradient):
     """Adjoint gradients of exact expectation values (no parameter shift)."""
 
     def __init__(self, estimator: BaseEstimatorV2 | None = None, options: Options | None = None):
         super().__init__(estimator or ExactEstimator(), options=options)
-
-    def run(self, circuits, observables, parameter_values, parameters=None, **options) -> _DoneJob:
-        """As ``BaseEstimatorGradient.run``, computed at once, validated once per distinct circuit."""
-        circuits, parameters = _normalise(circuits, parameters, parameter_values)
-        if not isinstance(observables, (list, tuple)):
-            observables = [observables]
-        if len(observables) != len(circuits):
-            raise ValueError(
-                f"The number of circuits ({len(circuits)}) does not match the number of "
-                f"observables ({len(observables)})."
-            )
-        return _DoneJob(self._run(circuits, observables, parameter_values, parameters, **options))
 
     def _run(
         self, circuits, observables, parameter_values, parameters, **options
