@@ -213,15 +213,19 @@ def test_failed_job_is_recorded_and_raises_a_clear_error(store, monkeypatch):
     cache, ledger = store
     circuit = paper_ansatz(2, 1, num_outputs=2).circuit
 
+    token = "tok-never-shown-42"
+    monkeypatch.setenv("QISKIT_IBM_TOKEN", token)
+
     def broken(self, *args, **kwargs):
-        raise RuntimeError("backend went offline")
+        raise RuntimeError(f"backend went offline (request signed with {token})")
 
     monkeypatch.setattr(LocalRuntimeJob, "result", broken)
-    with pytest.raises(JobError, match="failed: backend went offline"):
+    with pytest.raises(JobError, match="failed: backend went offline") as info:
         RuntimeSampler(connect("fake_manila"), cache=cache, ledger=ledger).run(
             [(circuit, _values(circuit))])
     [entry] = ledger.entries()
     assert entry.status == "failed" and "backend went offline" in entry.message
+    assert token not in str(info.value) and token not in ledger.path.read_text()
     assert not list(cache.root.rglob("*.json"))  # nothing cached from a failed job
 
 

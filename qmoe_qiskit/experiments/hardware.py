@@ -141,7 +141,7 @@ def _plan(records: list[dict], connection, config: RunConfig) -> dict[str, Any]:
         "model": str(Path(config.model)),
         "backend": connection.name,
         "local_testing_mode": connection.local,
-        "calibration": connection.calibration_id(),
+        "calibration": connection.calibration,
         "shots": config.shots,
         "samples": records[0]["bindings"] if records else 0,
         "options": asdict(config.job_options()),

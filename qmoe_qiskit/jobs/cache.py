@@ -88,7 +88,7 @@ class ResultCache:
             if hashlib.sha256(payload.encode()).hexdigest() != entry["sha256"]:
                 raise ValueError("checksum mismatch")
             return json.loads(payload, cls=RuntimeDecoder)
-        except (OSError, ValueError, KeyError, TypeError) as exc:
+        except Exception as exc:  # unreadable, truncated, tampered with, or undecodable
             logger.warning("cache entry %s is corrupt (%s); removing it and recomputing",
                            path, exc)
             self.corrupt.append(key)

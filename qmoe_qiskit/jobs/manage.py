@@ -8,6 +8,7 @@ from collections.abc import Callable, Sequence
 from ..errors import ConfigError, JobError
 from .cache import ResultCache
 from .ledger import Ledger, LedgerEntry, now
+from .service import scrub
 
 __all__ = ["job_table", "select", "refresh_status", "fetch_results"]
 
@@ -76,8 +77,8 @@ def fetch_results(ledger: Ledger, cache: ResultCache, entries: Sequence[LedgerEn
         try:
             result = runtime.job(entry.job_id).result()[0]
         except Exception as exc:  # the runtime raises several unrelated types here
-            ledger.update(entry, "failed", f"{type(exc).__name__}: {exc}"[:500])
-            raise JobError(f"job {entry.job_id} failed: {exc}") from exc
+            ledger.update(entry, "failed", scrub(f"{type(exc).__name__}: {exc}")[:500])
+            raise JobError(f"job {entry.job_id} failed: {scrub(str(exc))}") from exc
         cache.put(entry.key, result, {"job_id": entry.job_id, "backend": entry.backend,
                                       "shots": entry.shots, "bindings": entry.bindings,
                                       "stored": now()})

@@ -28,7 +28,7 @@ from ..errors import ConfigError, JobError, UnsupportedCircuitError, choices
 from ..simulation.primitives import _DoneJob
 from .cache import ResultCache, pub_key
 from .ledger import Ledger, LedgerEntry, now
-from .service import Connection
+from .service import Connection, scrub
 from .transpile import Compiled, check_optimization_level, compile_for_backend, measured_qubits
 
 __all__ = ["JobOptions", "RuntimeSampler", "PubRecord"]
@@ -151,7 +151,7 @@ class RuntimeSampler(BaseSamplerV2):
                   if isa.num_parameters else np.zeros((max(1, pub.parameter_values.size), 0)))
         shots = self.options.shots
         key = pub_key(isa, values, shots=shots, backend=self.connection.name,
-                      calibration=self.connection.calibration_id(),
+                      calibration=self.connection.calibration,
                       options=asdict(self.options))
         record = self._record(pub.circuit, compiled, key, len(values))
         result = self.cache.get(key) if self.cache is not None else None
@@ -191,8 +191,8 @@ class RuntimeSampler(BaseSamplerV2):
             result = job.result()[0]
         except Exception as exc:  # the runtime raises several unrelated types here
             if self.ledger is not None:
-                self.ledger.update(entry, "failed", f"{type(exc).__name__}: {exc}"[:500])
-            raise JobError(f"job {entry.job_id} on {conn.name} failed: {exc}") from exc
+                self.ledger.update(entry, "failed", scrub(f"{type(exc).__name__}: {exc}")[:500])
+            raise JobError(f"job {entry.job_id} on {conn.name} failed: {scrub(str(exc))}") from exc
         if self.cache is not None:
             self.cache.put(key, result, {"job_id": entry.job_id, "backend": conn.name,
                                          "shots": record.shots, "bindings": record.bindings,

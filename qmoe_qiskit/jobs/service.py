@@ -14,6 +14,7 @@ from __future__ import annotations
 import logging
 import os
 from dataclasses import dataclass
+from functools import cached_property
 from typing import Any
 
 from qiskit.providers import BackendV2
@@ -25,7 +26,7 @@ from qiskit_ibm_runtime.exceptions import IBMError
 from ..errors import AccountError, ConfigError, JobError, choices
 from ..noise_models.factories import fake_backend_names, get_backend
 
-__all__ = ["Connection", "connect", "runtime_service", "CHANNELS"]
+__all__ = ["Connection", "connect", "runtime_service", "scrub", "CHANNELS"]
 
 logger = logging.getLogger(__name__)
 
@@ -55,8 +56,9 @@ class Connection:
     def name(self) -> str:
         return self.backend.name
 
-    def calibration_id(self) -> str:
-        """When the backend was last calibrated (part of every cache key)."""
+    @cached_property
+    def calibration(self) -> str:
+        """When the backend was last calibrated (part of every cache key; read once)."""
         stamp = getattr(self.backend, "calibration_id", None)
         if stamp:
             return str(stamp)
@@ -85,7 +87,7 @@ class Connection:
         try:
             return self.service.job(job_id)
         except IBMError as exc:
-            logger.warning("job %s cannot be fetched: %s", job_id, _scrub(str(exc)))
+            logger.warning("job %s cannot be fetched: %s", job_id, scrub(str(exc)))
             return None
 
 
@@ -106,7 +108,7 @@ def connect(backend: str | BackendV2, *, channel: str | None = None,
         raise ConfigError(f"unknown backend {backend!r}; this account can use: "
                           f"{choices(names)}; offline: {choices(fake_backend_names()[:3])}, …")
     except IBMError as exc:
-        raise JobError(f"cannot reach backend {backend!r}: {_scrub(str(exc))}") from None
+        raise JobError(f"cannot reach backend {backend!r}: {scrub(str(exc))}") from None
 
 
 def runtime_service(*, channel: str | None = None, instance: str | None = None,
@@ -121,10 +123,10 @@ def runtime_service(*, channel: str | None = None, instance: str | None = None,
         raise AccountError(NO_ACCOUNT) from None
     except (IBMError, OSError, ValueError) as exc:
         raise AccountError(f"IBM Quantum did not accept the account "
-                           f"({type(exc).__name__}: {_scrub(str(exc))})") from None
+                           f"({type(exc).__name__}: {scrub(str(exc))})") from None
 
 
-def _scrub(text: str) -> str:
+def scrub(text: str) -> str:
     """``text`` with any IBM Quantum token this process knows of blanked out."""
     tokens = {os.environ.get("QISKIT_IBM_TOKEN")}
     try:
