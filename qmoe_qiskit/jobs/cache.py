@@ -14,6 +14,7 @@ import json
 import logging
 import os
 import tempfile
+from functools import lru_cache
 from importlib import metadata
 from pathlib import Path
 from typing import Any
@@ -37,13 +38,19 @@ def default_cache_dir() -> Path:
 
 
 def library_versions() -> dict[str, str]:
+    """Installed versions of the libraries that shape a result (part of every cache key)."""
+    return dict(_versions())
+
+
+@lru_cache(maxsize=1)
+def _versions() -> tuple[tuple[str, str], ...]:
     versions = {}
     for name in _LIBRARIES:
         try:
             versions[name] = metadata.version(name)
         except metadata.PackageNotFoundError:
             versions[name] = "unknown"
-    return versions
+    return tuple(versions.items())
 
 
 def pub_key(circuit: QuantumCircuit, values: np.ndarray, *, shots: int, backend: str,

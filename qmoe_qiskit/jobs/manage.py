@@ -5,10 +5,10 @@ from __future__ import annotations
 
 from collections.abc import Callable, Sequence
 
-from ..errors import ConfigError, JobError
+from ..errors import ConfigError
 from .cache import ResultCache
-from .ledger import Ledger, LedgerEntry, now
-from .service import scrub
+from .ledger import Ledger, LedgerEntry
+from .sampler import collect
 
 __all__ = ["job_table", "select", "refresh_status", "fetch_results"]
 
@@ -74,15 +74,6 @@ def fetch_results(ledger: Ledger, cache: ResultCache, entries: Sequence[LedgerEn
             continue
         if runtime is None:
             runtime = service()
-        try:
-            result = runtime.job(entry.job_id).result()[0]
-        except Exception as exc:  # the runtime raises several unrelated types here
-            ledger.update(entry, "failed", scrub(f"{type(exc).__name__}: {exc}")[:500])
-            raise JobError(f"job {entry.job_id} failed: {scrub(str(exc))}") from exc
-        cache.put(entry.key, result, {"job_id": entry.job_id, "backend": entry.backend,
-                                      "shots": entry.shots, "bindings": entry.bindings,
-                                      "stored": now()})
-        if entry.status != "done":
-            entry = ledger.update(entry, "done")
+        _, entry = collect(runtime.job(entry.job_id), entry, ledger=ledger, cache=cache)
         rows.append((entry, "fetched into the cache"))
     return rows

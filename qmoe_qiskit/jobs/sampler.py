@@ -31,7 +31,7 @@ from .ledger import Ledger, LedgerEntry, now
 from .service import Connection, scrub
 from .transpile import Compiled, check_optimization_level, compile_for_backend, measured_qubits
 
-__all__ = ["JobOptions", "RuntimeSampler", "PubRecord"]
+__all__ = ["JobOptions", "RuntimeSampler", "PubRecord", "collect"]
 
 DD_SEQUENCES = ("XX", "XpXm", "XY4")
 DEFAULT_REP_DELAY = 250e-6  # seconds between shots when the backend does not say
@@ -187,19 +187,7 @@ class RuntimeSampler(BaseSamplerV2):
             if self.ledger is not None:
                 self.ledger.record(entry)  # before waiting: an interrupted run can resume
         record.job_id = entry.job_id
-        try:
-            result = job.result()[0]
-        except Exception as exc:  # the runtime raises several unrelated types here
-            if self.ledger is not None:
-                self.ledger.update(entry, "failed", scrub(f"{type(exc).__name__}: {exc}")[:500])
-            raise JobError(f"job {entry.job_id} on {conn.name} failed: {scrub(str(exc))}") from exc
-        if self.cache is not None:
-            self.cache.put(key, result, {"job_id": entry.job_id, "backend": conn.name,
-                                         "shots": record.shots, "bindings": record.bindings,
-                                         "stored": now()})
-        if self.ledger is not None and entry.status != "done":
-            self.ledger.update(entry, "done")
-        return result
+        return collect(job, entry, ledger=self.ledger, cache=self.cache)[0]
 
     def _submit(self, isa: QuantumCircuit, values: np.ndarray):
         """The one place that calls the runtime: a sampler job in this sampler's batch."""
@@ -232,6 +220,26 @@ class RuntimeSampler(BaseSamplerV2):
             shot_seconds=None if duration is None else bindings * shots * (duration + rep_delay))
         self.records.append(record)
         return record
+
+
+def collect(job, entry: LedgerEntry, *, ledger: Ledger | None,
+            cache: ResultCache | None) -> tuple[Any, LedgerEntry]:
+    """Wait for ``job``'s (first PUB's) result, store it in the cache and mark the job ``done``;
+    returns the result and the entry's new state. A failure is marked ``failed`` and raised as
+    :class:`JobError` (token scrubbed)."""
+    try:
+        result = job.result()[0]
+    except Exception as exc:  # the runtime raises several unrelated types here
+        if ledger is not None:
+            ledger.update(entry, "failed", scrub(f"{type(exc).__name__}: {exc}")[:500])
+        raise JobError(f"job {entry.job_id} on {entry.backend} failed: {scrub(str(exc))}") from exc
+    if cache is not None:
+        cache.put(entry.key, result, {"job_id": entry.job_id, "backend": entry.backend,
+                                      "shots": entry.shots, "bindings": entry.bindings,
+                                      "stored": now()})
+    if ledger is not None and entry.status != "done":
+        entry = ledger.update(entry, "done")
+    return result, entry
 
 
 def _reshape(result: SamplerPubResult, pub: SamplerPub) -> SamplerPubResult:

@@ -34,6 +34,14 @@ class Compiled:
     layout_method: str  # "user", "vf2 (lowest calibrated error)" or "preset"
     probes: dict  # cache for simulators: physical qubits -> circuit saving their probabilities
 
+    @classmethod
+    def from_isa(cls, isa: QuantumCircuit, num_qubits: int, layout_method: str) -> "Compiled":
+        """Read the layout and the measured qubits off a transpiled circuit."""
+        layout = (list(range(num_qubits)) if isa.layout is None
+                  else list(isa.layout.final_index_layout()))
+        return cls(isa=isa, layout=layout, measured=measured_qubits(isa),
+                   layout_method=layout_method, probes={})
+
 
 def check_optimization_level(level: int) -> None:
     if level not in OPTIMIZATION_LEVELS:
@@ -74,11 +82,7 @@ def compile_for_backend(circuit: QuantumCircuit, backend: BackendV2, *,
     pm = generate_preset_pass_manager(optimization_level=optimization_level, backend=backend,
                                       initial_layout=initial_layout,
                                       seed_transpiler=seed_transpiler)
-    isa = pm.run(circuit)
-    layout = (list(range(circuit.num_qubits)) if isa.layout is None
-              else list(isa.layout.final_index_layout()))
-    return Compiled(isa=isa, layout=layout, measured=measured_qubits(isa),
-                    layout_method=method, probes={})
+    return Compiled.from_isa(pm.run(circuit), circuit.num_qubits, method)
 
 
 def measured_qubits(circuit: QuantumCircuit) -> list[int]:

@@ -39,7 +39,6 @@ from ..jobs.transpile import (
     Compiled,
     check_optimization_level,
     compile_for_backend,
-    measured_qubits,
 )
 from ..simulation.primitives import ExactDistributions, _DoneJob
 from .factories import readout_matrices
@@ -114,10 +113,7 @@ class NoisySimulation:
             isa = transpile(circuit, basis_gates=list(self.noise_model.basis_gates),
                             optimization_level=self.optimization_level,
                             seed_transpiler=self.seed_transpiler)
-            layout = (list(range(circuit.num_qubits)) if isa.layout is None
-                      else list(isa.layout.final_index_layout()))
-            compiled = Compiled(isa=isa, layout=layout, measured=measured_qubits(isa),
-                                layout_method="none (no device)", probes={})
+            compiled = Compiled.from_isa(isa, circuit.num_qubits, "none (no device)")
         self._compiled[id(circuit)] = (circuit, compiled)
         return compiled
 
