@@ -24,16 +24,10 @@ import numpy as np
 import torch
 from qiskit_ibm_runtime.executor_sampler import Sampler as ExecutorSampler
 
-from qmoe_qiskit.jobs import (
-    JobOptions,
-    Ledger,
-    ResultCache,
-    RuntimeEstimator,
-    RuntimeSampler,
-    compile_for_backend,
-    connect,
-)
+from qmoe_qiskit.jobs import JobOptions, Ledger, ResultCache, RuntimeSampler, connect
 from qmoe_qiskit.models import LinearExpert, MixtureOfExperts, QuantumRouter
+from qmoe_qiskit.primitives import SamplerEstimator
+from qmoe_qiskit.transpile import compile_for_backend
 
 SAMPLES = 200
 SHOTS = 1024
@@ -44,8 +38,8 @@ def evaluate(model, x, connection, root: Path, *, plan_only=False) -> tuple[floa
     tic = time.perf_counter()
     sampler = RuntimeSampler(connection, JobOptions(shots=SHOTS), cache=ResultCache(root),
                              ledger=Ledger(root / "ledger.jsonl"), plan_only=plan_only)
-    model.set_primitives(sampler=sampler, estimator=RuntimeEstimator(sampler))
-    with sampler, torch.no_grad():
+    with sampler, model.using(sampler=sampler, estimator=SamplerEstimator(sampler)), \
+            torch.no_grad():
         model.forward_with_gates(x)
     return time.perf_counter() - tic, sampler
 

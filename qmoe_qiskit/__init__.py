@@ -1,8 +1,10 @@
 """qmoe-qiskit: quantum mixture-of-experts models with Qiskit routers.
 
-Subpackages: ``circuits`` (ansatz builders), ``models`` (routers, experts, the mixture),
-``simulation`` (fast exact primitives and adjoint gradients), ``noise_models`` and ``jobs``;
-modules ``data``, ``training``, ``plots``, ``experiments`` and the ``qmoe`` command in ``cli``.
+Layers, each importing only from those below it: ``cli`` → ``experiments`` → ``plots``,
+``training`` → ``models`` → the execution packages ``simulation`` (exact, fast), ``noise_models``
+(Aer) and ``jobs`` (IBM Runtime), siblings that never import each other → ``transpile`` →
+the floor: ``primitives`` (shared execution building blocks), ``backends``, ``metrics``, ``data``,
+``circuits`` → ``errors``.
 """
 
 __version__ = "0.1.0"

@@ -5,11 +5,11 @@ from __future__ import annotations
 import argparse
 import dataclasses
 import sys
-import time
+from pathlib import Path
 
 from .circuits import ANSATZE
-from .data import DATASETS, DataSpec, prepare, restore
-from .errors import ConfigError, QMoEError, choices
+from .data import DATASETS, DataSpec
+from .errors import QMoEError
 from .models import EXPERTS, ROUTERS
 
 __all__ = ["main"]
@@ -56,6 +56,9 @@ def _train_args(p: argparse.ArgumentParser) -> None:
     g.add_argument("--batch-size", type=int, default=None)
     g.add_argument("--patience", type=int, default=None,
                    help="early-stopping patience in epochs (0 disables early stopping)")
+    g.add_argument("--threads", type=int, default=None,
+                   help="torch threads while training (default: 1 for circuits under 10 "
+                        "qubits, else torch's default)")
 
 
 def _train_config(args, seed: int, base=None):
@@ -63,7 +66,8 @@ def _train_config(args, seed: int, base=None):
     from .training import TrainConfig
 
     given = {k: v for k, v in (("epochs", args.epochs), ("lr", args.lr),
-                               ("batch_size", args.batch_size)) if v is not None}
+                               ("batch_size", args.batch_size), ("threads", args.threads))
+             if v is not None}
     if args.patience is not None:
         given["patience"] = args.patience or None
     return dataclasses.replace(base or TrainConfig(), seed=seed, **given)
@@ -181,9 +185,19 @@ def main(argv: list[str] | None = None) -> int:
         return 130
 
 
+def _finish(config, args):
+    """Run an experiment config, print its summary and run folder; return the folder."""
+    from .experiments import run_experiment
+
+    outcome, path = run_experiment(config, args.out, progress=not args.no_progress)
+    print(outcome.summary)
+    if path is not None:
+        print(f"run folder: {path} ({outcome.results['wall_seconds']:.0f} s)")
+    return path
+
+
 def _ablation(args) -> int:
-    from .experiments.ablation import QUICK, AblationConfig, run_ablation
-    from .experiments.runs import RunFolder
+    from .experiments.ablation import QUICK, AblationConfig
 
     fields = dict(QUICK) if args.quick else {}
     if args.seeds is not None:
@@ -193,125 +207,58 @@ def _ablation(args) -> int:
     fields["train"] = _train_config(args, 0, fields.get("train"))
     if args.models:
         fields["models"] = tuple(m.strip() for m in args.models.split(","))
-    config = AblationConfig(data=_data_spec(args, 0), num_layers=args.layers, **fields)
-    run = RunFolder("ablation", args.out)
-    results = run_ablation(config, run, progress=not args.no_progress)
-    print(f"{'model':<10} {'router P':>8} {'total P':>8}  {'test accuracy':<15} {'eta':>6}")
-    for name, m in results["models"].items():
-        acc = m["test_accuracy"]
-        print(f"{name:<10} {m['router_params']:>8} {m['total_params']:>8}  "
-              f"{acc['mean']:.3f} ± {acc['std']:.3f}   {m['efficiency']:>6.3f}")
-    print(f"run folder: {run.path} ({results['wall_seconds']:.0f} s)")
+    _finish(AblationConfig(data=_data_spec(args, 0), num_layers=args.layers, **fields), args)
     return 0
 
 
 def _train(args) -> int:
-    from .experiments.runs import RunFolder
-    from .models import ModelSpec, build_model, save_model
-    from .plots import training_curves
-    from .training import evaluate, seed_everything, train
+    from .experiments.train import TrainRun
+    from .models import ModelSpec
 
-    data = prepare(_data_spec(args, args.seed))
-    spec = ModelSpec(num_features=data.num_features, num_classes=data.num_classes,
-                     num_experts=args.experts, router=args.router, ansatz=args.ansatz,
+    spec = ModelSpec(num_experts=args.experts, router=args.router, ansatz=args.ansatz,
                      num_qubits=args.qubits, num_layers=args.layers, router_hidden=args.hidden,
                      expert=args.expert, top_k=args.top_k)
-    seed_everything(args.seed)
-    model = build_model(spec)
-    run = RunFolder("train", args.out)
-    config = _train_config(args, args.seed)
-    run.write_json("config.json", {"command": "train", "model": spec.to_dict(),
-                                   "data": data.spec.to_dict(), "train": dataclasses.asdict(config)})
-    tic = time.perf_counter()
-    history = train(model, data.x_train, data.y_train, data.x_val, data.y_val, config,
-                    progress=not args.no_progress)
-    seconds = time.perf_counter() - tic
-    scores = evaluate(model, data.x_test, data.y_test)
-    save_model(run.path / "model.pt", model, spec, {**data.provenance(), "test": scores})
-    run.write_json("results.json", {"command": "train", "test": scores,
-                                    "parameters": model.parameter_counts(),
-                                    "history": history.to_dict(), "train_seconds": seconds})
-    run.save_figure("training_curves.png", training_curves({"model": history.to_dict()}))
-    run.write_text("report.md", "\n".join([
-        "# Trained model", "",
-        f"Router {spec.router}" + (f" ({spec.ansatz})" if spec.router == "quantum" else "")
-        + f", {spec.num_experts} {spec.expert} experts, on {data.spec.dataset}.", "",
-        "| split | samples | accuracy | macro F1 |", "|---|---:|---:|---:|",
-        f"| test (held out) | {len(data.y_test)} | {scores['accuracy']:.3f} | {scores['f1']:.3f} |",
-        "", f"Parameters: {model.parameter_counts()}. Trained {len(history.loss)} epochs "
-        f"(best {history.best_epoch + 1}) in {seconds:.1f} s.", "",
-        "![training curves](training_curves.png)", ""]))
-    print(f"test accuracy {scores['accuracy']:.3f}, macro F1 {scores['f1']:.3f}")
-    print(f"model: {run.path / 'model.pt'}")
+    config = TrainRun(data=_data_spec(args, args.seed), model=spec,
+                      train=_train_config(args, args.seed))
+    print(f"model: {_finish(config, args) / 'model.pt'}")
     return 0
 
 
 def _evaluate(args) -> int:
-    from .models import load_model
-    from .training import evaluate
+    from .experiments.train import evaluate_saved
 
-    model, spec, extra = load_model(args.model)
-    data = restore(extra)
-    scores = evaluate(model, data.x_test, data.y_test)
+    scores, data, samples = evaluate_saved(args.model)
     print(f"test accuracy {scores['accuracy']:.3f}, macro F1 {scores['f1']:.3f} "
-          f"({len(data.y_test)} held-out samples of {data.spec.dataset})")
+          f"({samples} held-out samples of {data.dataset})")
     return 0
 
 
 def _sweep(args) -> int:
-    from .experiments.sweep import SweepConfig, noise_choices, run_sweep
+    from .experiments.sweep import SweepConfig
     from .training import TrainConfig
 
-    noise = args.noise.strip().lower()
-    device = noise != "depolarizing"
-    if device and not noise.startswith("fake_"):
-        noise = "fake_" + noise
-    if device and noise not in noise_choices():
-        raise ConfigError(f"unknown noise {args.noise!r}; choose from {choices(noise_choices())}")
-    if device and args.levels is not None:
-        raise ConfigError(f"{noise} is device noise: give --scales (error-rate factors), not --levels")
-    if not device and args.scales is not None:
-        raise ConfigError("depolarizing noise takes --levels (epsilons), not --scales")
     config = SweepConfig(
-        model=args.model, noise=noise, levels=args.scales if device else args.levels,
+        model=args.model, noise=args.noise, levels=args.levels, scales=args.scales,
         shots=args.shots, repetitions=args.repetitions, retrain=args.retrain,
         train=_train_config(args, args.seed, TrainConfig(epochs=30, patience=5)),
         baseline=not args.no_baseline, seed=args.seed)
-    results, run = run_sweep(config, args.out, progress=not args.no_progress)
-    print(f"{results['protocol']}; {results['mode']}; ideal accuracy "
-          f"{results['ideal_accuracy']:.3f}")
-    for row in results["levels"]:
-        acc = row["accuracy"]
-        print(f"  level {row['level']:<8g} accuracy {acc['mean']:.3f} ± {acc['std']:.3f}  "
-              f"TVD {row['mean_tvd_to_ideal']:.4f}  ({row['seconds']:.1f} s)")
-    print(f"run folder: {run.path} ({results['wall_seconds']:.0f} s)")
+    _finish(config, args)
     return 0
 
 
 def _run(args) -> int:
-    from .experiments.hardware import RunConfig, plan_text, run_on_backend
+    from .experiments.run import RunConfig
 
     config = RunConfig(model=args.model, backend=args.backend, shots=args.shots,
                        samples=args.samples, optimization_level=args.optimization_level,
                        seed=args.seed, layout=args.layout, twirling=args.twirling,
                        dynamical_decoupling=args.dd, cache_dir=args.cache,
                        channel=args.channel, instance=args.instance, dry_run=args.dry_run)
-    results, run = run_on_backend(config, args.out, progress=not args.no_progress)
-    if run is None:
-        print(plan_text(results))
-        return 0
-    print(f"{results['backend']}: accuracy {results['accuracy']:.3f} on {results['samples']} "
-          f"test samples (ideal {results['ideal_accuracy']:.3f}), {results['shots']} shots; "
-          f"router TVD to ideal {results['mean_tvd_to_ideal']:.4f}")
-    print(f"jobs submitted {results['jobs_submitted']}, fetched {results['jobs_fetched']}, "
-          f"cache hits {results['cache_hits']}")
-    print(f"run folder: {run.path} ({results['wall_seconds']:.0f} s)")
+    _finish(config, args)
     return 0
 
 
 def _jobs(args) -> int:
-    from pathlib import Path
-
     from .jobs import Ledger, ResultCache, default_cache_dir
     from .jobs.manage import fetch_results, job_table, refresh_status, select
     from .jobs.service import runtime_service
@@ -331,6 +278,11 @@ def _jobs(args) -> int:
         print(f"{entry.job_id}  {entry.backend:<16} {state}")
     if not rows:
         print("no jobs recorded")
+    unavailable = [entry.job_id for entry, state in rows if state.startswith("unavailable")]
+    if unavailable:
+        print(f"qmoe jobs: error: {len(unavailable)} job(s) could not be reached on IBM Quantum "
+              f"(see above); their ledger entries are kept", file=sys.stderr)
+        return 1
     return 0
 
 

@@ -1,19 +1,31 @@
-"""The training loop: Adam on cross-entropy, early stopping on validation loss, history."""
+"""The training loop: Adam on cross-entropy, early stopping on validation loss, history.
+
+Models this small gain nothing from several torch threads, and on a shared machine idle
+threads spin and slow every step (about 10x on 2 cores with a second process running): training
+uses one intra-op thread unless the model has a circuit of :data:`MANY_QUBITS` qubits or more
+(``TrainConfig.threads`` overrides; ``benchmarks/threads.py`` measures it).
+"""
 
 from __future__ import annotations
 
 import copy
+from collections.abc import Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass, field
 
 import numpy as np
 import torch
-from sklearn.metrics import f1_score
 from torch import nn
 from tqdm.auto import tqdm
 
 from .errors import ConfigError
+from .metrics import classification_scores
+from .models import QuantumLayer
 
-__all__ = ["TrainConfig", "History", "train", "evaluate", "predict", "seed_everything"]
+__all__ = ["TrainConfig", "History", "train", "evaluate", "predict", "logits", "gates",
+           "seed_everything", "default_threads", "torch_threads", "MANY_QUBITS"]
+
+MANY_QUBITS = 10  # circuits this wide do enough work per step for extra threads to pay
 
 
 @dataclass(frozen=True)
@@ -23,10 +35,15 @@ class TrainConfig:
     batch_size: int = 32
     patience: int | None = 10  # epochs without validation-loss improvement; None: never stop
     seed: int = 0
+    threads: int | None = None  # torch intra-op threads; None: default_threads(model)
 
     def __post_init__(self):
         if self.epochs < 1 or self.batch_size < 1:
             raise ConfigError("epochs and batch_size must be >= 1")
+        if self.threads is not None and (isinstance(self.threads, bool)
+                                         or not isinstance(self.threads, int) or self.threads < 1):
+            raise ConfigError(f"threads must be an integer >= 1 or None (automatic), "
+                              f"got {self.threads!r}")
         if not self.lr > 0:
             raise ConfigError(f"learning rate must be > 0, got {self.lr}")
         if self.patience is not None and self.patience < 1:
@@ -46,6 +63,27 @@ class History:
 
     def to_dict(self) -> dict:
         return dict(self.__dict__)
+
+
+def default_threads(model: nn.Module) -> int | None:
+    """1 when every circuit of ``model`` has fewer than :data:`MANY_QUBITS` qubits (classical
+    models included); ``None`` (torch's default) otherwise."""
+    widths = [m.ansatz.num_qubits for m in model.modules() if isinstance(m, QuantumLayer)]
+    return 1 if max(widths, default=0) < MANY_QUBITS else None
+
+
+@contextmanager
+def torch_threads(threads: int | None) -> Iterator[None]:
+    """Torch's intra-op thread count set to ``threads`` inside the block (``None``: unchanged)."""
+    if threads is None:
+        yield
+        return
+    before = torch.get_num_threads()
+    torch.set_num_threads(threads)
+    try:
+        yield
+    finally:
+        torch.set_num_threads(before)
 
 
 def seed_everything(seed: int) -> None:
@@ -69,13 +107,15 @@ def logits(model: nn.Module, x: np.ndarray, batch_size: int = 4096) -> np.ndarra
     return np.concatenate(out)
 
 
+def gates(model: nn.Module, x: np.ndarray) -> np.ndarray:
+    """The routing weights ``(samples, experts)`` of a mixture of experts (one router pass)."""
+    with torch.no_grad():
+        return model.gates(torch.as_tensor(x, dtype=torch.float32)).numpy()
+
+
 def evaluate(model: nn.Module, x: np.ndarray, y: np.ndarray) -> dict[str, float]:
     """Accuracy and macro F1 on ``(x, y)``."""
-    pred = predict(model, x)
-    return {
-        "accuracy": float(np.mean(pred == y)),
-        "f1": float(f1_score(y, pred, average="macro")),
-    }
+    return classification_scores(y, predict(model, x))
 
 
 def train(model: nn.Module, x_train: np.ndarray, y_train: np.ndarray, x_val: np.ndarray,
@@ -86,6 +126,13 @@ def train(model: nn.Module, x_train: np.ndarray, y_train: np.ndarray, x_val: np.
     Batches are shuffled by a generator seeded with ``config.seed``, so a run repeats exactly
     given the same initial weights.
     """
+    threads = config.threads if config.threads is not None else default_threads(model)
+    with torch_threads(threads):
+        return _train(model, x_train, y_train, x_val, y_val, config, progress, desc)
+
+
+def _train(model: nn.Module, x_train: np.ndarray, y_train: np.ndarray, x_val: np.ndarray,
+           y_val: np.ndarray, config: TrainConfig, progress: bool, desc: str) -> History:
     xt = torch.as_tensor(x_train, dtype=torch.float32)
     yt = torch.as_tensor(y_train, dtype=torch.long)
     xv = torch.as_tensor(x_val, dtype=torch.float32)

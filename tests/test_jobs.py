@@ -14,21 +14,13 @@ from qiskit_ibm_runtime.fake_provider.local_runtime_job import LocalRuntimeJob
 
 from qmoe_qiskit.circuits import paper_ansatz, sel_ansatz
 from qmoe_qiskit.errors import AccountError, ConfigError, JobError
-from qmoe_qiskit.jobs import (
-    JobOptions,
-    Ledger,
-    ResultCache,
-    RuntimeEstimator,
-    RuntimeSampler,
-    compile_for_backend,
-    connect,
-    low_error_layout,
-    pub_key,
-)
+from qmoe_qiskit.backends import get_backend
+from qmoe_qiskit.jobs import JobOptions, Ledger, ResultCache, RuntimeSampler, connect, pub_key
 from qmoe_qiskit.jobs import service as service_module
 from qmoe_qiskit.models import QuantumRouter
-from qmoe_qiskit.noise_models import get_backend
+from qmoe_qiskit.primitives import SamplerEstimator
 from qmoe_qiskit.simulation import ExactSampler
+from qmoe_qiskit.transpile import compile_for_backend, low_error_layout
 
 RNG = np.random.default_rng(11)
 
@@ -96,7 +88,7 @@ def test_router_on_isa_circuit_with_nontrivial_layout_matches_ideal(ansatz):
         ideal = router.layer(x).numpy()
     shots = 4000
     sampler = RuntimeSampler(connect(_noiseless()), JobOptions(shots=shots, initial_layout=(4, 2)))
-    router.layer.set_primitive(sampler if ansatz == "paper" else RuntimeEstimator(sampler))
+    router.layer.set_primitive(sampler if ansatz == "paper" else SamplerEstimator(sampler))
     with torch.no_grad():
         got = router.layer(x).numpy()
     record = sampler.records[0]
@@ -244,7 +236,7 @@ def test_estimator_measures_all_observables_of_a_binding_set_once():
     sel = sel_ansatz(3, 1)
     values = _values(sel.circuit, 10)
     sampler = RuntimeSampler(connect(_noiseless()), JobOptions(shots=20000))
-    result = RuntimeEstimator(sampler).run(
+    result = SamplerEstimator(sampler).run(
         [(sel.circuit, obs, values) for obs in sel.observables]).result()
     assert sampler.stats()["pubs"] == 1  # three observables, one measurement
     exact = ExactSampler()

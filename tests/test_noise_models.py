@@ -4,6 +4,7 @@ import numpy as np
 import pytest
 from qiskit_aer.primitives import SamplerV2 as AerSampler
 
+from qmoe_qiskit.backends import get_backend
 from qmoe_qiskit.circuits import paper_ansatz, sel_ansatz
 from qmoe_qiskit.errors import ConfigError
 from qmoe_qiskit.noise_models import (
@@ -14,7 +15,6 @@ from qmoe_qiskit.noise_models import (
     depolarizing,
     device,
     gates_without_noise,
-    get_backend,
     readout_matrices,
     thermal_relaxation,
 )

@@ -1,6 +1,23 @@
-"""Experiments: each takes a config, produces results, and writes a run folder with a report."""
+"""Experiments: each a frozen config cut into independent cells, aggregated into a run folder.
 
-from .ablation import AblationConfig, run_ablation
-from .runs import RunFolder, summarize
+``run_experiment(config, out)`` runs any of them: :class:`TrainRun` (``qmoe train``),
+:class:`AblationConfig` (``qmoe ablation``), :class:`SweepConfig` (``qmoe sweep``) and
+:class:`RunConfig` (``qmoe run``). See :mod:`.base` for the shape they share. The experiment
+classes load on first use, so a command pays only for the execution packages it needs.
+"""
 
-__all__ = ["AblationConfig", "run_ablation", "RunFolder", "summarize"]
+from importlib import import_module
+
+from .base import Outcome, run_experiment, serial, write_run_folder
+
+_LAZY = {"AblationConfig": "ablation", "QUICK": "ablation", "TrainRun": "train",
+         "evaluate_saved": "train", "SweepConfig": "sweep", "RunConfig": "run",
+         "plan_text": "run"}
+
+__all__ = ["Outcome", "run_experiment", "serial", "write_run_folder", *_LAZY]
+
+
+def __getattr__(name: str):
+    if name in _LAZY:
+        return getattr(import_module(f".{_LAZY[name]}", __name__), name)
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")

@@ -18,22 +18,26 @@ import dataclasses
 import math
 import time
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, ClassVar
 
-from tqdm.auto import tqdm
+import torch
 
 from ..data import DataSpec, prepare
 from ..errors import ConfigError
-from ..models import ModelSpec, build_model, save_model
+from ..metrics import summarize
+from ..models import ModelSpec, build_model, model_from_state, save_model
 from ..plots import decision_boundaries, training_curves
 from ..training import TrainConfig, evaluate, seed_everything, train
-from .runs import RunFolder, summarize
+from .base import Outcome
 
-__all__ = ["AblationConfig", "model_specs", "run_ablation", "QUICK"]
+__all__ = ["AblationConfig", "AblationCell", "AblationScore", "model_specs", "QUICK"]
 
 
 @dataclass(frozen=True)
 class AblationConfig:
+    """Every selected model trained on every seed's own data and split."""
+
+    command: ClassVar[str] = "ablation"
     data: DataSpec = DataSpec(dataset="moons", n_samples=1000, noise=0.1)
     seeds: tuple[int, ...] = (0, 1, 2, 3, 4)
     widths: tuple[int, ...] = (2, 4, 8, 16, 32)
@@ -66,6 +70,45 @@ class AblationConfig:
         d["data"] = self.data.to_dict()
         return d
 
+    def plan(self) -> list["AblationCell"]:
+        return [AblationCell(self, seed, name) for seed in self.seeds
+                for name in self.selected_models()]
+
+    def aggregate(self, cells, results: list["AblationScore"], seconds: float) -> Outcome:
+        by_model: dict[str, list[AblationScore]] = {}
+        for score in results:
+            by_model.setdefault(score.name, []).append(score)
+        models = {}
+        for name, scores in by_model.items():
+            counts = scores[0].parameters
+            acc = summarize([s.scores["accuracy"] for s in scores])
+            models[name] = {
+                "spec": scores[0].spec.to_dict(),
+                "router_params": counts["router"],
+                "expert_params": counts["experts"],
+                "total_params": counts["total"],
+                "test_accuracy": acc,
+                "f1": summarize([s.scores["f1"] for s in scores]),
+                "efficiency": acc["mean"] / math.log(1 + counts["router"]),
+                "train_seconds": summarize([s.seconds for s in scores]),
+                "epochs_run": [len(s.history["loss"]) for s in scores],
+            }
+        first = [s for s in results if s.state is not None]  # the first seed's models
+        results_dict = {
+            "command": "ablation",
+            "dataset": self.data.dataset,
+            "split_sizes": first[0].split_sizes,
+            "seeds": list(self.seeds),
+            "scored_on": "held-out test split (not used for training or early stopping)",
+            "models": models,
+            "wall_seconds": seconds,
+        }
+        trained = {s.name: (model_from_state(s.spec, s.state), s) for s in first}
+        files = {f"models/{name}.pt": _saver(model, score) for name, (model, score) in
+                 trained.items()}
+        return Outcome(results=results_dict, report=_report(results_dict, self),
+                       summary=_summary(models), figures=_figures(trained, self), files=files)
+
 
 QUICK = dict(seeds=(0, 1, 2), widths=(4, 16), train=TrainConfig(epochs=25, patience=8), quick=True)
 
@@ -84,83 +127,80 @@ def model_specs(config: AblationConfig, num_features: int, num_classes: int) -> 
     return {name: specs[name] for name in config.selected_models()}
 
 
-def run_ablation(config: AblationConfig, run: RunFolder, *, progress: bool = True) -> dict[str, Any]:
-    """Train every model over every seed, score on held-out data, write the run folder."""
-    run.write_json("config.json", {"command": "ablation", **config.to_dict()})
-    started = time.perf_counter()
-    per_model: dict[str, dict[str, list]] = {}
-    keep: dict[str, Any] = {}  # first seed's (model, history) by name, for the figures
-    first_data = None
-    bar = tqdm(total=len(config.selected_models()) * len(config.seeds), desc="ablation",
-               disable=not progress)
-    for seed in config.seeds:
-        data = prepare(dataclasses.replace(config.data, seed=seed))
-        if first_data is None:
-            first_data = data
-        specs = model_specs(config, data.num_features, data.num_classes)
-        for name, spec in specs.items():
-            bar.set_postfix(model=name, seed=seed)
-            seed_everything(seed)
-            model = build_model(spec)
-            tic = time.perf_counter()
-            history = train(model, data.x_train, data.y_train, data.x_val, data.y_val,
-                            dataclasses.replace(config.train, seed=seed), progress=False)
-            seconds = time.perf_counter() - tic
-            scores = evaluate(model, data.x_test, data.y_test)
-            rec = per_model.setdefault(name, {"accuracy": [], "f1": [], "seconds": [], "epochs": []})
-            rec["accuracy"].append(scores["accuracy"])
-            rec["f1"].append(scores["f1"])
-            rec["seconds"].append(seconds)
-            rec["epochs"].append(len(history.loss))
-            if seed == config.seeds[0]:
-                keep[name] = (model, history)
-                save_model(run.path / "models" / f"{name}.pt", model, spec,
-                           {**data.provenance(), "test": scores})
-            bar.update()
-    bar.close()
+@dataclass(frozen=True)
+class AblationScore:
+    """One model trained on one seed, scored on that seed's held-out test split."""
 
-    models = {}
-    for name, rec in per_model.items():
-        counts = keep[name][0].parameter_counts()
-        acc = summarize(rec["accuracy"])
-        models[name] = {
-            "spec": specs[name].to_dict(),
-            "router_params": counts["router"],
-            "expert_params": counts["experts"],
-            "total_params": counts["total"],
-            "test_accuracy": acc,
-            "f1": summarize(rec["f1"]),
-            "efficiency": acc["mean"] / math.log(1 + counts["router"]),
-            "train_seconds": summarize(rec["seconds"]),
-            "epochs_run": rec["epochs"],
-        }
-    results = {
-        "command": "ablation",
-        "dataset": config.data.dataset,
-        "split_sizes": {"train": len(first_data.y_train), "val": len(first_data.y_val),
-                        "test": len(first_data.y_test)},
-        "seeds": list(config.seeds),
-        "scored_on": "held-out test split (not used for training or early stopping)",
-        "models": models,
-        "wall_seconds": time.perf_counter() - started,
-    }
-    run.write_json("results.json", results)
-    _figures(run, keep, first_data, config)
-    run.write_text("report.md", _report(results, config))
-    return results
+    name: str
+    seed: int
+    spec: ModelSpec
+    scores: dict[str, float]
+    parameters: dict[str, int]
+    seconds: float
+    history: dict[str, Any]
+    split_sizes: dict[str, int]
+    state: dict[str, torch.Tensor] | None  # weights, kept for the first seed only
+    provenance: dict[str, Any]
 
 
-def _figures(run: RunFolder, keep: dict, data, config: AblationConfig) -> None:
+@dataclass(frozen=True)
+class AblationCell:
+    config: AblationConfig
+    seed: int
+    name: str
+
+    @property
+    def label(self) -> str:
+        return f"model={self.name}, seed={self.seed}"
+
+    def __call__(self, *, progress: bool = False) -> AblationScore:
+        config = self.config
+        data = prepare(dataclasses.replace(config.data, seed=self.seed))
+        spec = model_specs(config, data.num_features, data.num_classes)[self.name]
+        seed_everything(self.seed)
+        model = build_model(spec)
+        tic = time.perf_counter()
+        history = train(model, data.x_train, data.y_train, data.x_val, data.y_val,
+                        dataclasses.replace(config.train, seed=self.seed), progress=False)
+        seconds = time.perf_counter() - tic
+        keep = self.seed == config.seeds[0]
+        return AblationScore(
+            name=self.name, seed=self.seed, spec=spec,
+            scores=evaluate(model, data.x_test, data.y_test),
+            parameters=model.parameter_counts(), seconds=seconds, history=history.to_dict(),
+            split_sizes={"train": len(data.y_train), "val": len(data.y_val),
+                         "test": len(data.y_test)},
+            state=model.state_dict() if keep else None, provenance=data.provenance())
+
+
+def _saver(model, score: AblationScore):
+    return lambda path: save_model(path, model, score.spec,
+                                   {**score.provenance, "test": score.scores})
+
+
+def _summary(models: dict[str, Any]) -> str:
+    lines = [f"{'model':<10} {'router P':>8} {'total P':>8}  {'test accuracy':<15} {'eta':>6}"]
+    for name, m in models.items():
+        acc = m["test_accuracy"]
+        lines.append(f"{name:<10} {m['router_params']:>8} {m['total_params']:>8}  "
+                     f"{acc['mean']:.3f} ± {acc['std']:.3f}   {m['efficiency']:>6.3f}")
+    return "\n".join(lines)
+
+
+def _figures(trained: dict, config: AblationConfig) -> dict[str, Any]:
+    data = prepare(dataclasses.replace(config.data, seed=config.seeds[0]))
+    figures = {}
     if data.num_features == 2:
-        names = [n for n in ("A", "B_paper", "B_sel") if n in keep]
-        widths = [n for n in keep if n.startswith("C_h")]
+        names = [n for n in ("A", "B_paper", "B_sel") if n in trained]
+        widths = [n for n in trained if n.startswith("C_h")]
         if widths:
             names.append(widths[-1])
-        fig = decision_boundaries([(n, keep[n][0]) for n in names], data.x_test, data.y_test)
+        fig = decision_boundaries([(n, trained[n][0]) for n in names], data.x_test, data.y_test)
         fig.suptitle(f"Decision boundaries, seed {config.seeds[0]} (points: held-out test split)")
-        run.save_figure("decision_boundaries.png", fig)
-    curves = {n: history.to_dict() for n, (_, history) in keep.items()}
-    run.save_figure("training_curves.png", training_curves(curves))
+        figures["decision_boundaries.png"] = fig
+    curves = {n: score.history for n, (_, score) in trained.items()}
+    figures["training_curves.png"] = training_curves(curves)
+    return figures
 
 
 def _report(results: dict, config: AblationConfig) -> str:

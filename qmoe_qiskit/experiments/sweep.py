@@ -7,6 +7,8 @@ device's calibrated noise with every error rate multiplied by ``level``. Evaluat
 repetitions). With ``retrain`` a fresh model is trained at each level under that noise
 (the published code's protocol); otherwise the one trained model is evaluated at every level
 (how the paper's table reads). The report says which one ran.
+
+Cells: one reference cell (the ideal accuracy and a classical baseline) and one cell per level.
 """
 
 from __future__ import annotations
@@ -16,42 +18,51 @@ import time
 from collections import Counter
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import Any, ClassVar
 
 import numpy as np
-import torch
-from tqdm.auto import tqdm
+from qiskit_aer.noise import NoiseModel
 
-from ..data import restore
-from ..errors import ConfigError
-from ..models import ModelSpec, build_model, load_model
-from ..models.quantum import QuantumLayer
+from ..backends import fake_backend_names, get_backend
+from ..errors import ConfigError, choices
+from ..metrics import mean_tvd, summarize
+from ..models import ModelSpec, build_model
 from ..noise_models import (
+    BatchedShiftEstimatorGradient,
+    BatchedShiftSamplerGradient,
     NoisyEstimator,
     NoisySampler,
     NoisySimulation,
     depolarizing,
     device,
-    fake_backend_names,
     gates_without_noise,
-    get_backend,
 )
-from ..noise_models.gradients import BatchedShiftEstimatorGradient, BatchedShiftSamplerGradient
 from ..plots import noise_sweep
-from ..training import TrainConfig, evaluate, seed_everything, train
-from .runs import RunFolder, summarize
+from ..training import TrainConfig, evaluate, gates, seed_everything, train
+from ..transpile import compile_for_backend
+from .base import Outcome, load_trained
 
-__all__ = ["SweepConfig", "run_sweep", "DEPOLARIZING_LEVELS", "DEVICE_SCALES"]
+__all__ = ["SweepConfig", "LevelCell", "ReferenceCell", "LevelResult", "Reference",
+           "DEPOLARIZING_LEVELS", "DEVICE_SCALES", "noise_choices"]
 
 DEPOLARIZING_LEVELS = (0.0, 0.005, 0.01, 0.02, 0.03, 0.05)
 DEVICE_SCALES = (0.5, 1.0, 2.0, 4.0)
 
 
+def noise_choices() -> tuple[str, ...]:
+    return ("depolarizing",) + fake_backend_names()
+
+
 @dataclass(frozen=True)
 class SweepConfig:
+    """``noise`` is ``"depolarizing"`` (levels are epsilons) or an offline fake backend's name
+    (``fake_brisbane``, or ``brisbane``; scales multiply its calibrated error rates)."""
+
+    command: ClassVar[str] = "sweep"
     model: str
-    noise: str = "depolarizing"  # or a fake backend name: fake_brisbane, fake_torino, ...
-    levels: tuple[float, ...] | None = None  # epsilon (depolarizing) or scale (device)
+    noise: str = "depolarizing"
+    levels: tuple[float, ...] | None = None  # depolarizing epsilons; None: DEPOLARIZING_LEVELS
+    scales: tuple[float, ...] | None = None  # device error-rate factors; None: DEVICE_SCALES
     shots: int | None = None  # None: exact (density matrix)
     repetitions: int = 5  # with shots
     retrain: bool = False
@@ -61,18 +72,35 @@ class SweepConfig:
     optimization_level: int = 1
 
     def __post_init__(self):
-        if self.noise != "depolarizing":
-            get_backend(self.noise)  # raises with the list of valid names
-        if self.levels is not None:
-            if not self.levels:
+        object.__setattr__(self, "model", str(self.model))
+        noise = str(self.noise).strip().lower()
+        if noise != "depolarizing":
+            noise = noise if noise.startswith("fake_") else "fake_" + noise
+            if noise not in fake_backend_names():
+                raise ConfigError(f"unknown noise {self.noise!r}; choose from "
+                                  f"{choices(noise_choices())}")
+        object.__setattr__(self, "noise", noise)
+        if self.is_device and self.levels is not None:
+            raise ConfigError(f"{noise} is device noise: give scales (error-rate factors, "
+                              f"--scales), not levels")
+        if not self.is_device and self.scales is not None:
+            raise ConfigError("depolarizing noise takes levels (epsilons, --levels), not scales "
+                              "(--scales)")
+        for name in ("levels", "scales"):
+            if getattr(self, name) is not None:
+                object.__setattr__(self, name, tuple(float(v) for v in getattr(self, name)))
+        given = self.scales if self.is_device else self.levels
+        if given is not None:
+            if not given:
                 raise ConfigError("give at least one noise level")
-            bad = [v for v in self.levels if not np.isfinite(v) or v < 0]
+            bad = [v for v in given if not np.isfinite(v) or v < 0]
             if bad:
                 raise ConfigError(f"noise levels must be finite and >= 0, got {bad}")
             if not self.is_device:  # device scales are checked against each qubit's rates
-                for level in self.levels:
+                for level in given:
                     depolarizing(level)  # raises for a level above 1
-        if self.shots is not None and self.shots < 1:
+        if self.shots is not None and (isinstance(self.shots, bool)
+                                       or not isinstance(self.shots, int) or self.shots < 1):
             raise ConfigError(f"shots must be >= 1, got {self.shots}")
         if self.repetitions < (2 if self.shots else 1):
             raise ConfigError("sampled sweeps need at least 2 repetitions for a std")
@@ -82,123 +110,166 @@ class SweepConfig:
         return self.noise != "depolarizing"
 
     def level_values(self) -> tuple[float, ...]:
-        if self.levels is not None:
-            return tuple(float(v) for v in self.levels)
+        given = self.scales if self.is_device else self.levels
+        if given is not None:
+            return given
         return DEVICE_SCALES if self.is_device else DEPOLARIZING_LEVELS
 
+    def noise_model(self, level: float, qubits: tuple[int, ...]) -> NoiseModel:
+        """The noise at ``level``: depolarizing(level), or the device's restricted to
+        ``qubits`` with every rate times ``level``."""
+        if self.is_device:
+            return device(get_backend(self.noise), qubits=qubits, scale=level)
+        return depolarizing(level)
 
-def noise_choices() -> tuple[str, ...]:
-    return ("depolarizing",) + fake_backend_names()
+    def simulation(self, level: float, qubits: tuple[int, ...]) -> NoisySimulation:
+        backend = get_backend(self.noise) if self.is_device else None
+        return NoisySimulation(self.noise_model(level, qubits), backend=backend,
+                               optimization_level=self.optimization_level,
+                               seed_transpiler=self.seed, seed=self.seed)
+
+    def to_dict(self) -> dict[str, Any]:
+        return dataclasses.asdict(self)
+
+    def plan(self) -> list:
+        """Checks the model and every level before anything is computed."""
+        model, spec, _ = load_trained(self.model)
+        if spec.router != "quantum":
+            raise ConfigError(
+                f"the model's router is {spec.router!r}; a noise sweep needs a quantum router")
+        qubits: tuple[int, ...] = ()
+        if self.is_device:
+            backend = get_backend(self.noise)
+            qubits = tuple(sorted({q for layer in model.quantum_layers() for q in
+                                   compile_for_backend(
+                                       layer.ansatz.circuit, backend,
+                                       optimization_level=self.optimization_level,
+                                       seed_transpiler=self.seed).used_qubits}))
+        for level in self.level_values():
+            self.noise_model(level, qubits)  # raises for a scale no qubit can take
+        return [ReferenceCell(self), *(LevelCell(self, level, qubits)
+                                       for level in self.level_values())]
+
+    def describe(self, qubits: tuple[int, ...]) -> dict[str, Any]:
+        return {
+            "model": str(Path(self.model)),
+            "noise": self.noise,
+            "backend": self.noise if self.is_device else None,
+            "physical_qubits": list(qubits) if self.is_device else None,
+            "mode": "exact (density matrix)" if self.shots is None else f"{self.shots} shots",
+            "shots": self.shots,
+            "repetitions": self.repetitions if self.shots else 1,
+            "retrain": self.retrain,
+            "protocol": ("retrained at each noise level" if self.retrain
+                         else "one trained model evaluated at each noise level"),
+            "train": dataclasses.asdict(self.train) if self.retrain else None,
+            "seed": self.seed,
+        }
+
+    def aggregate(self, cells, results: list, seconds: float) -> Outcome:
+        reference, rows = results[0], [dataclasses.asdict(r) for r in results[1:]]
+        qubits = cells[1].qubits if len(cells) > 1 else ()
+        out = {"command": "sweep", **self.describe(qubits),
+               "test_samples": reference.test_samples,
+               "ideal_accuracy": reference.ideal_accuracy,
+               "baseline_accuracy": reference.baseline_accuracy,
+               "levels": rows, "wall_seconds": seconds}
+        level_name = ("error scale k (device noise x k)" if self.is_device
+                      else "depolarizing epsilon")
+        figure = noise_sweep(
+            [r["level"] for r in rows], [r["accuracy"]["mean"] for r in rows],
+            [r["accuracy"]["std"] for r in rows], ideal=reference.ideal_accuracy,
+            baseline=reference.baseline_accuracy, xlabel=level_name,
+            title=f"{self.noise}: {out['protocol']}")
+        return Outcome(results=out, report=_report(out, level_name), summary=_summary(out),
+                       figures={"accuracy_vs_noise.png": figure})
 
 
-def run_sweep(config: SweepConfig, out: str | Path | None = None, *,
-              progress: bool = True) -> tuple[dict[str, Any], RunFolder]:
-    """Run the sweep; the run folder is created only once the model, data and every noise
-    level have been accepted."""
-    tic = time.perf_counter()
-    model, spec, extra = load_model(config.model)
-    if spec.router != "quantum":
-        raise ConfigError(
-            f"the model's router is {spec.router!r}; a noise sweep needs a quantum router")
-    data = restore(extra)
-    x, y = data.x_test, data.y_test
-    ideal = evaluate(model, x, y)["accuracy"]
-    with torch.no_grad():
-        ideal_gates = model.gates(torch.as_tensor(x, dtype=torch.float32)).numpy()
-    baseline = _baseline(spec, data, config) if config.baseline else None
+@dataclass(frozen=True)
+class Reference:
+    ideal_accuracy: float
+    baseline_accuracy: float | None
+    test_samples: int
 
-    circuits = [m.ansatz.circuit for m in model.modules() if isinstance(m, QuantumLayer)]
-    backend = get_backend(config.noise) if config.is_device else None
-    base = NoisySimulation(None if backend else depolarizing(0.0), backend=backend,
-                           optimization_level=config.optimization_level,
-                           seed_transpiler=config.seed, seed=config.seed)
-    used = sorted({q for c in circuits for q in base.used_qubits(c)})
-    levels = config.level_values()
-    noise_models = {level: (device(backend, qubits=used, scale=level) if backend
-                            else depolarizing(level)) for level in levels}  # validates all first
-    run = RunFolder("sweep", out)
-    run.write_json("config.json", {"command": "sweep", **_describe(config, backend, used)})
 
-    repetitions = config.repetitions if config.shots else 1
-    bar = tqdm(total=len(levels) * repetitions, desc="noise sweep", disable=not progress)
-    rows = []
-    for level in levels:
-        level_tic = time.perf_counter()
-        simulation = base.with_noise(noise_models[level])
-        noiseless = Counter(name for c in circuits
-                            for name, _ in gates_without_noise(simulation.compile(c).isa,
-                                                               simulation.noise_model))
-        evaluated = model
+@dataclass(frozen=True)
+class ReferenceCell:
+    """The model's noiseless accuracy, and a classical baseline's (a linear router with the
+    same experts, model A of the ablation) trained on the same data."""
+
+    config: SweepConfig
+    label: str = "reference"
+
+    def __call__(self, *, progress: bool = False) -> Reference:
+        config = self.config
+        model, spec, data = load_trained(config.model)
+        baseline = None
+        if config.baseline:
+            classical = ModelSpec(num_features=spec.num_features, num_classes=spec.num_classes,
+                                  num_experts=spec.num_experts, router="linear",
+                                  expert=spec.expert if spec.expert != "quantum" else "linear",
+                                  expert_hidden=spec.expert_hidden,
+                                  expert_layers=spec.expert_layers)
+            seed_everything(config.seed)
+            linear = build_model(classical)
+            train(linear, data.x_train, data.y_train, data.x_val, data.y_val,
+                  TrainConfig(seed=config.seed), progress=False)
+            baseline = evaluate(linear, data.x_test, data.y_test)["accuracy"]
+        return Reference(ideal_accuracy=evaluate(model, data.x_test, data.y_test)["accuracy"],
+                         baseline_accuracy=baseline, test_samples=int(len(data.y_test)))
+
+
+@dataclass(frozen=True)
+class LevelResult:
+    level: float
+    accuracy: dict[str, Any]  # mean, std, per_repetition
+    mean_tvd_to_ideal: float
+    noiseless_gates: dict[str, int]  # gate name -> count of gates the model leaves noiseless
+    seconds: float
+
+
+@dataclass(frozen=True)
+class LevelCell:
+    """The model (or, with ``retrain``, a model trained under this noise) at one level."""
+
+    config: SweepConfig
+    level: float
+    qubits: tuple[int, ...]  # physical qubits the device model covers (device noise only)
+
+    @property
+    def label(self) -> str:
+        return f"level={self.level:g}"
+
+    def __call__(self, *, progress: bool = False) -> LevelResult:
+        tic = time.perf_counter()
+        config = self.config
+        model, spec, data = load_trained(config.model)
+        x, y = data.x_test, data.y_test
+        ideal = gates(model, x)
+        simulation = config.simulation(self.level, self.qubits)
+        noiseless = Counter(name for layer in model.quantum_layers()
+                            for name, _ in gates_without_noise(
+                                simulation.compile(layer.ansatz.circuit).isa,
+                                simulation.noise_model))
         if config.retrain:
-            evaluated = _retrain(spec, data, simulation, config, progress)
+            model = _retrained(spec, data, simulation, config, progress)
         accuracies, tvds = [], []
-        for rep in range(repetitions):
+        for rep in range(config.repetitions if config.shots else 1):
             seed = config.seed * 1000 + rep
-            evaluated.set_primitives(
-                sampler=NoisySampler(simulation, default_shots=config.shots, seed=seed),
-                estimator=NoisyEstimator(simulation, default_shots=config.shots, seed=seed))
-            accuracies.append(evaluate(evaluated, x, y)["accuracy"])
-            with torch.no_grad():
-                gates = evaluated.gates(torch.as_tensor(x, dtype=torch.float32)).numpy()
-            tvds.append(float(0.5 * np.abs(gates - ideal_gates).sum(axis=1).mean()))
-            bar.update()
-        evaluated.set_primitives()  # back to the exact simulator
-        acc = summarize(accuracies)
-        rows.append({"level": level,
-                     "accuracy": {"mean": acc["mean"], "std": acc["std"],
-                                  "per_repetition": acc["per_seed"]},
-                     "mean_tvd_to_ideal": float(np.mean(tvds)),
-                     "noiseless_gates": dict(noiseless),
-                     "seconds": time.perf_counter() - level_tic})
-    bar.close()
-
-    results = {
-        "command": "sweep", **_describe(config, backend, used),
-        "test_samples": int(len(y)), "ideal_accuracy": ideal, "baseline_accuracy": baseline,
-        "levels": rows, "wall_seconds": time.perf_counter() - tic,
-    }
-    run.write_json("results.json", results)
-    level_name = "error scale k (device noise x k)" if backend else "depolarizing epsilon"
-    run.save_figure("accuracy_vs_noise.png", noise_sweep(
-        [r["level"] for r in rows], [r["accuracy"]["mean"] for r in rows],
-        [r["accuracy"]["std"] for r in rows], ideal=ideal, baseline=baseline,
-        xlabel=level_name, title=f"{config.noise}: {results['protocol']}"))
-    run.write_text("report.md", _report(results, level_name))
-    return results, run
+            with model.using(
+                    sampler=NoisySampler(simulation, default_shots=config.shots, seed=seed),
+                    estimator=NoisyEstimator(simulation, default_shots=config.shots, seed=seed)):
+                accuracies.append(evaluate(model, x, y)["accuracy"])
+                tvds.append(mean_tvd(gates(model, x), ideal))
+        return LevelResult(level=self.level,
+                           accuracy=summarize(accuracies, per="per_repetition"),
+                           mean_tvd_to_ideal=float(np.mean(tvds)),
+                           noiseless_gates=dict(noiseless),
+                           seconds=time.perf_counter() - tic)
 
 
-def _describe(config: SweepConfig, backend, used: list[int]) -> dict[str, Any]:
-    return {
-        "model": str(Path(config.model)),
-        "noise": config.noise,
-        "backend": backend.name if backend else None,
-        "physical_qubits": used if backend else None,
-        "mode": "exact (density matrix)" if config.shots is None else f"{config.shots} shots",
-        "shots": config.shots,
-        "repetitions": config.repetitions if config.shots else 1,
-        "retrain": config.retrain,
-        "protocol": ("retrained at each noise level" if config.retrain
-                     else "one trained model evaluated at each noise level"),
-        "train": dataclasses.asdict(config.train) if config.retrain else None,
-        "seed": config.seed,
-    }
-
-
-def _baseline(spec: ModelSpec, data, config: SweepConfig) -> float:
-    """Test accuracy of a linear router with the same experts (model A of the ablation)."""
-    classical = ModelSpec(num_features=spec.num_features, num_classes=spec.num_classes,
-                          num_experts=spec.num_experts, router="linear",
-                          expert=spec.expert if spec.expert != "quantum" else "linear",
-                          expert_hidden=spec.expert_hidden, expert_layers=spec.expert_layers)
-    seed_everything(config.seed)
-    model = build_model(classical)
-    train(model, data.x_train, data.y_train, data.x_val, data.y_val,
-          TrainConfig(seed=config.seed), progress=False)
-    return evaluate(model, data.x_test, data.y_test)["accuracy"]
-
-
-def _retrain(spec: ModelSpec, data, simulation: NoisySimulation, config: SweepConfig,
-             progress: bool):
+def _retrained(spec: ModelSpec, data, simulation: NoisySimulation, config: SweepConfig,
+               progress: bool):
     """A fresh model trained under this noise: exact noisy values, parameter-shift gradients."""
     seed_everything(config.seed)
     model = build_model(spec)
@@ -209,6 +280,16 @@ def _retrain(spec: ModelSpec, data, simulation: NoisySimulation, config: SweepCo
     train(model, data.x_train, data.y_train, data.x_val, data.y_val, config.train,
           progress=progress, desc="retraining under noise")
     return model
+
+
+def _summary(results: dict[str, Any]) -> str:
+    lines = [f"{results['protocol']}; {results['mode']}; ideal accuracy "
+             f"{results['ideal_accuracy']:.3f}"]
+    for row in results["levels"]:
+        acc = row["accuracy"]
+        lines.append(f"  level {row['level']:<8g} accuracy {acc['mean']:.3f} ± {acc['std']:.3f}  "
+                     f"TVD {row['mean_tvd_to_ideal']:.4f}  ({row['seconds']:.1f} s)")
+    return "\n".join(lines)
 
 
 def _report(results: dict[str, Any], level_name: str) -> str:

@@ -1,32 +1,27 @@
-"""The IBM Quantum job layer: ISA transpilation, Runtime submission, result cache, job ledger.
+"""The IBM Quantum job layer: Runtime submission, result cache, job ledger.
 
 :func:`connect` reaches a backend (an IBM Quantum device with the saved account, or a fake
-backend in the runtime's local testing mode); :class:`RuntimeSampler` / :class:`RuntimeEstimator`
-are V2 primitives a QNN can run on, which transpile once per circuit, send every binding as
-one PUB in batch mode, answer repeated PUBs from the :class:`ResultCache` and record each job in
-the :class:`Ledger` before waiting on it, so an interrupted run resumes by fetching its jobs.
+backend in the runtime's local testing mode); :class:`RuntimeSampler` is a V2 sampler a QNN can
+run on, which transpiles once per circuit, sends every binding as one PUB in batch mode, answers
+repeated PUBs from the :class:`ResultCache` and records each job in the :class:`Ledger` before
+waiting on it, so an interrupted run resumes by fetching its jobs. Estimator-read circuits run
+through :class:`~qmoe_qiskit.primitives.SamplerEstimator` on top of it.
 """
 
 from .cache import ResultCache, default_cache_dir, pub_key
-from .estimator import RuntimeEstimator
 from .ledger import Ledger, LedgerEntry
 from .sampler import JobOptions, PubRecord, RuntimeSampler
 from .service import Connection, connect
-from .transpile import Compiled, compile_for_backend, low_error_layout
 
 __all__ = [
     "connect",
     "Connection",
     "JobOptions",
     "RuntimeSampler",
-    "RuntimeEstimator",
     "PubRecord",
     "ResultCache",
     "Ledger",
     "LedgerEntry",
     "pub_key",
     "default_cache_dir",
-    "compile_for_backend",
-    "low_error_layout",
-    "Compiled",
 ]

@@ -5,10 +5,11 @@ from __future__ import annotations
 
 from collections.abc import Callable, Sequence
 
-from ..errors import ConfigError
+from ..errors import ConfigError, JobError
 from .cache import ResultCache
 from .ledger import Ledger, LedgerEntry
 from .sampler import collect
+from .service import remote_job, scrub
 
 __all__ = ["job_table", "select", "refresh_status", "fetch_results"]
 
@@ -42,7 +43,8 @@ def select(ledger: Ledger, job_ids: Sequence[str]) -> list[LedgerEntry]:
 def refresh_status(ledger: Ledger, entries: Sequence[LedgerEntry],
                    service: Callable) -> list[tuple[LedgerEntry, str]]:
     """Each entry with its state now; IBM Quantum jobs are asked (``service()`` gives the
-    ``QiskitRuntimeService``), and final states are written to the ledger."""
+    ``QiskitRuntimeService``), and final states are written to the ledger. A job the service
+    cannot return is reported as ``unavailable: <reason>`` and left as recorded."""
     rows, runtime = [], None
     for entry in entries:
         if entry.local:
@@ -51,7 +53,11 @@ def refresh_status(ledger: Ledger, entries: Sequence[LedgerEntry],
             continue
         if runtime is None:
             runtime = service()
-        status = runtime.job(entry.job_id).status()  # a string, or a JobStatus locally
+        try:
+            status = _job_status(runtime, entry.job_id)
+        except JobError as exc:
+            rows.append((entry, f"unavailable: {exc}"))
+            continue
         state = getattr(status, "name", str(status))
         if entry.status == "submitted" and state in _FINAL and _FINAL[state] != "done":
             entry = ledger.update(entry, _FINAL[state])
@@ -62,7 +68,7 @@ def refresh_status(ledger: Ledger, entries: Sequence[LedgerEntry],
 def fetch_results(ledger: Ledger, cache: ResultCache, entries: Sequence[LedgerEntry],
                   service: Callable) -> list[tuple[LedgerEntry, str]]:
     """Store the results of finished IBM Quantum jobs in the cache (waiting for unfinished
-    ones); already cached, failed and local jobs are reported and skipped."""
+    ones); already cached, failed, local and unavailable jobs are reported and skipped."""
     rows, runtime = [], None
     for entry in entries:
         if cache.get(entry.key) is not None:
@@ -74,6 +80,22 @@ def fetch_results(ledger: Ledger, cache: ResultCache, entries: Sequence[LedgerEn
             continue
         if runtime is None:
             runtime = service()
-        _, entry = collect(runtime.job(entry.job_id), entry, ledger=ledger, cache=cache)
+        try:
+            _, entry = collect(remote_job(runtime, entry.job_id), entry, ledger=ledger,
+                               cache=cache)
+        except JobError as exc:
+            rows.append((entry, f"unavailable: {exc}"))
+            continue
         rows.append((entry, "fetched into the cache"))
     return rows
+
+
+def _job_status(runtime, job_id: str):
+    """The job's state (a string, or a ``JobStatus`` locally); one-line :class:`JobError`
+    when IBM Quantum cannot say."""
+    job = remote_job(runtime, job_id)
+    try:
+        return job.status()
+    except Exception as exc:  # the runtime raises several unrelated types here
+        raise JobError(f"the state of job {job_id} cannot be read: "
+                       f"{' '.join(scrub(str(exc)).split())}") from None

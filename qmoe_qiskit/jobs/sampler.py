@@ -14,22 +14,22 @@ current interface; the server-side ``SamplerV2`` is deprecated since 0.50). That
 
 from __future__ import annotations
 
-from collections.abc import Callable, Iterable
+from collections.abc import Callable
 from dataclasses import asdict, dataclass
 from typing import Any
 
 import numpy as np
 from qiskit import QuantumCircuit
-from qiskit.primitives import BaseSamplerV2, BitArray, DataBin, PrimitiveResult, SamplerPubResult
+from qiskit.primitives import BitArray, DataBin, SamplerPubResult
 from qiskit.primitives.containers.sampler_pub import SamplerPub
 from qiskit_ibm_runtime.executor_sampler import Sampler as ExecutorSampler
 
 from ..errors import ConfigError, JobError, UnsupportedCircuitError, choices
-from ..simulation.primitives import _DoneJob
+from ..primitives import SyncSampler, binding_rows
+from ..transpile import Compiled, Compiler, check_optimization_level, measured_qubits
 from .cache import ResultCache, pub_key
 from .ledger import Ledger, LedgerEntry, now
 from .service import Connection, scrub
-from .transpile import Compiled, check_optimization_level, compile_for_backend, measured_qubits
 
 __all__ = ["JobOptions", "RuntimeSampler", "PubRecord", "collect"]
 
@@ -87,8 +87,12 @@ class PubRecord:
     shot_seconds: float | None  # bindings × shots × (duration + repetition delay)
 
 
-class RuntimeSampler(BaseSamplerV2):
-    """A V2 sampler on ``connection``'s backend; use it as a context manager (batch mode)."""
+class RuntimeSampler(SyncSampler):
+    """A V2 sampler on ``connection``'s backend; use it as a context manager (batch mode).
+
+    Its results are ``BitArray`` samples; :class:`~qmoe_qiskit.primitives.SamplerEstimator`
+    on top of it measures I/Z observables the same way, through the same cache and ledger.
+    """
 
     def __init__(self, connection: Connection, options: JobOptions | None = None, *,
                  cache: ResultCache | None = None, ledger: Ledger | None = None,
@@ -100,32 +104,23 @@ class RuntimeSampler(BaseSamplerV2):
         self.ledger = ledger
         self.plan_only = plan_only
         self.records: list[PubRecord] = []
-        self._compiled: dict[int, tuple[QuantumCircuit, Compiled]] = {}
+        o = self.options
+        self.compiler = Compiler(connection.backend, initial_layout=o.initial_layout,
+                                 optimization_level=o.optimization_level,
+                                 seed_transpiler=o.seed_transpiler)
         self._batch = None
 
-    # ------------------------------------------------------------------ public
-    def run(self, pubs: Iterable, *, shots: int | None = None) -> _DoneJob:
-        if shots is not None and shots != self.options.shots:
-            raise ConfigError(f"this sampler runs {self.options.shots} shots per binding (set "
-                              f"JobOptions(shots=...)); got shots={shots}")
-        coerced = [SamplerPub.coerce(pub, self.options.shots) for pub in pubs]
-        return _DoneJob(PrimitiveResult([self._run_pub(pub) for pub in coerced]))
+    @property
+    def default_shots(self) -> int:
+        return self.options.shots
 
+    # ------------------------------------------------------------------ public
     def compile(self, circuit: QuantumCircuit) -> Compiled:
         """``circuit`` compiled for the backend (once per circuit object)."""
-        hit = self._compiled.get(id(circuit))
-        if hit is not None and hit[0] is circuit:
-            return hit[1]
         if not circuit.cregs or -1 in measured_qubits(circuit):
             raise UnsupportedCircuitError(
                 f"circuit {circuit.name!r} must measure every classical bit it declares")
-        o = self.options
-        compiled = compile_for_backend(circuit, self.connection.backend,
-                                       initial_layout=o.initial_layout,
-                                       optimization_level=o.optimization_level,
-                                       seed_transpiler=o.seed_transpiler)
-        self._compiled[id(circuit)] = (circuit, compiled)
-        return compiled
+        return self.compiler(circuit)
 
     def stats(self) -> dict[str, int]:
         sources = [r.source for r in self.records]
@@ -144,11 +139,16 @@ class RuntimeSampler(BaseSamplerV2):
         self.close()
 
     # ------------------------------------------------------------------ one PUB
+    def _resolve_shots(self, shots: int | None) -> int:
+        if shots is not None and shots != self.options.shots:
+            raise ConfigError(f"this sampler runs {self.options.shots} shots per binding (set "
+                              f"JobOptions(shots=...)); got shots={shots}")
+        return self.options.shots
+
     def _run_pub(self, pub: SamplerPub) -> SamplerPubResult:
         compiled = self.compile(pub.circuit)
         isa = compiled.isa
-        values = (pub.parameter_values.as_array(isa.parameters).reshape(-1, isa.num_parameters)
-                  if isa.num_parameters else np.zeros((max(1, pub.parameter_values.size), 0)))
+        values = binding_rows(pub.parameter_values, isa.parameters)
         shots = self.options.shots
         key = pub_key(isa, values, shots=shots, backend=self.connection.name,
                       calibration=self.connection.calibration,
@@ -209,10 +209,7 @@ class RuntimeSampler(BaseSamplerV2):
         shots = self.options.shots
         record = PubRecord(
             circuit=circuit.name, key=key, source="", job_id=None, bindings=bindings,
-            shots=shots, layout=(list(range(circuit.num_qubits)) if isa.layout is None else
-                                 isa.layout.initial_index_layout(filter_ancillas=True)),
-            physical_qubits=sorted({isa.find_bit(q).index for inst in isa.data
-                                                 for q in inst.qubits}),
+            shots=shots, layout=compiled.initial_layout, physical_qubits=compiled.used_qubits,
             layout_method=compiled.layout_method, depth=isa.depth(),
             two_qubit_gates=sum(1 for inst in isa.data
                                 if inst.operation.num_qubits == 2 and inst.name != "barrier"),

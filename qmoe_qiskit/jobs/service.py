@@ -23,10 +23,10 @@ from qiskit_ibm_runtime import Batch, QiskitRuntimeService
 from qiskit_ibm_runtime.accounts import AccountNotFoundError
 from qiskit_ibm_runtime.exceptions import IBMError
 
+from ..backends import fake_backend_names, get_backend
 from ..errors import AccountError, ConfigError, JobError, choices
-from ..noise_models.factories import fake_backend_names, get_backend
 
-__all__ = ["Connection", "connect", "runtime_service", "scrub", "CHANNELS"]
+__all__ = ["Connection", "connect", "runtime_service", "remote_job", "scrub", "CHANNELS"]
 
 logger = logging.getLogger(__name__)
 
@@ -85,9 +85,9 @@ class Connection:
         if self.local:
             return _LOCAL_JOBS.get(job_id)
         try:
-            return self.service.job(job_id)
-        except IBMError as exc:
-            logger.warning("job %s cannot be fetched: %s", job_id, scrub(str(exc)))
+            return remote_job(self.service, job_id)
+        except JobError as exc:
+            logger.warning("%s", exc)
             return None
 
 
@@ -126,6 +126,16 @@ def runtime_service(*, channel: str | None = None, instance: str | None = None,
                            f"({type(exc).__name__}: {scrub(str(exc))})") from None
 
 
+def remote_job(service: QiskitRuntimeService, job_id: str):
+    """The IBM Quantum job ``job_id``; :class:`~qmoe_qiskit.errors.JobError` (one line, token
+    scrubbed) when the service cannot return it (expired, deleted, another account's)."""
+    try:
+        return service.job(job_id)
+    except (IBMError, OSError) as exc:
+        raise JobError(f"job {job_id} cannot be fetched from IBM Quantum: "
+                       f"{_one_line(scrub(str(exc)))}") from None
+
+
 def scrub(text: str) -> str:
     """``text`` with any IBM Quantum token this process knows of blanked out."""
     tokens = {os.environ.get("QISKIT_IBM_TOKEN")}
@@ -139,3 +149,7 @@ def scrub(text: str) -> str:
         if token:
             text = text.replace(token, "<token>")
     return text
+
+
+def _one_line(text: str) -> str:
+    return " ".join(text.split())

@@ -1,7 +1,16 @@
 """Routers, experts and the mixture of experts."""
 
 from .classical import LinearExpert, LinearRouter, MLPExpert, MLPRouter
-from .moe import EXPERTS, ROUTERS, MixtureOfExperts, ModelSpec, build_model, load_model, save_model
+from .moe import (
+    EXPERTS,
+    ROUTERS,
+    MixtureOfExperts,
+    ModelSpec,
+    build_model,
+    load_model,
+    model_from_state,
+    save_model,
+)
 from .quantum import QuantumExpert, QuantumLayer, QuantumRouter
 
 __all__ = [
@@ -17,6 +26,7 @@ __all__ = [
     "build_model",
     "save_model",
     "load_model",
+    "model_from_state",
     "ROUTERS",
     "EXPERTS",
 ]

@@ -6,11 +6,15 @@ import dataclasses
 import io
 import pickle
 import zipfile
+from collections.abc import Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 import torch
+from qiskit.primitives import BaseEstimatorV2, BaseSamplerV2
+from qiskit_machine_learning.gradients import BaseEstimatorGradient, BaseSamplerGradient
 from torch import nn
 
 from ..circuits import ANSATZE
@@ -24,6 +28,7 @@ __all__ = [
     "build_model",
     "save_model",
     "load_model",
+    "model_from_state",
     "ROUTERS",
     "EXPERTS",
 ]
@@ -76,8 +81,14 @@ class MixtureOfExperts(nn.Module):
         experts = sum(p.numel() for p in self.experts.parameters() if p.requires_grad)
         return {"router": router, "experts": experts, "total": router + experts}
 
-    def set_primitives(self, *, sampler=None, estimator=None, sampler_gradient=None,
-                       estimator_gradient=None) -> None:
+    def quantum_layers(self) -> list[QuantumLayer]:
+        """Every circuit of the model (router first, then quantum experts)."""
+        return [m for m in self.modules() if isinstance(m, QuantumLayer)]
+
+    def set_primitives(self, *, sampler: BaseSamplerV2 | None = None,
+                       estimator: BaseEstimatorV2 | None = None,
+                       sampler_gradient: BaseSamplerGradient | None = None,
+                       estimator_gradient: BaseEstimatorGradient | None = None) -> None:
         """Run every quantum part on new primitives, keeping the trained weights.
 
         Circuits read as probabilities (paper ansatz routers, quantum experts) use ``sampler``;
@@ -85,20 +96,41 @@ class MixtureOfExperts(nn.Module):
         exact simulator with adjoint gradients; a missing gradient means parameter shift on
         the given primitive.
         """
-        for module in self.modules():
-            if isinstance(module, QuantumLayer):
-                if module.ansatz.readout == "probabilities":
-                    module.set_primitive(sampler, sampler_gradient)
-                else:
-                    module.set_primitive(estimator, estimator_gradient)
+        for layer in self.quantum_layers():
+            if layer.ansatz.readout == "probabilities":
+                layer.set_primitive(sampler, sampler_gradient)
+            else:
+                layer.set_primitive(estimator, estimator_gradient)
+
+    @contextmanager
+    def using(self, *, sampler: BaseSamplerV2 | None = None,
+              estimator: BaseEstimatorV2 | None = None,
+              sampler_gradient: BaseSamplerGradient | None = None,
+              estimator_gradient: BaseEstimatorGradient | None = None
+              ) -> Iterator["MixtureOfExperts"]:
+        """Run on these primitives inside the ``with`` block (as :meth:`set_primitives`), then
+        on the ones before, even if the block raises; weights trained inside are kept."""
+        before = [(layer, layer.primitive, layer.gradient) for layer in self.quantum_layers()]
+        self.set_primitives(sampler=sampler, estimator=estimator,
+                            sampler_gradient=sampler_gradient,
+                            estimator_gradient=estimator_gradient)
+        try:
+            yield self
+        finally:
+            for layer, primitive, gradient in before:
+                layer.set_primitive(primitive, gradient)
 
 
 @dataclass(frozen=True)
 class ModelSpec:
-    """Everything needed to rebuild a model; saved with its weights."""
+    """Everything needed to rebuild a model; saved with its weights.
 
-    num_features: int
-    num_classes: int
+    ``num_features`` and ``num_classes`` may be left ``None`` until the data is known
+    (:meth:`for_data` fills them in); a model is built only from a complete spec.
+    """
+
+    num_features: int | None = None
+    num_classes: int | None = None
     num_experts: int = 2
     router: str = "quantum"
     ansatz: str = "sel"
@@ -120,12 +152,22 @@ class ModelSpec:
         for name in ("num_features", "num_classes", "num_experts", "num_layers", "router_hidden",
                      "expert_hidden", "expert_layers"):
             value = getattr(self, name)
-            if not isinstance(value, int) or value < 1:
+            if value is None and name in ("num_features", "num_classes"):
+                continue
+            if isinstance(value, bool) or not isinstance(value, int) or value < 1:
                 raise ConfigError(f"{name} must be an integer >= 1, got {value!r}")
-        if self.num_experts < 2 or self.num_classes < 2:
+        if self.num_experts < 2 or (self.num_classes is not None and self.num_classes < 2):
             raise ConfigError("a mixture needs at least 2 experts and 2 classes")
         if self.num_qubits is not None and (not isinstance(self.num_qubits, int) or self.num_qubits < 1):
             raise ConfigError(f"num_qubits must be an integer >= 1, got {self.num_qubits!r}")
+
+    def for_data(self, num_features: int, num_classes: int) -> "ModelSpec":
+        """This spec for data with ``num_features`` features and ``num_classes`` classes."""
+        for name, given, found in (("features", self.num_features, num_features),
+                                   ("classes", self.num_classes, num_classes)):
+            if given is not None and given != found:
+                raise ConfigError(f"the model is set for {given} {name} but the data has {found}")
+        return dataclasses.replace(self, num_features=num_features, num_classes=num_classes)
 
     def to_dict(self) -> dict[str, Any]:
         return dataclasses.asdict(self)
@@ -141,6 +183,9 @@ class ModelSpec:
 
 def build_model(spec: ModelSpec) -> MixtureOfExperts:
     """Build a fresh (randomly initialised from torch's RNG) model from ``spec``."""
+    if spec.num_features is None or spec.num_classes is None:
+        raise ConfigError("the model spec has no num_features / num_classes yet; "
+                          "use spec.for_data(num_features, num_classes)")
     d, n, c = spec.num_features, spec.num_experts, spec.num_classes
     if spec.router == "linear":
         router = LinearRouter(d, n)
@@ -200,9 +245,15 @@ def load_model(path: str | Path) -> tuple[MixtureOfExperts, ModelSpec, dict[str,
         )
     try:
         spec = ModelSpec.from_dict(payload["spec"])
-        model = build_model(spec)
-        model.load_state_dict(payload["state_dict"])
+        model = model_from_state(spec, payload["state_dict"])
     except (KeyError, TypeError, RuntimeError, ConfigError) as exc:
         raise ModelFileError(f"{path} does not match its model settings: {exc}") from exc
-    model.eval()
     return model, spec, payload.get("extra", {})
+
+
+def model_from_state(spec: ModelSpec, state: dict[str, torch.Tensor]) -> MixtureOfExperts:
+    """The model of ``spec`` with the trained weights ``state``, in eval mode."""
+    model = build_model(spec)
+    model.load_state_dict(state)
+    model.eval()
+    return model

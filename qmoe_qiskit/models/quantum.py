@@ -10,7 +10,9 @@ from __future__ import annotations
 import math
 
 import torch
+from qiskit.primitives import BaseEstimatorV2, BaseSamplerV2
 from qiskit_machine_learning.connectors import TorchConnector
+from qiskit_machine_learning.gradients import BaseEstimatorGradient, BaseSamplerGradient
 from qiskit_machine_learning.neural_networks import EstimatorQNN, SamplerQNN
 from torch import nn
 
@@ -18,7 +20,10 @@ from ..circuits import AnsatzCircuit, build_ansatz
 from ..errors import DataError
 from ..simulation import ExactEstimator, ExactEstimatorGradient, ExactSampler, ExactSamplerGradient
 
-__all__ = ["QuantumLayer", "QuantumRouter", "QuantumExpert"]
+__all__ = ["QuantumLayer", "QuantumRouter", "QuantumExpert", "Primitive", "Gradient"]
+
+Primitive = BaseSamplerV2 | BaseEstimatorV2
+Gradient = BaseSamplerGradient | BaseEstimatorGradient
 
 
 class QuantumLayer(nn.Module):
@@ -28,11 +33,12 @@ class QuantumLayer(nn.Module):
     off by default because the inputs here are data, and their gradients cost extra work.
     """
 
-    def __init__(self, ansatz: AnsatzCircuit, *, primitive=None, gradient=None,
-                 input_gradients: bool = False):
+    def __init__(self, ansatz: AnsatzCircuit, *, primitive: Primitive | None = None,
+                 gradient: Gradient | None = None, input_gradients: bool = False):
         super().__init__()
         self.ansatz = ansatz
         self.input_gradients = input_gradients
+        self.primitive, self.gradient = primitive, gradient
         weights = torch.rand(len(ansatz.weights), dtype=torch.float64) * (2 * math.pi)
         self.connector = TorchConnector(
             self._make_qnn(primitive, gradient), initial_weights=weights.numpy()
@@ -46,16 +52,20 @@ class QuantumLayer(nn.Module):
     def num_outputs(self) -> int:
         return self.ansatz.num_outputs
 
-    def set_primitive(self, primitive, gradient=None) -> None:
-        """Run on ``primitive`` (a V2 sampler for ``paper``, estimator for ``sel``) from now on.
+    def set_primitive(self, primitive: Primitive | None,
+                      gradient: Gradient | None = None) -> None:
+        """Run on ``primitive`` (a V2 sampler for ``paper``, estimator for ``sel``) from now on;
+        ``None`` means the exact simulator with adjoint gradients.
 
         The trained weights are kept. Without ``gradient``, qiskit-machine-learning's
         parameter-shift gradient on that primitive is used.
         """
         weights = self.connector.weight.detach().cpu().numpy().copy()
         self.connector = TorchConnector(self._make_qnn(primitive, gradient), initial_weights=weights)
+        self.primitive, self.gradient = primitive, gradient
 
-    def _make_qnn(self, primitive, gradient):
+    def _make_qnn(self, primitive: Primitive | None,
+                  gradient: Gradient | None) -> SamplerQNN | EstimatorQNN:
         """The QNN on ``primitive``; ``None`` means the exact simulator with adjoint gradients."""
         a = self.ansatz
         common = dict(circuit=a.circuit, input_params=list(a.inputs),
@@ -91,8 +101,9 @@ class QuantumRouter(nn.Module):
     """
 
     def __init__(self, num_features: int, num_experts: int, *, ansatz: str = "sel",
-                 num_qubits: int | None = None, num_layers: int = 3, primitive=None,
-                 gradient=None, input_gradients: bool = False):
+                 num_qubits: int | None = None, num_layers: int = 3,
+                 primitive: Primitive | None = None, gradient: Gradient | None = None,
+                 input_gradients: bool = False):
         super().__init__()
         num_qubits = num_features if num_qubits is None else num_qubits
         built = build_ansatz(ansatz, num_qubits, num_layers, num_features=num_features,
@@ -108,7 +119,8 @@ class QuantumRouter(nn.Module):
             return out
         return torch.softmax(self.adapter(out), dim=-1)
 
-    def set_primitive(self, primitive, gradient=None) -> None:
+    def set_primitive(self, primitive: Primitive | None,
+                      gradient: Gradient | None = None) -> None:
         self.layer.set_primitive(primitive, gradient)
 
 
@@ -120,7 +132,8 @@ class QuantumExpert(nn.Module):
     """
 
     def __init__(self, num_features: int, num_classes: int, *, num_qubits: int | None = None,
-                 num_layers: int = 2, primitive=None, gradient=None):
+                 num_layers: int = 2, primitive: Primitive | None = None,
+                 gradient: Gradient | None = None):
         super().__init__()
         num_qubits = num_features if num_qubits is None else num_qubits
         built = build_ansatz("paper", num_qubits, num_layers, num_features=num_features,
@@ -130,7 +143,8 @@ class QuantumExpert(nn.Module):
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         return torch.log(self.layer(x).clamp_min(1e-12))
 
-    def set_primitive(self, primitive, gradient=None) -> None:
+    def set_primitive(self, primitive: Primitive | None,
+                      gradient: Gradient | None = None) -> None:
         self.layer.set_primitive(primitive, gradient)
 
 

@@ -4,18 +4,18 @@ Factories (:mod:`.factories`) return qiskit-aer ``NoiseModel`` objects: :func:`d
 :func:`thermal_relaxation`, :func:`device` (from a backend's calibration, optionally restricted
 to some qubits and with every error rate scaled). :func:`aer_primitives` turns any of them into
 a sampler and an estimator a QNN can use; :func:`aer_simulator` into a ready ``AerSimulator``.
+The batched parameter-shift gradients train a QNN under any of them.
 """
 
 from .factories import (
     DEFAULT_BASIS,
     depolarizing,
     device,
-    fake_backend_names,
     gates_without_noise,
-    get_backend,
     readout_matrices,
     thermal_relaxation,
 )
+from .gradients import BatchedShiftEstimatorGradient, BatchedShiftSamplerGradient
 from .primitives import NoisyEstimator, NoisySampler, NoisySimulation, aer_primitives, aer_simulator
 
 __all__ = [
@@ -23,8 +23,6 @@ __all__ = [
     "depolarizing",
     "thermal_relaxation",
     "device",
-    "fake_backend_names",
-    "get_backend",
     "readout_matrices",
     "gates_without_noise",
     "NoisySimulation",
@@ -32,4 +30,6 @@ __all__ = [
     "NoisyEstimator",
     "aer_primitives",
     "aer_simulator",
+    "BatchedShiftSamplerGradient",
+    "BatchedShiftEstimatorGradient",
 ]

@@ -8,9 +8,7 @@ model's ``basis_gates`` (the primitives in :mod:`.primitives` do this) and
 
 from __future__ import annotations
 
-import warnings
 from collections.abc import Sequence
-from functools import lru_cache
 
 import numpy as np
 from qiskit.circuit import QuantumCircuit
@@ -24,6 +22,7 @@ from qiskit_aer.noise import (
 )
 from qiskit_aer.noise.device import basic_device_gate_errors, basic_device_readout_errors
 
+from ..backends import get_backend
 from ..errors import ConfigError, choices
 
 __all__ = [
@@ -31,8 +30,6 @@ __all__ = [
     "depolarizing",
     "thermal_relaxation",
     "device",
-    "fake_backend_names",
-    "get_backend",
     "readout_matrices",
     "gates_without_noise",
 ]
@@ -148,31 +145,6 @@ def thermal_relaxation(
 
 
 # ------------------------------------------------------------------ devices
-@lru_cache(maxsize=1)
-def fake_backend_names() -> tuple[str, ...]:
-    """Names of qiskit-ibm-runtime's offline fake backends (``fake_brisbane``, ...)."""
-    from qiskit_ibm_runtime.fake_provider import FakeProviderForBackendV2
-
-    with warnings.catch_warnings():  # some fake backends warn that their values are not typical
-        warnings.simplefilter("ignore")
-        return tuple(sorted(b.name for b in FakeProviderForBackendV2().backends()))
-
-
-@lru_cache(maxsize=8)
-def get_backend(name: str) -> BackendV2:
-    """An offline fake backend by name (``fake_brisbane``, ``fake_torino``, ``fake_manila``, ...)."""
-    from qiskit_ibm_runtime.fake_provider import FakeProviderForBackendV2
-
-    key = name.strip().lower()
-    if not key.startswith("fake_"):
-        key = "fake_" + key
-    if key not in fake_backend_names():
-        raise ConfigError(
-            f"unknown backend {name!r}; offline fake backends: {choices(fake_backend_names())}"
-        )
-    return FakeProviderForBackendV2().backend(key)
-
-
 def device(
     backend: str | BackendV2,
     *,

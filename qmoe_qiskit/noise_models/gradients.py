@@ -12,24 +12,15 @@ Valid for circuits in which each differentiated parameter enters exactly one ``r
 
 from __future__ import annotations
 
-from collections import defaultdict
-
 import numpy as np
 from qiskit.circuit import ParameterExpression, QuantumCircuit
-from qiskit.providers import Options
-from qiskit_machine_learning.gradients import (
-    BaseEstimatorGradient,
-    BaseSamplerGradient,
-    EstimatorGradientResult,
-    SamplerGradientResult,
-)
 
 from ..errors import UnsupportedCircuitError
-from ..simulation.primitives import (
-    SyncEstimatorGradientRun,
-    SyncSamplerGradientRun,
-    _Columns,
-    _group_rows,
+from ..primitives import (
+    SyncEstimatorGradient,
+    SyncSamplerGradient,
+    one_register,
+    outcome_probabilities,
 )
 
 __all__ = ["BatchedShiftSamplerGradient", "BatchedShiftEstimatorGradient"]
@@ -80,59 +71,30 @@ def _combine(plus: np.ndarray, minus: np.ndarray, columns: list[int], slopes: np
     return scale * (plus - minus) / 2
 
 
-class BatchedShiftSamplerGradient(SyncSamplerGradientRun, BaseSamplerGradient):
+class BatchedShiftSamplerGradient(SyncSamplerGradient):
     """Parameter-shift gradients of a sampler's outcome probabilities, one PUB per circuit."""
 
-    def _run(self, circuits, parameter_values, parameters, **options) -> SamplerGradientResult:
-        gradients: list = [None] * len(circuits)
-        for rows, circuit in _group_rows(circuits):
-            slopes = _slopes(circuit)
-            cols = list(range(circuit.num_parameters))
-            values = np.asarray([parameter_values[i] for i in rows], dtype=float)
-            result = self._sampler.run([(circuit, _shifted(values, cols, slopes))]).result()[0]
-            probs = _distribution_array(result, circuit)  # (rows, 2, P, K)
-            grads = _combine(probs[:, 0], probs[:, 1], cols, slopes)  # (rows, P, K)
-            selected = _Columns(circuit).select(grads, [parameters[i] for i in rows])
-            for i, per_param in zip(rows, selected):
-                gradients[i] = [dict(enumerate(g)) for g in per_param.tolist()]
-        metadata = [{"parameters": p} for p in parameters]
-        return SamplerGradientResult(gradients=gradients, metadata=metadata, options=Options())
+    def _circuit_gradients(self, circuit: QuantumCircuit, values: np.ndarray) -> np.ndarray:
+        slopes = _slopes(circuit)
+        cols = list(range(circuit.num_parameters))
+        result = self._sampler.run([(circuit, _shifted(values, cols, slopes))]).result()[0]
+        field = result.data[one_register(circuit, "BatchedShiftSamplerGradient")]
+        probs = outcome_probabilities(field)  # (rows, 2, P, K)
+        return _combine(probs[:, 0], probs[:, 1], cols, slopes)  # (rows, P, K)
 
 
-class BatchedShiftEstimatorGradient(SyncEstimatorGradientRun, BaseEstimatorGradient):
-    """Parameter-shift gradients of an estimator's expectation values, one PUB per circuit."""
+class BatchedShiftEstimatorGradient(SyncEstimatorGradient):
+    """Parameter-shift gradients of an estimator's expectation values, one PUB per circuit
+    and observable."""
 
-    def _run(self, circuits, observables, parameter_values, parameters,
-             **options) -> EstimatorGradientResult:
-        gradients: list = [None] * len(circuits)
-        for rows, circuit in _group_rows(circuits):
-            slopes = _slopes(circuit)
-            columns = _Columns(circuit)
-            cols = list(range(circuit.num_parameters))
-            by_observable: dict[int, list[int]] = defaultdict(list)
-            for i in rows:
-                by_observable[id(observables[i])].append(i)
-            for group in by_observable.values():
-                values = np.asarray([parameter_values[i] for i in group], dtype=float)
-                shifted = _shifted(values, cols, slopes)
-                evs = self._estimator.run(
-                    [(circuit, observables[group[0]], shifted)], precision=0.0
-                ).result()[0].data.evs  # (rows, 2, P)
-                grads = _combine(evs[:, 0], evs[:, 1], cols, slopes)
-                for i, row in zip(group, columns.select(grads, [parameters[i] for i in group])):
-                    gradients[i] = row
-        metadata = [{"parameters": p} for p in parameters]
-        return EstimatorGradientResult(gradients=gradients, metadata=metadata, options=Options())
-
-
-def _distribution_array(result, circuit: QuantumCircuit) -> np.ndarray:
-    """A sampler PUB result as probabilities ``pub_shape + (2**num_clbits,)``."""
-    data = result.data[circuit.cregs[0].name]
-    if hasattr(data, "probabilities"):
-        return data.probabilities
-    counts = data.get_int_counts  # BitArray
-    out = np.zeros(data.shape + (1 << data.num_bits,))
-    for index in np.ndindex(data.shape):
-        for outcome, count in counts(index).items():
-            out[index + (outcome,)] = count / data.num_shots
-    return out
+    def _circuit_gradients(self, circuit: QuantumCircuit, observables: list,
+                           values: list[np.ndarray]) -> list[np.ndarray]:
+        slopes = _slopes(circuit)
+        cols = list(range(circuit.num_parameters))
+        grads = []
+        for observable, rows in zip(observables, values):
+            evs = self._estimator.run(
+                [(circuit, observable, _shifted(rows, cols, slopes))], precision=0.0
+            ).result()[0].data.evs  # (rows, 2, P)
+            grads.append(_combine(evs[:, 0], evs[:, 1], cols, slopes))
+        return grads

@@ -14,33 +14,30 @@ clbits), which avoids ``SamplerQNN``'s wrong post-processing of transpiled circu
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Sequence
+from collections.abc import Sequence
 
 import numpy as np
-from qiskit import QuantumCircuit, transpile
-from qiskit.primitives import (
-    BaseEstimatorV2,
-    BaseSamplerV2,
-    BitArray,
-    DataBin,
-    PrimitiveResult,
-    PubResult,
-    SamplerPubResult,
-)
+from qiskit import QuantumCircuit
+from qiskit.primitives import BitArray, DataBin, PubResult, SamplerPubResult
 from qiskit.primitives.containers.estimator_pub import EstimatorPub
 from qiskit.primitives.containers.sampler_pub import SamplerPub
 from qiskit.providers import BackendV2
 from qiskit_aer import AerSimulator
 from qiskit_aer.noise import NoiseModel
 
-from ..counts import diagonal_eigenvalues, estimator_pub_result, expectations_from_counts
 from ..errors import ConfigError, UnsupportedCircuitError
-from ..jobs.transpile import (
-    Compiled,
-    check_optimization_level,
-    compile_for_backend,
+from ..primitives import (
+    CircuitCache,
+    ExactDistributions,
+    SyncEstimator,
+    SyncSampler,
+    binding_rows,
+    diagonal_eigenvalues,
+    estimator_pub_result,
+    expectations_from_counts,
+    one_register,
 )
-from ..simulation.primitives import ExactDistributions, _DoneJob
+from ..transpile import Compiled, Compiler
 from .factories import readout_matrices
 
 __all__ = ["NoisySimulation", "NoisySampler", "NoisyEstimator", "aer_simulator", "aer_primitives"]
@@ -81,58 +78,39 @@ class NoisySimulation:
         seed_transpiler: int = 0,
         seed: int | None = None,
     ):
-        check_optimization_level(optimization_level)
         self.noise_model = noise_model if noise_model is not None else NoiseModel()
-        self.backend = backend
-        self.initial_layout = None if initial_layout is None else list(initial_layout)
-        self.optimization_level = optimization_level
-        self.seed_transpiler = seed_transpiler
+        self.compiler = Compiler(backend, basis_gates=self.noise_model.basis_gates,
+                                 initial_layout=initial_layout,
+                                 optimization_level=optimization_level,
+                                 seed_transpiler=seed_transpiler)
         self._seed = seed
         self.simulator = aer_simulator(self.noise_model, seed=seed)
-        self._compiled: dict[int, tuple[QuantumCircuit, Compiled]] = {}
+        self._probes = CircuitCache(self._probe)
+
+    @property
+    def backend(self) -> BackendV2 | None:
+        return self.compiler.backend
 
     def with_noise(self, noise_model: NoiseModel | None) -> "NoisySimulation":
         """The same transpilation (shared cache, same layouts) under another noise model."""
-        other = NoisySimulation(noise_model, backend=self.backend,
-                                initial_layout=self.initial_layout,
-                                optimization_level=self.optimization_level,
-                                seed_transpiler=self.seed_transpiler, seed=self._seed)
-        other._compiled = self._compiled
+        other = NoisySimulation(noise_model, seed=self._seed, backend=self.backend)
+        other.compiler, other._probes = self.compiler, self._probes
         return other
 
     def compile(self, circuit: QuantumCircuit) -> Compiled:
         """The circuit transpiled for this simulation (cached per circuit object)."""
-        hit = self._compiled.get(id(circuit))
-        if hit is not None and hit[0] is circuit:
-            return hit[1]
-        if self.backend is not None:
-            compiled = compile_for_backend(
-                circuit, self.backend, initial_layout=self.initial_layout,
-                optimization_level=self.optimization_level, seed_transpiler=self.seed_transpiler)
-        else:
-            isa = transpile(circuit, basis_gates=list(self.noise_model.basis_gates),
-                            optimization_level=self.optimization_level,
-                            seed_transpiler=self.seed_transpiler)
-            compiled = Compiled.from_isa(isa, circuit.num_qubits, "none (no device)")
-        self._compiled[id(circuit)] = (circuit, compiled)
-        return compiled
+        return self.compiler(circuit)
 
     def used_qubits(self, circuit: QuantumCircuit) -> list[int]:
         """Physical qubits the transpiled circuit acts on."""
-        isa = self.compile(circuit).isa
-        return sorted({isa.find_bit(q).index for inst in isa.data for q in inst.qubits})
+        return self.compile(circuit).used_qubits
 
     def probabilities(self, circuit: QuantumCircuit, values: np.ndarray,
                       physical: Sequence[int]) -> np.ndarray:
         """Noisy outcome probabilities ``(rows, 2**len(physical))`` of the physical qubits
         ``physical`` (the first is the least significant bit), readout error included."""
-        compiled = self.compile(circuit)
         key = tuple(physical)
-        probe = compiled.probes.get(key)
-        if probe is None:
-            probe = compiled.isa.remove_final_measurements(inplace=False)
-            probe.save_probabilities(qubits=list(key), label="probabilities")
-            compiled.probes[key] = probe
+        probe = self._probes(circuit, key)
         values = np.asarray(values, dtype=float).reshape(-1, circuit.num_parameters)
         column = {p: i for i, p in enumerate(circuit.parameters)}
         if probe.num_parameters:
@@ -143,6 +121,12 @@ class NoisySimulation:
             result = self.simulator.run(probe).result()
             probs = np.tile(result.data(0)["probabilities"], (len(values), 1))
         return _apply_readout(probs, readout_matrices(self.noise_model, key))
+
+    def _probe(self, circuit: QuantumCircuit, physical: tuple[int, ...]) -> QuantumCircuit:
+        """The compiled circuit saving the probabilities of ``physical`` instead of measuring."""
+        probe = self.compile(circuit).isa.remove_final_measurements(inplace=False)
+        probe.save_probabilities(qubits=list(physical), label="probabilities")
+        return probe
 
 
 def _apply_readout(probs: np.ndarray, matrices: list) -> np.ndarray:
@@ -168,29 +152,25 @@ class _OnSimulation:
         self._rng = np.random.default_rng(seed)
 
 
-class NoisySampler(_OnSimulation, BaseSamplerV2):
+class NoisySampler(_OnSimulation, SyncSampler):
     """A ``BaseSamplerV2`` under noise: exact probabilities (``default_shots=None``) or samples.
 
-    Exact results come as :class:`~qmoe_qiskit.simulation.ExactDistributions`; sampled ones as
+    Exact results come as :class:`~qmoe_qiskit.primitives.ExactDistributions`; sampled ones as
     ``BitArray``. Circuits must measure into one classical register.
     """
 
-    def run(self, pubs: Iterable, *, shots: int | None = None) -> _DoneJob:
+    def _resolve_shots(self, shots: int | None) -> int | None:
         shots = self.default_shots if shots is None else shots
         _check_shots(shots)
-        coerced = [SamplerPub.coerce(pub, shots) for pub in pubs]
-        return _DoneJob(PrimitiveResult([self._run_pub(pub) for pub in coerced]))
+        return shots
 
     def _run_pub(self, pub: SamplerPub) -> SamplerPubResult:
         circuit = pub.circuit
-        if len(circuit.cregs) != 1:
-            raise UnsupportedCircuitError(
-                f"NoisySampler needs exactly one classical register, the circuit has "
-                f"{len(circuit.cregs)}")
+        register = one_register(circuit, "NoisySampler")
         measured = self.simulation.compile(circuit).measured
         if -1 in measured:
             raise UnsupportedCircuitError("every clbit of the circuit must be measured")
-        values = _rows(pub.parameter_values, circuit)
+        values = binding_rows(pub.parameter_values, circuit.parameters)
         probs = self.simulation.probabilities(circuit, values, measured)
         shape, bits = pub.shape, len(measured)
         if pub.shots is None:
@@ -203,11 +183,11 @@ class NoisySampler(_OnSimulation, BaseSamplerV2):
                 self._rng.shuffle(row)
             data = BitArray.from_samples(samples.ravel().tolist(), bits).reshape(
                 shape + (pub.shots,))
-        return SamplerPubResult(DataBin(**{circuit.cregs[0].name: data}, shape=shape),
+        return SamplerPubResult(DataBin(**{register: data}, shape=shape),
                                 metadata={"shots": pub.shots, "exact": pub.shots is None})
 
 
-class NoisyEstimator(_OnSimulation, BaseEstimatorV2):
+class NoisyEstimator(_OnSimulation, SyncEstimator):
     """A ``BaseEstimatorV2`` under noise for diagonal (I/Z) observables, measured as hardware
     measures them: in the computational basis, readout error included.
 
@@ -216,21 +196,23 @@ class NoisyEstimator(_OnSimulation, BaseEstimatorV2):
     standard errors.
     """
 
-    def run(self, pubs: Iterable, *, precision: float | None = None) -> _DoneJob:
+    def _resolve_precision(self, precision: float | None) -> float:
         if precision is not None and precision > 0 and self.default_shots is None:
             raise ConfigError(
                 "NoisyEstimator is exact unless default_shots is set; precision is not used "
                 "(pass default_shots=N for sampled estimates)")
-        coerced = [EstimatorPub.coerce(pub, 0.0) for pub in pubs]
-        return _DoneJob(PrimitiveResult([self._run_pub(pub) for pub in coerced]))
+        return 0.0
+
+    def _run_pubs(self, pubs: list[EstimatorPub]) -> list[PubResult]:
+        return [self._run_pub(pub) for pub in pubs]
 
     def _run_pub(self, pub: EstimatorPub) -> PubResult:
         circuit = pub.circuit
         compiled = self.simulation.compile(circuit)
         support, eig = diagonal_eigenvalues(pub.observables.ravel().tolist())
         physical = [compiled.layout[q] for q in support]
-        probs = self.simulation.probabilities(circuit, _rows(pub.parameter_values, circuit),
-                                              physical)
+        probs = self.simulation.probabilities(
+            circuit, binding_rows(pub.parameter_values, circuit.parameters), physical)
         if self.default_shots is None:
             table = probs @ eig.T  # (bindings, observables)
             return estimator_pub_result(pub, table, np.zeros_like(table), shots=None)
@@ -257,9 +239,3 @@ def aer_primitives(
 def _check_shots(shots) -> None:
     if shots is not None and (not isinstance(shots, (int, np.integer)) or shots < 1):
         raise ConfigError(f"shots must be a positive integer or None (exact), got {shots!r}")
-
-
-def _rows(bindings, circuit: QuantumCircuit) -> np.ndarray:
-    if circuit.num_parameters == 0:
-        return np.zeros((max(1, bindings.size), 0))
-    return bindings.as_array(circuit.parameters).reshape(-1, circuit.num_parameters)

@@ -1,7 +1,6 @@
 """Fast exact simulation for training: batched statevectors with adjoint gradients."""
 
 from .primitives import (
-    ExactDistributions,
     ExactEstimator,
     ExactEstimatorGradient,
     ExactSampler,
@@ -14,7 +13,6 @@ __all__ = [
     "ExactEstimator",
     "ExactSamplerGradient",
     "ExactEstimatorGradient",
-    "ExactDistributions",
     "compile_circuit",
     "SUPPORTED_GATES",
 ]

@@ -21,7 +21,6 @@ Amplitude order follows Qiskit: qubit 0 is the least significant bit of the basi
 
 from __future__ import annotations
 
-import weakref
 from dataclasses import dataclass
 from functools import cached_property, lru_cache
 
@@ -29,6 +28,7 @@ import numpy as np
 from qiskit.circuit import ParameterExpression, QuantumCircuit
 
 from ..errors import UnsupportedCircuitError, choices
+from ..primitives import CircuitCache, popcount
 
 __all__ = ["Program", "compile_circuit", "SUPPORTED_GATES"]
 
@@ -313,7 +313,7 @@ class DiagonalOrPauli:
                 num_y += char == "Y"
             # P|s> = i^{#Y} (-1)^{popcount(s & z)} |s ^ x>, so (P psi)[t] = phase(t ^ x) psi[t ^ x].
             source = basis ^ x_mask
-            signs = 1 - 2 * (_popcount(source & z_mask) & 1)
+            signs = 1 - 2 * (popcount(source & z_mask) & 1)
             phase = complex(coeff) * (1j**num_y) * signs
             terms.append((None if x_mask == 0 else source, phase))
         return cls(terms)
@@ -326,25 +326,13 @@ class DiagonalOrPauli:
 
 
 # -------------------------------------------------------------------- compile
-_CACHE: dict[int, tuple[weakref.ref, int, Program]] = {}
-
-
 def compile_circuit(circuit: QuantumCircuit) -> Program:
     """Compile ``circuit`` (cached per circuit object) for batched simulation.
 
     Parameter columns follow ``circuit.parameters``. Raises :class:`UnsupportedCircuitError`
     naming the first gate, measurement pattern or parameter expression it cannot run.
     """
-    key = id(circuit)
-    hit = _CACHE.get(key)
-    if hit is not None and hit[0]() is circuit and hit[1] == len(circuit.data):
-        return hit[2]
-    program = _compile(circuit)
-    _CACHE[key] = (weakref.ref(circuit), len(circuit.data), program)
-    if len(_CACHE) > 256:
-        for stale in [k for k, v in _CACHE.items() if v[0]() is None]:
-            del _CACHE[stale]
-    return program
+    return _PROGRAMS(circuit)
 
 
 def _compile(circuit: QuantumCircuit) -> Program:
@@ -438,6 +426,9 @@ def _compile(circuit: QuantumCircuit) -> Program:
         num_clbits=len(written),
         real=real,
     )
+
+
+_PROGRAMS: CircuitCache[Program] = CircuitCache(_compile)
 
 
 def _make_layer(gates: list, num_angles: int, constants: list, kinds: list, n: int,
@@ -643,15 +634,8 @@ def _partial_trace_spec(width: int, bit: int) -> str:
     return f"...{shape}->...yz"
 
 
-def _popcount(x: np.ndarray) -> np.ndarray:
-    count = np.zeros_like(x)
-    while np.any(x):
-        count += x & 1
-        x = x >> 1
-    return count
-
-
 def _chunks(rows: int, amplitudes_per_row: int):
     step = max(1, _CHUNK_AMPLITUDES // max(1, amplitudes_per_row))
     for start in range(0, rows, step):
         yield slice(start, min(rows, start + step))
+

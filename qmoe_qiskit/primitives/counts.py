@@ -1,7 +1,8 @@
-"""From measured outcomes to primitive results: I/Z observables evaluated on computational-basis
-outcome counts or probabilities, as hardware measures them.
+"""From measured outcomes to primitive results: outcome counts and probabilities of a sampler's
+result field, and I/Z observables evaluated on them, as hardware measures them.
 
-Shared by the noisy Aer estimator (exact probabilities) and the Runtime estimator (counts).
+Shared by the noisy Aer estimator (exact probabilities), the sampler-based estimator (counts
+from any sampler) and the batched parameter-shift gradients.
 """
 
 from __future__ import annotations
@@ -11,11 +12,40 @@ from qiskit.primitives import BitArray, DataBin, PubResult
 from qiskit.primitives.containers.estimator_pub import EstimatorPub
 from qiskit.quantum_info import SparsePauliOp
 
-from .errors import UnsupportedCircuitError
-from .simulation.statevector import _popcount
+from ..errors import UnsupportedCircuitError
+from .base import ExactDistributions
 
 __all__ = ["diagonal_eigenvalues", "expectations_from_counts", "estimator_pub_result",
-           "outcome_counts"]
+           "outcome_counts", "outcome_probabilities", "popcount"]
+
+
+def popcount(x: np.ndarray) -> np.ndarray:
+    """Number of set bits of each (non-negative) integer in ``x``."""
+    count = np.zeros_like(x)
+    while np.any(x):
+        count += x & 1
+        x = x >> 1
+    return count
+
+
+def outcome_counts(bits: BitArray) -> np.ndarray:
+    """Counts ``(rows, 2**num_bits)`` of each outcome (as an integer) for each binding."""
+    array = bits.array.reshape(-1, bits.num_shots, bits.array.shape[-1]).astype(np.int64)
+    weights = 256 ** np.arange(array.shape[-1] - 1, -1, -1, dtype=np.int64)
+    outcomes = array @ weights  # (rows, shots); byte 0 is the most significant
+    size = 2 ** bits.num_bits
+    offsets = np.arange(len(outcomes))[:, None] * size
+    return np.bincount((outcomes + offsets).ravel(),
+                       minlength=size * len(outcomes)).reshape(len(outcomes), size)
+
+
+def outcome_probabilities(field: BitArray | ExactDistributions) -> np.ndarray:
+    """A sampler result field as outcome probabilities ``field.shape + (2**num_bits,)``: the
+    exact distributions themselves, or the frequencies of sampled outcomes."""
+    if isinstance(field, ExactDistributions):
+        return field.probabilities
+    counts = outcome_counts(field)
+    return (counts / field.num_shots).reshape(field.shape + counts.shape[-1:])
 
 
 def diagonal_eigenvalues(observables: list) -> tuple[list[int], np.ndarray]:
@@ -29,7 +59,7 @@ def diagonal_eigenvalues(observables: list) -> tuple[list[int], np.ndarray]:
     for i, t in enumerate(terms):
         for mask, coeff in t:
             local = sum(1 << support.index(q) for q in _bits(mask))
-            eig[i] += coeff * (1 - 2 * (_popcount(outcomes & local) & 1))
+            eig[i] += coeff * (1 - 2 * (popcount(outcomes & local) & 1))
     return support, eig
 
 
@@ -71,15 +101,3 @@ def _diagonal_terms(obs) -> list[tuple[int, float]]:
 
 def _bits(mask: int) -> list[int]:
     return [q for q in range(mask.bit_length()) if mask >> q & 1]
-
-
-
-def outcome_counts(bits: BitArray) -> np.ndarray:
-    """Counts ``(rows, 2**num_bits)`` of each outcome (as an integer) for each binding."""
-    array = bits.array.reshape(-1, bits.num_shots, bits.array.shape[-1]).astype(np.int64)
-    weights = 256 ** np.arange(array.shape[-1] - 1, -1, -1, dtype=np.int64)
-    outcomes = array @ weights  # (rows, shots); byte 0 is the most significant
-    size = 2 ** bits.num_bits
-    offsets = np.arange(len(outcomes))[:, None] * size
-    return np.bincount((outcomes + offsets).ravel(),
-                       minlength=size * len(outcomes)).reshape(len(outcomes), size)

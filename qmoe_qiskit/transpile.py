@@ -1,10 +1,10 @@
-"""ISA transpilation for a target backend: one compiled circuit per circuit structure.
+"""Transpilation: a logical circuit compiled once for a backend's ISA or a noise model's basis.
 
-A circuit is compiled once with Qiskit's preset pass manager; every parameter binding of every
-sample then travels in one PUB. The physical qubits are, in order of preference: the layout the
-user gives, else the lowest-error placement Qiskit's ``VF2Layout`` finds on the backend's
-calibration (a placement needing no SWAPs), else the preset pass manager's own error-aware
-choice (Sabre routing followed by ``VF2PostLayout``).
+For a backend, the physical qubits are, in order of preference: the layout the user gives, else
+the lowest-error placement Qiskit's ``VF2Layout`` finds on the backend's calibration (a
+placement needing no SWAPs), else the preset pass manager's own error-aware choice (Sabre
+routing followed by ``VF2PostLayout``). :class:`Compiler` is the one ISA cache: each circuit
+object is compiled once, whichever execution package asks.
 """
 
 from __future__ import annotations
@@ -12,27 +12,28 @@ from __future__ import annotations
 from collections.abc import Sequence
 from dataclasses import dataclass
 
-from qiskit import QuantumCircuit
+from qiskit import QuantumCircuit, transpile
 from qiskit.providers import BackendV2
 from qiskit.transpiler import PassManager, generate_preset_pass_manager
 from qiskit.transpiler.passes import VF2Layout
 
-from ..errors import ConfigError
+from .errors import ConfigError
+from .primitives import CircuitCache
 
-__all__ = ["Compiled", "compile_for_backend", "low_error_layout", "measured_qubits"]
+__all__ = ["Compiled", "Compiler", "OPTIMIZATION_LEVELS", "check_optimization_level",
+           "compile_for_backend", "compile_to_basis", "low_error_layout", "measured_qubits"]
 
 OPTIMIZATION_LEVELS = (0, 1, 2, 3)
 
 
-@dataclass
+@dataclass(frozen=True)
 class Compiled:
-    """A logical circuit compiled for one backend."""
+    """A logical circuit compiled for one backend (or one basis)."""
 
     isa: QuantumCircuit
     layout: list[int]  # physical qubit of each logical qubit at the end of the circuit
     measured: list[int]  # physical qubit measured into each clbit (-1: never measured)
-    layout_method: str  # "user", "vf2 (lowest calibrated error)" or "preset"
-    probes: dict  # cache for simulators: physical qubits -> circuit saving their probabilities
+    layout_method: str  # "user", "vf2 (lowest calibrated error)", "preset" or "none (no device)"
 
     @classmethod
     def from_isa(cls, isa: QuantumCircuit, num_qubits: int, layout_method: str) -> "Compiled":
@@ -40,7 +41,20 @@ class Compiled:
         layout = (list(range(num_qubits)) if isa.layout is None
                   else list(isa.layout.final_index_layout()))
         return cls(isa=isa, layout=layout, measured=measured_qubits(isa),
-                   layout_method=layout_method, probes={})
+                   layout_method=layout_method)
+
+    @property
+    def initial_layout(self) -> list[int]:
+        """The physical qubit each logical qubit starts on."""
+        if self.isa.layout is None:
+            return list(range(len(self.layout)))
+        return self.isa.layout.initial_index_layout(filter_ancillas=True)
+
+    @property
+    def used_qubits(self) -> list[int]:
+        """Every physical qubit the compiled circuit acts on."""
+        isa = self.isa
+        return sorted({isa.find_bit(q).index for inst in isa.data for q in inst.qubits})
 
 
 def check_optimization_level(level: int) -> None:
@@ -83,6 +97,46 @@ def compile_for_backend(circuit: QuantumCircuit, backend: BackendV2, *,
                                       initial_layout=initial_layout,
                                       seed_transpiler=seed_transpiler)
     return Compiled.from_isa(pm.run(circuit), circuit.num_qubits, method)
+
+
+def compile_to_basis(circuit: QuantumCircuit, basis_gates: Sequence[str], *,
+                     optimization_level: int = 1, seed_transpiler: int = 0) -> Compiled:
+    """``circuit`` rewritten in ``basis_gates`` on its own qubits (no device, no layout)."""
+    check_optimization_level(optimization_level)
+    isa = transpile(circuit, basis_gates=list(basis_gates), optimization_level=optimization_level,
+                    seed_transpiler=seed_transpiler)
+    return Compiled.from_isa(isa, circuit.num_qubits, "none (no device)")
+
+
+class Compiler:
+    """Compiles each circuit object once: to ``backend``'s ISA when one is given, else to
+    ``basis_gates``. The options are those of :func:`compile_for_backend`."""
+
+    def __init__(self, backend: BackendV2 | None = None, *,
+                 basis_gates: Sequence[str] | None = None,
+                 initial_layout: Sequence[int] | None = None, optimization_level: int = 1,
+                 seed_transpiler: int = 0):
+        check_optimization_level(optimization_level)
+        if backend is None and basis_gates is None:
+            raise ConfigError("give a backend or basis_gates to compile for")
+        self.backend = backend
+        self.basis_gates = None if basis_gates is None else tuple(basis_gates)
+        self.initial_layout = None if initial_layout is None else tuple(initial_layout)
+        self.optimization_level = optimization_level
+        self.seed_transpiler = seed_transpiler
+        self._cache = CircuitCache(self._compile)
+
+    def __call__(self, circuit: QuantumCircuit) -> Compiled:
+        return self._cache(circuit)
+
+    def _compile(self, circuit: QuantumCircuit) -> Compiled:
+        if self.backend is not None:
+            return compile_for_backend(circuit, self.backend, initial_layout=self.initial_layout,
+                                       optimization_level=self.optimization_level,
+                                       seed_transpiler=self.seed_transpiler)
+        return compile_to_basis(circuit, self.basis_gates,
+                                optimization_level=self.optimization_level,
+                                seed_transpiler=self.seed_transpiler)
 
 
 def measured_qubits(circuit: QuantumCircuit) -> list[int]:

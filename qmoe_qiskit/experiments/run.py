@@ -1,0 +1,236 @@
+"""``qmoe run``: a trained model's held-out accuracy measured on a backend through the job layer.
+
+Every quantum part of the model (router, quantum experts) runs on a
+:class:`~qmoe_qiskit.jobs.RuntimeSampler` for the backend (estimator-read circuits through a
+:class:`~qmoe_qiskit.primitives.SamplerEstimator` on top of it): one PUB per circuit carrying
+the bindings of all test samples, answered from the result cache when it was run before, and
+recorded in the job ledger before the run waits on it. The same samples are also evaluated
+exactly, so the report sets the backend against the ideal model. ``dry_run`` stops after
+planning: circuits, bindings, shots and an estimated QPU time; it writes nothing.
+
+One cell: the backend pass needs every sample's bindings in one PUB per circuit.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+from dataclasses import asdict, dataclass
+from pathlib import Path
+from typing import Any, ClassVar
+
+import numpy as np
+import torch
+from tqdm.auto import tqdm
+
+from ..errors import ConfigError
+from ..jobs import (
+    JobOptions,
+    Ledger,
+    ResultCache,
+    RuntimeSampler,
+    connect,
+    default_cache_dir,
+)
+from ..jobs.cache import library_versions
+from ..metrics import accuracy, mean_tvd
+from ..plots import router_agreement
+from ..primitives import SamplerEstimator
+from .base import Outcome, load_trained
+
+__all__ = ["RunConfig", "RunCell", "BackendPass", "plan_text"]
+
+
+@dataclass(frozen=True)
+class RunConfig:
+    command: ClassVar[str] = "run"
+    model: str
+    backend: str  # an IBM Quantum backend, or a fake backend (local testing mode)
+    shots: int = 1024
+    samples: int | None = None  # the first K held-out test samples; None: all of them
+    optimization_level: int = 1
+    seed: int = 0  # transpiler seed
+    layout: tuple[int, ...] | None = None  # physical qubits; None: lowest calibrated error
+    twirling: bool = False
+    dynamical_decoupling: bool = False
+    cache_dir: str | None = None  # None: $QMOE_CACHE_DIR or ~/.cache/qmoe-qiskit
+    channel: str | None = None
+    instance: str | None = None
+    dry_run: bool = False
+
+    def __post_init__(self):
+        object.__setattr__(self, "model", str(self.model))
+        if not isinstance(self.backend, str) or not self.backend:
+            raise ConfigError(f"backend must be a backend name, got {self.backend!r}")
+        if self.samples is not None and self.samples < 1:
+            raise ConfigError(f"samples must be >= 1, got {self.samples}")
+        self.job_options()  # validates shots, optimization level
+
+    def job_options(self) -> JobOptions:
+        return JobOptions(shots=self.shots, optimization_level=self.optimization_level,
+                          seed_transpiler=self.seed, initial_layout=self.layout,
+                          twirling=self.twirling, dynamical_decoupling=self.dynamical_decoupling)
+
+    def to_dict(self) -> dict[str, Any]:
+        return dataclasses.asdict(self)
+
+    def plan(self) -> list["RunCell"]:
+        """Checks the model and the sample count (the cell checks the account first)."""
+        model, _, data = load_trained(self.model)
+        if not model.quantum_layers():
+            raise ConfigError("the model has no quantum circuits (router and experts are "
+                              "classical); there is nothing to run on a backend")
+        available = len(data.y_test)
+        if self.samples is not None and self.samples > available:
+            raise ConfigError(f"samples={self.samples} but the model's test split has "
+                              f"{available}")
+        return [RunCell(self)]
+
+    def aggregate(self, cells, results: list["BackendPass"], seconds: float) -> Outcome:
+        [done] = results
+        plan = {"command": "run", "model": str(Path(self.model)), "backend": done.backend,
+                "local_testing_mode": done.local, "calibration": done.calibration,
+                "shots": self.shots, "samples": done.records[0]["bindings"] if done.records else 0,
+                "options": asdict(self.job_options()), "dry_run": self.dry_run,
+                **_costs(done.records), "pubs": done.records, "versions": library_versions()}
+        if self.dry_run:
+            return Outcome(results=plan, report="", summary=plan_text(plan), write=False)
+        gates, ideal = np.asarray(done.gates), np.asarray(done.ideal_gates)
+        results = {
+            **plan,
+            "accuracy": accuracy(done.labels, done.predictions),
+            "ideal_accuracy": accuracy(done.labels, done.ideal_predictions),
+            "jobs_submitted": done.stats["jobs_submitted"],
+            "jobs_fetched": done.stats["jobs_fetched"],
+            "cache_hits": done.stats["cache_hits"],
+            "mean_tvd_to_ideal": mean_tvd(gates, ideal),
+            "router": {"distributions": gates.tolist(), "ideal": ideal.tolist()},
+            "predictions": done.predictions.tolist(),
+            "labels": done.labels.tolist(),
+            "wall_seconds": seconds,
+        }
+        summary = "\n".join([
+            f"{results['backend']}: accuracy {results['accuracy']:.3f} on {results['samples']} "
+            f"test samples (ideal {results['ideal_accuracy']:.3f}), {results['shots']} shots; "
+            f"router TVD to ideal {results['mean_tvd_to_ideal']:.4f}",
+            f"jobs submitted {results['jobs_submitted']}, fetched {results['jobs_fetched']}, "
+            f"cache hits {results['cache_hits']}"])
+        figure = router_agreement(ideal, gates,
+                                  title=f"router on {done.backend}, {self.shots} shots")
+        return Outcome(results=results, report=_report(results), summary=summary,
+                       figures={"router_vs_ideal.png": figure})
+
+
+@dataclass(frozen=True)
+class BackendPass:
+    """The model's outputs on the backend and exactly, for the same samples, and what each
+    circuit's PUB cost (its records)."""
+
+    backend: str
+    local: bool
+    calibration: str
+    records: list[dict[str, Any]]
+    stats: dict[str, int]
+    gates: np.ndarray | None  # None for a dry run
+    ideal_gates: np.ndarray | None
+    predictions: np.ndarray | None
+    ideal_predictions: np.ndarray | None
+    labels: np.ndarray
+
+
+@dataclass(frozen=True)
+class RunCell:
+    config: RunConfig
+    label: str = "backend"
+
+    def __call__(self, *, progress: bool = False) -> BackendPass:
+        config = self.config
+        model, _, data = load_trained(config.model)
+        count = len(data.y_test) if config.samples is None else config.samples
+        x = torch.as_tensor(data.x_test[:count], dtype=torch.float32)
+        y = data.y_test[:count]
+        connection = connect(config.backend, channel=config.channel, instance=config.instance)
+        cache_root = Path(config.cache_dir) if config.cache_dir else default_cache_dir()
+        cache, ledger = ResultCache(cache_root), Ledger(cache_root / "ledger.jsonl")
+        verb = "planning" if config.dry_run else "running"
+        with tqdm(total=len(model.quantum_layers()), desc=f"{verb} on {connection.name}",
+                  disable=not progress, unit="circuit", leave=False) as bar:
+            sampler = RuntimeSampler(connection, config.job_options(), cache=cache,
+                                     ledger=ledger, plan_only=config.dry_run,
+                                     on_record=lambda record: bar.update())
+            with sampler, model.using(sampler=sampler, estimator=SamplerEstimator(sampler)), \
+                    torch.no_grad():
+                outputs, gates = model.forward_with_gates(x)
+        common = dict(backend=connection.name, local=connection.local,
+                      calibration=connection.calibration,
+                      records=[asdict(r) for r in sampler.records], stats=sampler.stats(),
+                      labels=y)
+        if config.dry_run:
+            return BackendPass(gates=None, ideal_gates=None, predictions=None,
+                               ideal_predictions=None, **common)
+        with torch.no_grad():
+            ideal_outputs, ideal_gates = model.forward_with_gates(x)
+        return BackendPass(gates=gates.numpy(), ideal_gates=ideal_gates.numpy(),
+                           predictions=outputs.argmax(dim=-1).numpy(),
+                           ideal_predictions=ideal_outputs.argmax(dim=-1).numpy(), **common)
+
+
+def _costs(records: list[dict]) -> dict[str, Any]:
+    pending = [r for r in records if r["source"] in ("planned", "submitted", "fetched")]
+    known = [r["shot_seconds"] for r in pending if r["shot_seconds"] is not None]
+    return {
+        "circuits": len(records),
+        "bindings": sum(r["bindings"] for r in records),
+        "total_shots": sum(r["bindings"] * r["shots"] for r in records),
+        "uncached_circuits": len(pending),
+        "estimated_qpu_seconds": (float(sum(known)) if len(known) == len(pending) else None),
+    }
+
+
+def plan_text(plan: dict[str, Any]) -> str:
+    """The dry run's answer: what would be submitted, and the estimated QPU time."""
+    lines = [f"dry run on {plan['backend']}"
+             + (" (local testing mode)" if plan["local_testing_mode"] else "")
+             + ": nothing submitted",
+             f"{'circuit':<16} {'qubits':<18} {'depth':>5} {'2q':>4} {'bindings':>8} "
+             f"{'shots':>6} {'est. s':>8}  status"]
+    for r in plan["pubs"]:
+        est = "-" if r["shot_seconds"] is None else f"{r['shot_seconds']:.1f}"
+        status = "cached" if r["source"] == "cache" else "would submit"
+        lines.append(f"{r['circuit']:<16} {str(r['layout']):<18} {r['depth']:>5} "
+                     f"{r['two_qubit_gates']:>4} {r['bindings']:>8} {r['shots']:>6} "
+                     f"{est:>8}  {status}")
+    seconds = plan["estimated_qpu_seconds"]
+    lines += [
+        f"circuits: {plan['circuits']} ({plan['uncached_circuits']} not cached), "
+        f"bindings: {plan['bindings']}, shots: {plan['total_shots']:,}",
+        "estimated QPU time: " + ("unknown (the backend reports no gate durations)"
+                                  if seconds is None else f"{seconds:.1f} s")
+        + " (bindings x shots x (circuit duration + repetition delay); queueing and "
+          "per-job overhead not included)",
+    ]
+    return "\n".join(lines)
+
+
+def _report(results: dict[str, Any]) -> str:
+    mode = " (runtime local testing mode: a simulator with the device's noise)" \
+        if results["local_testing_mode"] else ""
+    lines = [
+        f"# Run on {results['backend']}{mode}", "",
+        f"Model `{results['model']}`, the first {results['samples']} held-out test samples, "
+        f"{results['shots']} shots per binding. Calibration: {results['calibration']}.", "",
+        "| | accuracy |", "|---|---:|",
+        f"| {results['backend']} | {results['accuracy']:.3f} |",
+        f"| ideal (exact simulation, same samples) | {results['ideal_accuracy']:.3f} |", "",
+        f"Mean TVD between the measured and the ideal router distribution: "
+        f"{results['mean_tvd_to_ideal']:.4f}.", "",
+        f"Jobs submitted: {results['jobs_submitted']}, fetched from earlier runs: "
+        f"{results['jobs_fetched']}, cache hits: {results['cache_hits']}.", "",
+        "| circuit | layout | depth | 2q gates | bindings | source | job |",
+        "|---|---|---:|---:|---:|---|---|",
+    ]
+    for r in results["pubs"]:
+        lines.append(f"| {r['circuit']} | {r['layout']} ({r['layout_method']}) | {r['depth']} | "
+                     f"{r['two_qubit_gates']} | {r['bindings']} | {r['source']} | "
+                     f"{r['job_id'] or '-'} |")
+    lines += ["", "![router: measured against ideal](router_vs_ideal.png)", ""]
+    return "\n".join(lines)

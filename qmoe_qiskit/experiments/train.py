@@ -1,0 +1,109 @@
+"""``qmoe train``: one model trained on one data set, scored on its held-out test split.
+
+The run folder holds ``model.pt`` (weights, spec and the data provenance that rebuilds the same
+split), ``results.json`` (test scores, parameter counts, history), ``report.md`` and
+``training_curves.png``.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, ClassVar
+
+import torch
+
+from ..data import DataSpec, prepare
+from ..models import ModelSpec, build_model, model_from_state, save_model
+from ..plots import training_curves
+from ..training import TrainConfig, evaluate, seed_everything, train
+from .base import Outcome, load_trained
+
+__all__ = ["TrainRun", "TrainCell", "Trained", "evaluate_saved"]
+
+
+@dataclass(frozen=True)
+class TrainRun:
+    """Train ``model`` on ``data``; the model's initial weights are drawn with ``train.seed``."""
+
+    command: ClassVar[str] = "train"
+    data: DataSpec = field(default_factory=DataSpec)
+    model: ModelSpec = field(default_factory=ModelSpec)
+    train: TrainConfig = field(default_factory=TrainConfig)
+
+    def to_dict(self) -> dict[str, Any]:
+        return {"model": self.model.to_dict(), "data": self.data.to_dict(),
+                "train": dataclasses.asdict(self.train)}
+
+    def plan(self) -> list["TrainCell"]:
+        data = prepare(self.data)
+        build_model(self.model.for_data(data.num_features, data.num_classes))  # validates
+        return [TrainCell(self)]
+
+    def aggregate(self, cells, results: list["Trained"], seconds: float) -> Outcome:
+        [trained] = results
+        spec, scores, history = trained.spec, trained.scores, trained.history
+        model = model_from_state(spec, trained.state)
+        report = "\n".join([
+            "# Trained model", "",
+            f"Router {spec.router}" + (f" ({spec.ansatz})" if spec.router == "quantum" else "")
+            + f", {spec.num_experts} {spec.expert} experts, on {self.data.dataset}.", "",
+            "| split | samples | accuracy | macro F1 |", "|---|---:|---:|---:|",
+            f"| test (held out) | {trained.test_samples} | {scores['accuracy']:.3f} | "
+            f"{scores['f1']:.3f} |",
+            "", f"Parameters: {trained.parameters}. Trained {len(history['loss'])} epochs "
+            f"(best {history['best_epoch'] + 1}) in {trained.seconds:.1f} s.", "",
+            "![training curves](training_curves.png)", ""])
+        return Outcome(
+            results={"command": "train", "test": scores, "parameters": trained.parameters,
+                     "history": history, "train_seconds": trained.seconds,
+                     "wall_seconds": seconds},
+            report=report,
+            summary=f"test accuracy {scores['accuracy']:.3f}, macro F1 {scores['f1']:.3f}",
+            figures={"training_curves.png": training_curves({"model": history})},
+            files={"model.pt": lambda path: save_model(path, model, spec,
+                                                       {**trained.provenance, "test": scores})})
+
+
+@dataclass(frozen=True)
+class Trained:
+    """A trained model's weights, spec, scores and history."""
+
+    spec: ModelSpec
+    state: dict[str, torch.Tensor]
+    scores: dict[str, float]
+    history: dict[str, Any]
+    parameters: dict[str, int]
+    seconds: float
+    test_samples: int
+    provenance: dict[str, Any]
+
+
+@dataclass(frozen=True)
+class TrainCell:
+    run: TrainRun
+    label: str = "model"
+
+    def __call__(self, *, progress: bool = False) -> Trained:
+        config = self.run
+        data = prepare(config.data)
+        spec = config.model.for_data(data.num_features, data.num_classes)
+        seed_everything(config.train.seed)
+        model = build_model(spec)
+        tic = time.perf_counter()
+        history = train(model, data.x_train, data.y_train, data.x_val, data.y_val,
+                        config.train, progress=progress)
+        seconds = time.perf_counter() - tic
+        return Trained(spec=spec, state=model.state_dict(),
+                       scores=evaluate(model, data.x_test, data.y_test),
+                       history=history.to_dict(), parameters=model.parameter_counts(),
+                       seconds=seconds, test_samples=len(data.y_test),
+                       provenance=data.provenance())
+
+
+def evaluate_saved(path: str | Path) -> tuple[dict[str, float], DataSpec, int]:
+    """A saved model's scores on its own held-out test split: ``(scores, data spec, samples)``."""
+    model, _, data = load_trained(path)
+    return evaluate(model, data.x_test, data.y_test), data.spec, len(data.y_test)

@@ -1,0 +1,181 @@
+"""What every execution package builds its primitives from.
+
+Qiskit's V2 primitives return jobs; ours compute at submission, so :class:`DoneJob` carries a
+finished result. :class:`SyncSampler` / :class:`SyncEstimator` do the V2 ``run`` bookkeeping
+(coercing PUBs with the default shots or precision, collecting results) and leave each backend
+only its per-PUB step. :class:`ExactDistributions` is the result field of a sampler that
+returns probabilities instead of samples.
+"""
+
+from __future__ import annotations
+
+import weakref
+from collections.abc import Callable, Iterable, Sequence
+from typing import Any, Generic, TypeVar
+
+import numpy as np
+from qiskit.circuit import Parameter, QuantumCircuit
+from qiskit.primitives import (
+    BaseEstimatorV2,
+    BaseSamplerV2,
+    PrimitiveResult,
+    PubResult,
+    SamplerPubResult,
+)
+from qiskit.primitives.base.base_primitive_job import BasePrimitiveJob
+from qiskit.primitives.containers.bindings_array import BindingsArray
+from qiskit.primitives.containers.estimator_pub import EstimatorPub
+from qiskit.primitives.containers.sampler_pub import SamplerPub
+from qiskit.providers import JobStatus
+
+from ..errors import UnsupportedCircuitError
+
+__all__ = ["DoneJob", "ExactDistributions", "SyncSampler", "SyncEstimator", "CircuitCache",
+           "binding_rows", "one_register"]
+
+T = TypeVar("T")
+
+
+class DoneJob(BasePrimitiveJob):
+    """A job whose result was computed synchronously at submission."""
+
+    def __init__(self, result: Any, job_id: str = "done"):
+        super().__init__(job_id=job_id)
+        self._result = result
+
+    def result(self) -> Any:
+        return self._result
+
+    def status(self) -> JobStatus:
+        return JobStatus.DONE
+
+    def done(self) -> bool:
+        return True
+
+    def running(self) -> bool:
+        return False
+
+    def cancelled(self) -> bool:
+        return False
+
+    def in_final_state(self) -> bool:
+        return True
+
+    def cancel(self) -> None:
+        return None
+
+
+class ExactDistributions:
+    """Exact outcome distributions of one classical register over a PUB's bindings.
+
+    ``probabilities`` has shape ``pub_shape + (2**num_bits,)``; index ``k`` is the outcome whose
+    bitstring is ``format(k, f"0{num_bits}b")`` (clbit 0 rightmost, as in Qiskit).
+    """
+
+    def __init__(self, probabilities: np.ndarray, num_bits: int):
+        self.probabilities = probabilities
+        self.num_bits = num_bits
+
+    @property
+    def shape(self) -> tuple[int, ...]:
+        return self.probabilities.shape[:-1]
+
+    def get_probabilities(self, loc: int | tuple[int, ...] | None = None) -> dict[str, float]:
+        """Bitstring -> probability at ``loc`` (required unless the PUB has shape ``()``)."""
+        row = self.probabilities[() if loc is None else loc]
+        if row.ndim != 1:
+            raise ValueError(f"loc must select one binding of a PUB of shape {self.shape}")
+        return {format(k, f"0{self.num_bits}b"): float(p) for k, p in enumerate(row) if p > 0}
+
+    def get_counts(self, loc: int | tuple[int, ...] | None = None) -> dict[str, float]:
+        """The exact distribution as weights that sum to one (no shots are drawn).
+
+        Provided so that consumers that normalise counts, such as ``SamplerQNN``, read the
+        exact probabilities.
+        """
+        return self.get_probabilities(loc)
+
+
+class SyncSampler(BaseSamplerV2):
+    """A V2 sampler that computes each PUB when it is submitted.
+
+    Subclasses write :meth:`_run_pub`, and :meth:`_resolve_shots` where they restrict shots
+    (``None`` asks for exact probabilities where the sampler can give them).
+    """
+
+    default_shots: int | None = None
+
+    def run(self, pubs: Iterable, *, shots: int | None = None) -> DoneJob:
+        shots = self._resolve_shots(shots)
+        coerced = [SamplerPub.coerce(pub, shots) for pub in pubs]
+        return DoneJob(PrimitiveResult([self._run_pub(pub) for pub in coerced]))
+
+    def _resolve_shots(self, shots: int | None) -> int | None:
+        return self.default_shots if shots is None else shots
+
+    def _run_pub(self, pub: SamplerPub) -> SamplerPubResult:
+        raise NotImplementedError
+
+
+class SyncEstimator(BaseEstimatorV2):
+    """A V2 estimator that computes each PUB when it is submitted.
+
+    Subclasses write :meth:`_run_pubs` (all PUBs of one call, so they can share work such as
+    one measurement for several observables) and :meth:`_resolve_precision`.
+    """
+
+    def run(self, pubs: Iterable, *, precision: float | None = None) -> DoneJob:
+        precision = self._resolve_precision(precision)
+        coerced = [EstimatorPub.coerce(pub, precision) for pub in pubs]
+        return DoneJob(PrimitiveResult(self._run_pubs(coerced)))
+
+    def _resolve_precision(self, precision: float | None) -> float | None:
+        return precision
+
+    def _run_pubs(self, pubs: list[EstimatorPub]) -> list[PubResult]:
+        raise NotImplementedError
+
+
+class CircuitCache(Generic[T]):
+    """Values computed once per circuit object (and per extra key): compiled programs, ISA
+    circuits, measured copies.
+
+    Keyed by identity, not content: QNNs hand the same circuit object on every call, and
+    hashing a circuit would cost more than most of the work it saves. A circuit changed in
+    place (instructions added) is recomputed, and entries die with their circuit.
+    """
+
+    def __init__(self, make: Callable[..., T], *, maxsize: int = 256):
+        self._make = make
+        self._maxsize = maxsize
+        self._entries: dict[tuple, tuple[weakref.ref, int, T]] = {}
+
+    def __call__(self, circuit: QuantumCircuit, *key: Any) -> T:
+        slot = (id(circuit), key)
+        hit = self._entries.get(slot)
+        if hit is not None and hit[0]() is circuit and hit[1] == len(circuit.data):
+            return hit[2]
+        value = self._make(circuit, *key)
+        self._entries[slot] = (weakref.ref(circuit), len(circuit.data), value)
+        if len(self._entries) > self._maxsize:
+            for stale in [s for s, entry in self._entries.items() if entry[0]() is None]:
+                del self._entries[stale]
+        return value
+
+
+def binding_rows(bindings: BindingsArray, parameters: Sequence[Parameter]) -> np.ndarray:
+    """A PUB's parameter values as rows ``(bindings, len(parameters))``, columns in the order
+    of ``parameters`` (one empty row for a parameterless PUB of shape ``()``)."""
+    if not len(parameters):
+        return np.zeros((max(1, bindings.size), 0))
+    return bindings.as_array(parameters).reshape(-1, len(parameters))
+
+
+def one_register(circuit: QuantumCircuit, owner: str) -> str:
+    """The name of the circuit's classical register; samplers that return one distribution
+    per binding need exactly one."""
+    if len(circuit.cregs) != 1:
+        raise UnsupportedCircuitError(
+            f"{owner} needs exactly one classical register, the circuit has "
+            f"{len(circuit.cregs)}")
+    return circuit.cregs[0].name
