@@ -7,6 +7,7 @@ import pytest
 from qmoe_qiskit.cli import main
 
 
+@pytest.mark.slow
 def test_quick_ablation_end_to_end(tmp_path, capsys):
     out = tmp_path / "ablation"
     assert main(["ablation", "--quick", "--no-progress", "--out", str(out)]) == 0

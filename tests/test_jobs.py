@@ -12,10 +12,17 @@ from qiskit.transpiler import InstructionProperties
 from qiskit_aer import AerSimulator
 from qiskit_ibm_runtime.fake_provider.local_runtime_job import LocalRuntimeJob
 
+from qmoe_qiskit.backends import get_backend
 from qmoe_qiskit.circuits import paper_ansatz, sel_ansatz
 from qmoe_qiskit.errors import AccountError, ConfigError, JobError
-from qmoe_qiskit.backends import get_backend
-from qmoe_qiskit.jobs import JobOptions, Ledger, ResultCache, RuntimeSampler, connect, pub_key
+from qmoe_qiskit.jobs import (
+    JobOptions,
+    Ledger,
+    ResultCache,
+    RuntimeSampler,
+    connect,
+    pub_key,
+)
 from qmoe_qiskit.jobs import service as service_module
 from qmoe_qiskit.models import QuantumRouter
 from qmoe_qiskit.primitives import SamplerEstimator
@@ -268,14 +275,62 @@ def test_plan_only_submits_nothing_and_estimates_shot_time(store):
     assert ledger.entries() == [] and not cache.root.exists()
 
 
-def test_twirling_and_dynamical_decoupling_reach_the_runtime():
-    options = JobOptions(shots=200, twirling=True, dynamical_decoupling=True, dd_sequence="XY4")
+def test_twirling_and_dynamical_decoupling_reach_the_runtime(monkeypatch):
+    from qiskit_ibm_runtime.executor_sampler import prepare as runtime_prepare
+
+    applied = []
+    original = runtime_prepare.apply_dynamical_decoupling
+
+    def spy(*args, **kwargs):
+        applied.append(kwargs["dd_options"])
+        return original(*args, **kwargs)
+
+    monkeypatch.setattr(runtime_prepare, "apply_dynamical_decoupling", spy)
     circuit = paper_ansatz(2, 1, num_outputs=2).circuit
+    plain = RuntimeSampler(connect("fake_manila"), JobOptions(shots=200))
+    assert plain.run([(circuit, _values(circuit, 3))]).result()[0].metadata.get(
+        "num_randomizations", 1) == 1
+    assert applied == []  # off unless asked for
+    options = JobOptions(shots=200, twirling=True, dynamical_decoupling=True, dd_sequence="XY4")
     sampler = RuntimeSampler(connect("fake_manila"), options)
     result = sampler.run([(circuit, _values(circuit, 3))]).result()[0]
     assert result.metadata["num_randomizations"] > 1  # twirled
+    [dd] = applied  # the runtime inserted the XY4 sequence into the submitted circuits
+    assert dd.enable and dd.sequence_type == "XY4"
     with pytest.raises(ConfigError, match="valid sequences: 'XX', 'XpXm', 'XY4'"):
         JobOptions(dd_sequence="XZ")
+
+
+def test_a_job_the_service_cannot_return_is_one_line_and_kept(tmp_path, capsys, monkeypatch):
+    from qiskit_ibm_runtime.exceptions import RuntimeJobNotFound
+
+    from qmoe_qiskit.cli import main
+    from qmoe_qiskit.jobs import LedgerEntry
+    from qmoe_qiskit.jobs.manage import fetch_results, refresh_status
+
+    token = "secret-token-never-printed"
+    monkeypatch.setenv("QISKIT_IBM_TOKEN", token)
+
+    class GoneService:
+        def job(self, job_id):
+            raise RuntimeJobNotFound(f"Job not found: {job_id}\n(request with {token})")
+
+    cache, ledger = ResultCache(tmp_path / "c"), Ledger(tmp_path / "c" / "ledger.jsonl")
+    entry = ledger.record(LedgerEntry(job_id="d0gone", backend="ibm_brisbane", key="k" * 64,
+                                      status="submitted", submitted="t", updated="t",
+                                      local=False))
+    [(_, state)] = refresh_status(ledger, [entry], GoneService)
+    assert state.startswith("unavailable: job d0gone cannot be fetched from IBM Quantum")
+    [(_, state)] = fetch_results(ledger, cache, [entry], GoneService)
+    assert "Job not found: d0gone" in state and token not in state
+    assert [e.status for e in ledger.entries()] == ["submitted"]  # kept, not marked lost
+    monkeypatch.setattr(service_module, "runtime_service", lambda **_: GoneService())
+    for action in ("status", "fetch"):
+        assert main(["jobs", action, "--cache", str(tmp_path / "c")]) == 1
+        captured = capsys.readouterr()
+        assert "Traceback" not in captured.err and token not in captured.out + captured.err
+        assert captured.out.count("\n") == 1 and "unavailable" in captured.out
+        assert captured.err.startswith("qmoe jobs: error:") and captured.err.count("\n") == 1
 
 
 # ------------------------------------------------------------------ accounts

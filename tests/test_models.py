@@ -116,6 +116,33 @@ def test_set_primitive_keeps_weights_and_outputs():
     np.testing.assert_allclose(sel(x).detach(), before, atol=1e-5)
 
 
+def test_using_runs_on_other_primitives_and_restores_them_even_on_error():
+    torch.manual_seed(8)
+    model = build_model(ModelSpec(num_features=2, num_classes=2, router="quantum", ansatz="sel",
+                                  expert="quantum"))
+    reference = StatevectorEstimator()
+    model.router.set_primitive(reference)  # a non-default primitive, to be restored
+    x = _x()
+    before = model(x).detach()
+    with model.using(sampler=QMLSampler()) as inside:
+        assert inside is model
+        assert isinstance(model.experts[0].layer.qnn.sampler, QMLSampler)
+        assert model.router.layer.primitive is None  # the exact default, for the estimator
+        np.testing.assert_allclose(model(x).detach(), before, atol=1e-5)
+    assert model.router.layer.qnn.estimator is reference
+    assert model.experts[0].layer.primitive is None
+    try:
+        with model.using(sampler=QMLSampler(), estimator=StatevectorEstimator()):
+            with torch.no_grad():
+                model.router.layer.connector.weight.add_(0.1)  # trained inside: kept
+            raise RuntimeError("a failure inside the block")
+    except RuntimeError:
+        pass
+    assert model.router.layer.qnn.estimator is reference
+    assert not isinstance(model.experts[0].layer.qnn.sampler, QMLSampler)
+    assert not torch.allclose(model(x).detach(), before)
+
+
 def test_quantum_expert_returns_log_probabilities():
     torch.manual_seed(6)
     out = QuantumExpert(2, 2)(_x())

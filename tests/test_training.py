@@ -4,8 +4,21 @@ import numpy as np
 import torch
 
 from qmoe_qiskit.data import DataSpec, prepare
-from qmoe_qiskit.models import ModelSpec, build_model
-from qmoe_qiskit.training import TrainConfig, evaluate, seed_everything, train
+from qmoe_qiskit.models import (
+    LinearExpert,
+    LinearRouter,
+    MixtureOfExperts,
+    ModelSpec,
+    QuantumRouter,
+    build_model,
+)
+from qmoe_qiskit.training import (
+    TrainConfig,
+    default_threads,
+    evaluate,
+    seed_everything,
+    train,
+)
 
 DATA = prepare(DataSpec(n_samples=200, seed=0))
 
@@ -49,3 +62,39 @@ def test_training_improves_held_out_accuracy():
     trained = evaluate(model, DATA.x_test, DATA.y_test)["accuracy"]
     assert trained > 0.8 and trained > untrained
     assert np.isfinite(trained)
+
+
+class ThreadSpy(LinearExpert):
+    """An expert that records torch's intra-op thread count on every forward pass."""
+
+    seen: set
+
+    def forward(self, x):
+        self.seen.add(torch.get_num_threads())
+        return super().forward(x)
+
+
+def _spied_model():
+    expert = ThreadSpy(2, 2)
+    expert.seen = set()
+    return MixtureOfExperts(LinearRouter(2, 2), [expert, LinearExpert(2, 2)]), expert
+
+
+def test_small_models_train_on_one_thread_and_the_count_is_restored():
+    torch.set_num_threads(2)
+    model, spy = _spied_model()
+    train(model, DATA.x_train, DATA.y_train, DATA.x_val, DATA.y_val, TrainConfig(epochs=1),
+          progress=False)
+    assert spy.seen == {1} and torch.get_num_threads() == 2
+    model, spy = _spied_model()
+    train(model, DATA.x_train, DATA.y_train, DATA.x_val, DATA.y_val,
+          TrainConfig(epochs=1, threads=2), progress=False)
+    assert spy.seen == {2}
+
+
+def test_wide_circuits_keep_torchs_default_thread_count():
+    assert default_threads(build_model(ModelSpec(num_features=2, num_classes=2,
+                                                 router="quantum", num_layers=1))) == 1
+    wide = MixtureOfExperts(QuantumRouter(2, 2, ansatz="paper", num_qubits=10, num_layers=1),
+                            [LinearExpert(2, 2), LinearExpert(2, 2)])
+    assert default_threads(wide) is None

@@ -1,0 +1,134 @@
+"""The shape every experiment shares: configs that reject what the CLI rejects, picklable cells
+that each give what the whole run gives, and run folders that appear whole or not at all."""
+
+import dataclasses
+import json
+import pickle
+
+import pytest
+
+from qmoe_qiskit.data import DataSpec
+from qmoe_qiskit.errors import ConfigError
+from qmoe_qiskit.experiments import AblationConfig, SweepConfig, TrainRun, run_experiment
+from qmoe_qiskit.experiments.base import Outcome, write_run_folder
+from qmoe_qiskit.experiments.run import RunConfig
+from qmoe_qiskit.models import ModelSpec
+from qmoe_qiskit.training import TrainConfig
+
+
+@pytest.fixture(scope="module")
+def trained(tmp_path_factory):
+    """A small paper-router model on 200 Two Moons samples (40 held out)."""
+    out = tmp_path_factory.mktemp("model") / "run"
+    config = TrainRun(data=DataSpec(n_samples=200),
+                      model=ModelSpec(router="quantum", ansatz="paper", num_layers=2),
+                      train=TrainConfig(epochs=3))
+    outcome, path = run_experiment(config, out, progress=False)
+    assert path == out and outcome.results["test"]["accuracy"] >= 0
+    return out
+
+
+def _tiny_ablation(**fields):
+    return AblationConfig(**{"data": DataSpec(n_samples=200), "seeds": (0, 1), "widths": (4,),
+                             "train": TrainConfig(epochs=2, patience=None),
+                             "models": ("A", "B_paper"), **fields})
+
+
+def test_every_run_folder_holds_config_results_report_and_figures(trained, tmp_path):
+    sweep = SweepConfig(model=str(trained), levels=(0.0, 0.02), baseline=False)
+    _, path = run_experiment(sweep, tmp_path / "sweep", progress=False)
+    run = RunConfig(model=str(trained), backend="fake_manila", samples=8, shots=64,
+                    cache_dir=str(tmp_path / "cache"))
+    _, run_path = run_experiment(run, tmp_path / "run", progress=False)
+    for folder, figure in ((trained, "training_curves.png"), (path, "accuracy_vs_noise.png"),
+                           (run_path, "router_vs_ideal.png")):
+        names = {p.name for p in folder.iterdir()}
+        assert {"config.json", "results.json", "report.md", figure} <= names, folder
+        config = json.loads((folder / "config.json").read_text())
+        assert config["command"] in ("train", "sweep", "run")
+    assert json.loads((run_path / "config.json").read_text())["backend"] == "fake_manila"
+    saved = json.loads((path / "config.json").read_text())
+    saved.pop("command")
+    assert SweepConfig(**{**saved, "train": TrainConfig(**saved["train"])}) == sweep
+
+
+def test_cells_pickle_and_each_gives_what_the_whole_run_gives(trained, tmp_path):
+    config = SweepConfig(model=str(trained), levels=(0.0, 0.05), baseline=False)
+    outcome, _ = run_experiment(config, tmp_path / "sweep", progress=False)
+    cells = config.plan()
+    assert [c.label for c in cells] == ["reference", "level=0", "level=0.05"]
+    alone = pickle.loads(pickle.dumps(cells[2]))()  # as another process would run it
+    alone = pickle.loads(pickle.dumps(alone))
+    row = outcome.results["levels"][1]
+    assert dataclasses.replace(alone, seconds=row["seconds"]) == type(alone)(**row)
+
+    ablation = _tiny_ablation()
+    whole, _ = run_experiment(ablation, tmp_path / "ablation", progress=False)
+    second_seed_b = [c for c in ablation.plan() if (c.seed, c.name) == (1, "B_paper")][0]
+    score = pickle.loads(pickle.dumps(second_seed_b))()
+    assert score.state is None  # weights are kept for the first seed only
+    assert whole.results["models"]["B_paper"]["test_accuracy"]["per_seed"][1] == \
+        score.scores["accuracy"]
+
+
+def test_a_killed_run_leaves_no_folder(trained, tmp_path, monkeypatch):
+    out = tmp_path / "sweep"
+
+    def killed(self, *args, **kwargs):
+        raise KeyboardInterrupt  # Ctrl-C while the figure is written
+
+    monkeypatch.setattr("matplotlib.figure.Figure.savefig", killed)
+    with pytest.raises(KeyboardInterrupt):
+        run_experiment(SweepConfig(model=str(trained), levels=(0.0,), baseline=False), out,
+                       progress=False)
+    assert list(tmp_path.iterdir()) == []  # neither the folder nor its staging copy
+
+
+def test_results_json_is_written_last_and_an_old_folder_is_replaced_whole(tmp_path):
+    seen = []
+    outcome = Outcome(results={"n": 1}, report="r", summary="s",
+                      files={"sub/a.txt": lambda p: seen.append(
+                          sorted(x.name for x in p.parent.parent.iterdir()))
+                          or p.write_text("a")})
+    target = tmp_path / "run"
+    write_run_folder(target, {"command": "x"}, outcome)
+    assert "results.json" not in seen[0] and "config.json" in seen[0]
+    (target / "stale.txt").write_text("from an earlier run")
+    write_run_folder(target, {"command": "x"}, dataclasses.replace(outcome, results={"n": 2}))
+    assert json.loads((target / "results.json").read_text()) == {"n": 2}
+    assert (target / "sub" / "a.txt").read_text() == "a"
+    assert [p.name for p in tmp_path.iterdir()] == ["run"]
+
+
+@pytest.mark.parametrize("make, message", [
+    (lambda: SweepConfig(model="m", noise="fake_nowhere"), "choose from 'depolarizing'"),
+    (lambda: SweepConfig(model="m", scales=(1.0,)), "not scales"),
+    (lambda: SweepConfig(model="m", noise="fake_manila", levels=(0.1,)), "not levels"),
+    (lambda: SweepConfig(model="m", levels=(0.0, 1.5)), "must be a probability in [0, 1]"),
+    (lambda: SweepConfig(model="m", shots=0), "shots must be >= 1"),
+    (lambda: SweepConfig(model="m", shots=10, repetitions=1), "at least 2 repetitions"),
+    (lambda: RunConfig(model="m", backend="fake_manila", samples=0), "samples must be >= 1"),
+    (lambda: RunConfig(model="m", backend="fake_manila", shots=0), "shots must be"),
+    (lambda: _tiny_ablation(seeds=(0,)), "at least 2 seeds"),
+    (lambda: TrainConfig(threads=0), "threads must be"),
+    (lambda: ModelSpec(num_layers=0), "num_layers must be"),
+])
+def test_the_python_api_rejects_what_the_cli_rejects(make, message):
+    with pytest.raises(ConfigError) as info:
+        make()
+    assert message in str(info.value) and "\n" not in str(info.value)
+
+
+def test_device_names_are_canonical_in_the_config():
+    assert SweepConfig(model="m", noise=" Manila ").noise == "fake_manila"
+    assert SweepConfig(model="m", noise="fake_manila").level_values() == (0.5, 1.0, 2.0, 4.0)
+
+
+def test_a_model_spec_is_fitted_to_the_data_and_checked_against_it(tmp_path):
+    spec = ModelSpec(router="linear")
+    assert spec.for_data(2, 3).num_features == 2 and spec.for_data(2, 3).num_classes == 3
+    with pytest.raises(ConfigError, match="set for 4 features but the data has 2"):
+        ModelSpec(num_features=4).for_data(2, 2)
+    with pytest.raises(ConfigError, match="2 features but the circuit has 1 qubits"):
+        run_experiment(TrainRun(model=ModelSpec(num_qubits=1)), tmp_path / "t", progress=False)
+    assert not (tmp_path / "t").exists()
