@@ -72,9 +72,10 @@ Executor = Callable[..., list]
 
 
 def serial(cells: Sequence[Cell], *, progress: bool = True, desc: str = "") -> list:
-    """Run the cells one after another in this process, with a progress bar."""
+    """Run the cells one after another in this process, with a progress bar over them (a
+    single cell shows only its own)."""
     results = []
-    with tqdm(total=len(cells), desc=desc, disable=not progress) as bar:
+    with tqdm(total=len(cells), desc=desc, disable=not progress or len(cells) < 2) as bar:
         for cell in cells:
             bar.set_postfix_str(cell.label)
             results.append(cell(progress=progress))

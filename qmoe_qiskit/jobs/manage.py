@@ -9,7 +9,7 @@ from ..errors import ConfigError, JobError
 from .cache import ResultCache
 from .ledger import Ledger, LedgerEntry
 from .sampler import collect
-from .service import remote_job, scrub
+from .service import one_line, remote_job
 
 __all__ = ["job_table", "select", "refresh_status", "fetch_results"]
 
@@ -97,5 +97,4 @@ def _job_status(runtime, job_id: str):
     try:
         return job.status()
     except Exception as exc:  # the runtime raises several unrelated types here
-        raise JobError(f"the state of job {job_id} cannot be read: "
-                       f"{' '.join(scrub(str(exc)).split())}") from None
+        raise JobError(f"the state of job {job_id} cannot be read: {one_line(exc)}") from None

@@ -112,6 +112,7 @@ class RuntimeSampler(SyncSampler):
 
     @property
     def default_shots(self) -> int:
+        """Shots per binding (``JobOptions.shots``); a PUB asking for others is refused."""
         return self.options.shots
 
     # ------------------------------------------------------------------ public
@@ -140,10 +141,10 @@ class RuntimeSampler(SyncSampler):
 
     # ------------------------------------------------------------------ one PUB
     def _resolve_shots(self, shots: int | None) -> int:
-        if shots is not None and shots != self.options.shots:
-            raise ConfigError(f"this sampler runs {self.options.shots} shots per binding (set "
+        if shots is not None and shots != self.default_shots:
+            raise ConfigError(f"this sampler runs {self.default_shots} shots per binding (set "
                               f"JobOptions(shots=...)); got shots={shots}")
-        return self.options.shots
+        return self.default_shots
 
     def _run_pub(self, pub: SamplerPub) -> SamplerPubResult:
         compiled = self.compile(pub.circuit)

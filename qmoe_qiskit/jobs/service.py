@@ -26,7 +26,8 @@ from qiskit_ibm_runtime.exceptions import IBMError
 from ..backends import fake_backend_names, get_backend
 from ..errors import AccountError, ConfigError, JobError, choices
 
-__all__ = ["Connection", "connect", "runtime_service", "remote_job", "scrub", "CHANNELS"]
+__all__ = ["Connection", "connect", "runtime_service", "remote_job", "scrub", "one_line",
+           "CHANNELS"]
 
 logger = logging.getLogger(__name__)
 
@@ -133,7 +134,7 @@ def remote_job(service: QiskitRuntimeService, job_id: str):
         return service.job(job_id)
     except (IBMError, OSError) as exc:
         raise JobError(f"job {job_id} cannot be fetched from IBM Quantum: "
-                       f"{_one_line(scrub(str(exc)))}") from None
+                       f"{one_line(exc)}") from None
 
 
 def scrub(text: str) -> str:
@@ -151,5 +152,6 @@ def scrub(text: str) -> str:
     return text
 
 
-def _one_line(text: str) -> str:
-    return " ".join(text.split())
+def one_line(exc: BaseException) -> str:
+    """An exception's message for a one-line error: token blanked out, whitespace collapsed."""
+    return " ".join(scrub(str(exc)).split())

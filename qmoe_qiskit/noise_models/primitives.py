@@ -160,7 +160,7 @@ class NoisySampler(_OnSimulation, SyncSampler):
     """
 
     def _resolve_shots(self, shots: int | None) -> int | None:
-        shots = self.default_shots if shots is None else shots
+        shots = super()._resolve_shots(shots)
         _check_shots(shots)
         return shots
 
