@@ -13,7 +13,7 @@ from collections import defaultdict
 from collections.abc import Sequence
 
 import numpy as np
-from qiskit.circuit import QuantumCircuit
+from qiskit.circuit import Parameter, QuantumCircuit
 from qiskit.providers import Options
 from qiskit_machine_learning.gradients import (
     BaseEstimatorGradient,
@@ -27,11 +27,16 @@ from .base import DoneJob
 __all__ = ["SyncSamplerGradient", "SyncEstimatorGradient", "ParameterColumns",
            "group_by_circuit"]
 
+Circuits = QuantumCircuit | Sequence[QuantumCircuit]
+Values = Sequence[Sequence[float]]
+Parameters = Sequence[Sequence[Parameter] | None] | None
+
 
 class SyncSamplerGradient(BaseSamplerGradient):
     """Gradients of a sampler's outcome probabilities, computed at once (no job thread)."""
 
-    def run(self, circuits, parameter_values, parameters=None, **options) -> DoneJob:
+    def run(self, circuits: Circuits, parameter_values: Values, parameters: Parameters = None,
+            **options) -> DoneJob:
         circuits, parameters = _normalise(circuits, parameters, parameter_values)
         return DoneJob(self._run(circuits, parameter_values, parameters, **options))
 
@@ -55,7 +60,8 @@ class SyncSamplerGradient(BaseSamplerGradient):
 class SyncEstimatorGradient(BaseEstimatorGradient):
     """Gradients of an estimator's expectation values, computed at once (no job thread)."""
 
-    def run(self, circuits, observables, parameter_values, parameters=None, **options) -> DoneJob:
+    def run(self, circuits: Circuits, observables: Sequence | object, parameter_values: Values,
+            parameters: Parameters = None, **options) -> DoneJob:
         circuits, parameters = _normalise(circuits, parameters, parameter_values)
         if not isinstance(observables, (list, tuple)):
             observables = [observables]
