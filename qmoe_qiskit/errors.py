@@ -38,3 +38,7 @@ class AccountError(QMoEError, PermissionError):
 
 class JobError(QMoEError, RuntimeError):
     """A submitted job that failed, was cancelled, or whose result cannot be read."""
+
+
+class StorageError(QMoEError, OSError):
+    """A run folder, cache or ledger location that cannot be read or written as needed."""

@@ -11,9 +11,11 @@ from __future__ import annotations
 import json
 import logging
 import os
-from dataclasses import asdict, dataclass, replace
+from dataclasses import MISSING, asdict, dataclass, fields, replace
 from datetime import datetime, timezone
 from pathlib import Path
+
+from ..errors import StorageError
 
 __all__ = ["Ledger", "LedgerEntry", "STATUSES"]
 
@@ -37,6 +39,27 @@ class LedgerEntry:
     shots: int = 0
     message: str = ""
 
+    @classmethod
+    def from_json(cls, line: str) -> "LedgerEntry":
+        """An entry from one ledger line; ``ValueError`` if it is not one."""
+        data = json.loads(line)
+        if not isinstance(data, dict):
+            raise ValueError("not a JSON object")
+        types = {f.name: f.type for f in fields(cls)}
+        unknown = sorted(set(data) - set(types))
+        missing = sorted(f.name for f in fields(cls) if f.name not in data
+                         and f.default is MISSING)
+        if unknown or missing:
+            raise ValueError(f"unknown fields {unknown}, missing fields {missing}")
+        expected = {"str": str, "int": int, "bool": bool}
+        for name, value in data.items():
+            kind = expected[types[name]]
+            if not isinstance(value, kind) or (kind is int and isinstance(value, bool)):
+                raise ValueError(f"field {name!r} is {value!r}, not a {types[name]}")
+        if data["status"] not in STATUSES:
+            raise ValueError(f"unknown status {data['status']!r}")
+        return cls(**data)
+
 
 def now() -> str:
     return datetime.now(timezone.utc).isoformat(timespec="seconds")
@@ -49,14 +72,23 @@ class Ledger:
         self.path = Path(path)
 
     def record(self, entry: LedgerEntry) -> LedgerEntry:
-        """Append ``entry`` durably (flushed and synced before returning)."""
+        """Append ``entry`` durably (flushed and synced before returning), on a line of its
+        own even if the last line was cut short by a crash."""
         if entry.status not in STATUSES:
             raise ValueError(f"unknown job status {entry.status!r}")
-        self.path.parent.mkdir(parents=True, exist_ok=True)
-        with open(self.path, "a", encoding="utf-8") as handle:
-            handle.write(json.dumps(asdict(entry), sort_keys=True) + "\n")
-            handle.flush()
-            os.fsync(handle.fileno())
+        line = (json.dumps(asdict(entry), sort_keys=True) + "\n").encode("utf-8")
+        try:
+            self.path.parent.mkdir(parents=True, exist_ok=True)
+            with open(self.path, "a+b") as handle:
+                if handle.seek(0, os.SEEK_END) > 0:
+                    handle.seek(-1, os.SEEK_END)
+                    if handle.read(1) != b"\n":
+                        line = b"\n" + line
+                handle.write(line)  # one write: appends from several processes do not interleave
+                handle.flush()
+                os.fsync(handle.fileno())
+        except OSError as exc:
+            raise StorageError(f"cannot write the job ledger {self.path}: {_reason(exc)}") from None
         return entry
 
     def update(self, entry: LedgerEntry, status: str, message: str = "") -> LedgerEntry:
@@ -65,14 +97,18 @@ class Ledger:
     def entries(self) -> list[LedgerEntry]:
         """The latest state of every job, in order of first submission."""
         latest: dict[str, LedgerEntry] = {}
-        if not self.path.exists():
+        try:
+            raw = self.path.read_bytes()
+        except FileNotFoundError:
             return []
-        for number, line in enumerate(self.path.read_text(encoding="utf-8").splitlines(), 1):
+        except OSError as exc:
+            raise StorageError(f"cannot read the job ledger {self.path}: {_reason(exc)}") from None
+        for number, line in enumerate(raw.split(b"\n"), 1):
             if not line.strip():
                 continue
             try:
-                entry = LedgerEntry(**json.loads(line))
-            except (ValueError, TypeError) as exc:  # a line cut short by a crash
+                entry = LedgerEntry.from_json(line.decode("utf-8"))
+            except ValueError as exc:  # cut short by a crash, or edited by hand
                 logger.warning("skipping unreadable ledger line %d of %s (%s)",
                                number, self.path, exc)
                 continue
@@ -88,3 +124,12 @@ class Ledger:
 
     def get(self, job_id: str) -> LedgerEntry | None:
         return next((e for e in self.entries() if e.job_id == job_id), None)
+
+
+def _reason(exc: OSError) -> str:
+    """What went wrong with a file, without Python's repr noise."""
+    if isinstance(exc, IsADirectoryError):
+        return "it is a directory"
+    if isinstance(exc, NotADirectoryError):
+        return "a part of its path is a file"
+    return exc.strerror or str(exc)
