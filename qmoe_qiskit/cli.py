@@ -275,7 +275,7 @@ def _jobs(args) -> int:
     else:
         rows = fetch_results(ledger, ResultCache(root), entries, service)
     for entry, state in rows:
-        print(f"{entry.job_id}  {entry.backend:<16} {state}")
+        print(f"{entry.job_id or entry.tag}  {entry.backend:<16} {state}")
     if not rows:
         print("no jobs recorded")
     unavailable = [entry.job_id for entry, state in rows if state.startswith("unavailable")]

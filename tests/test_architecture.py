@@ -14,7 +14,7 @@ ROOT = pathlib.Path(__file__).resolve().parents[1] / "qmoe_qiskit"
 # Lower numbers are lower layers; a package may import only packages of a lower rank.
 RANKS = {
     "errors": 0,
-    "circuits": 1, "primitives": 1, "backends": 1, "metrics": 1, "data": 1,
+    "circuits": 1, "primitives": 1, "backends": 1, "metrics": 1, "data": 1, "files": 1,
     "transpile": 2,
     "simulation": 3, "noise_models": 3, "jobs": 3,
     "models": 4,

@@ -50,3 +50,214 @@ def test_a_ledger_path_that_is_a_directory_is_one_clear_error(tmp_path):
         with pytest.raises(QMoEError, match="is a directory") as info:
             call()
         assert "\n" not in str(info.value)
+
+
+# ------------------------------------------------------------------ paid work is never lost
+@pytest.fixture(scope="module")
+def trained(tmp_path_factory):
+    """A small paper-router model (sampler-read) on 200 Two Moons samples."""
+    from qmoe_qiskit.data import DataSpec
+    from qmoe_qiskit.experiments import TrainRun, run_experiment
+    from qmoe_qiskit.models import ModelSpec
+    from qmoe_qiskit.training import TrainConfig
+
+    out = tmp_path_factory.mktemp("model") / "run"
+    run_experiment(TrainRun(data=DataSpec(n_samples=200),
+                            model=ModelSpec(router="quantum", ansatz="paper", num_layers=2),
+                            train=TrainConfig(epochs=2)), out, progress=False)
+    return out
+
+
+@pytest.fixture
+def no_submission(monkeypatch):
+    """Fails the test if anything reaches the runtime."""
+    from qmoe_qiskit.jobs import sampler as sampler_module
+
+    def refuse(self, *args, **kwargs):
+        raise AssertionError("a job was submitted")
+
+    monkeypatch.setattr(sampler_module.ExecutorSampler, "run", refuse)
+
+
+@pytest.mark.parametrize("make_bad, message", [
+    (lambda root: root.write_text("a file, not a folder"), "is a file"),
+    (lambda root: (root.parent / "file").write_text("x") or None, "is a file"),
+    (lambda root: (root.mkdir(), (root / "ledger.jsonl").mkdir()), "is a directory"),
+])
+def test_an_unwritable_cache_or_ledger_is_refused_before_anything_is_submitted(
+        trained, tmp_path, capsys, no_submission, make_bad, message):
+    from qmoe_qiskit.cli import main
+
+    root = tmp_path / "cache"
+    make_bad(root)
+    if (root.parent / "file").exists():
+        root = root.parent / "file" / "cache"  # under a file
+    before = sorted(p.name for p in tmp_path.rglob("*"))
+    assert main(["run", "--model", str(trained), "--backend", "fake_manila", "--samples", "4",
+                 "--cache", str(root), "--no-progress", "--out", str(tmp_path / "r")]) == 2
+    err = capsys.readouterr().err
+    assert err.startswith("qmoe run: error:") and message in err and err.count("\n") == 1
+    assert sorted(p.name for p in tmp_path.rglob("*")) == before
+
+
+def test_a_read_only_cache_is_refused_before_anything_is_submitted(trained, tmp_path, capsys,
+                                                                   no_submission, monkeypatch):
+    """A read-only disk, simulated: this suite runs as root, which writes through chmod."""
+    import errno
+
+    import tempfile
+
+    from qmoe_qiskit.cli import main
+
+    root = tmp_path / "cache"
+    root.mkdir()
+
+    def read_only(*args, **kwargs):
+        raise OSError(errno.EROFS, "Read-only file system")
+
+    monkeypatch.setattr(tempfile, "mkstemp", read_only)
+    assert main(["run", "--model", str(trained), "--backend", "fake_manila", "--samples", "4",
+                 "--cache", str(root), "--no-progress", "--out", str(tmp_path / "r")]) == 2
+    err = capsys.readouterr().err
+    assert "Read-only file system" in err and err.count("\n") == 1
+
+
+def test_a_job_interrupted_right_after_submission_is_found_again_not_resubmitted(tmp_path,
+                                                                                 monkeypatch):
+    """Ctrl-C (or a crash) between the service accepting a job and the ledger recording its id:
+    the next run finds the job by the tag recorded before submission."""
+    from qmoe_qiskit.circuits import paper_ansatz
+    from qmoe_qiskit.jobs import ResultCache, RuntimeSampler, connect
+    from qmoe_qiskit.jobs import sampler as sampler_module
+    from qmoe_qiskit.jobs import service as service_module
+
+    circuit = paper_ansatz(2, 1, num_outputs=2).circuit
+    values = [[0.1, 0.2, 0.3, 0.4]]
+    cache, ledger = ResultCache(tmp_path / "c"), Ledger(tmp_path / "c" / "ledger.jsonl")
+    submitted = []
+    original = sampler_module.RuntimeSampler._submit
+
+    def submit_then_die(self, *args, **kwargs):
+        job = original(self, *args, **kwargs)
+        submitted.append(job)
+        raise KeyboardInterrupt  # the service has the job; the ledger has no id for it yet
+
+    monkeypatch.setattr(sampler_module.RuntimeSampler, "_submit", submit_then_die)
+    remote = connect("fake_manila")
+    with pytest.raises(KeyboardInterrupt):
+        RuntimeSampler(remote, cache=cache, ledger=ledger).run([(circuit, values)])
+    monkeypatch.setattr(sampler_module.RuntimeSampler, "_submit", original)
+    [job] = submitted
+    [entry] = ledger.entries()
+    assert entry.status == "submitting" and entry.tag and not entry.job_id
+
+    class Service:  # IBM Quantum as a later process sees it: the job, found by its tag
+        def jobs(self, *, job_tags, backend_name, limit):
+            return [job] if job_tags == [entry.tag] and backend_name == "fake_manila" else []
+
+        def job(self, job_id):
+            return job
+
+    later = service_module.Connection(remote.backend, Service())  # a remote connection
+    resumed = RuntimeSampler(later, cache=cache, ledger=ledger)
+    resumed.run([(circuit, values)])
+    assert resumed.stats()["jobs_submitted"] == 0 and resumed.stats()["jobs_fetched"] == 1
+    [entry] = ledger.entries()
+    assert entry.status == "done" and entry.job_id == job.job_id()
+
+
+def test_the_python_api_checks_each_store_before_submitting(tmp_path, no_submission):
+    from qmoe_qiskit.errors import StorageError
+    from qmoe_qiskit.jobs import ResultCache, RuntimeSampler, connect
+
+    (tmp_path / "file").write_text("x")
+    with pytest.raises(StorageError, match="is a file"):
+        RuntimeSampler(connect("fake_manila"), cache=ResultCache(tmp_path / "file"),
+                       ledger=Ledger(tmp_path / "ok" / "ledger.jsonl"))
+    RuntimeSampler(connect("fake_manila"), cache=ResultCache(tmp_path / "file"),
+                   plan_only=True)  # a plan writes nothing, so it needs no writable store
+
+
+# ------------------------------------------------------------------ concurrent processes
+def _run_shared(root: str, go, out) -> None:
+    """One process of two running the same PUB on one cache, started together."""
+    from qmoe_qiskit.circuits import paper_ansatz
+    from qmoe_qiskit.jobs import ResultCache, RuntimeSampler, connect
+
+    circuit = paper_ansatz(2, 2, num_outputs=4).circuit
+    values = [[0.1 * i for i in range(circuit.num_parameters)]] * 3
+    sampler = RuntimeSampler(connect("fake_manila"), cache=ResultCache(root),
+                             ledger=Ledger(f"{root}/ledger.jsonl"))
+    go.wait()
+    counts = sampler.run([(circuit, values)]).result()[0].data.meas.get_counts(0)
+    out.put((sampler.stats(), counts))
+
+
+def test_two_processes_on_one_cache_submit_the_pub_once(tmp_path):
+    import multiprocessing as mp
+
+    ctx = mp.get_context("spawn")
+    go, out = ctx.Event(), ctx.Queue()
+    workers = [ctx.Process(target=_run_shared, args=(str(tmp_path / "c"), go, out))
+               for _ in range(2)]
+    for w in workers:
+        w.start()
+    go.set()
+    (stats_a, counts_a), (stats_b, counts_b) = out.get(timeout=300), out.get(timeout=300)
+    for w in workers:
+        w.join(timeout=60)
+    assert stats_a["jobs_submitted"] + stats_b["jobs_submitted"] == 1
+    assert stats_a["cache_hits"] + stats_b["cache_hits"] == 1
+    assert counts_a == counts_b  # the waiting process read the other's result
+    assert [e.status for e in Ledger(tmp_path / "c" / "ledger.jsonl").entries()] == ["done"]
+
+
+def test_a_live_processs_local_job_is_never_marked_lost(tmp_path):
+    import dataclasses
+    import socket
+    import subprocess
+    import sys
+
+    import numpy as np
+
+    from qmoe_qiskit.circuits import paper_ansatz
+    from qmoe_qiskit.jobs import RuntimeSampler, connect, pub_key
+
+    circuit = paper_ansatz(2, 1, num_outputs=2).circuit
+    values = [[0.1, 0.2, 0.3, 0.4]]
+
+    def run_beside(pid: int, ledger: Ledger) -> RuntimeSampler:
+        """Run the PUB with a ledger that holds another process's local job for it."""
+        sampler = RuntimeSampler(connect("fake_manila"), ledger=ledger)
+        o = sampler.options
+        key = pub_key(sampler.compile(circuit).isa, np.asarray(values), shots=o.shots,
+                      backend="fake_manila", calibration=sampler.connection.calibration,
+                      options=dataclasses.asdict(o))
+        ledger.record(LedgerEntry(job_id="its-own-job", backend="fake_manila", key=key,
+                                  status="submitted", submitted="t", updated="t", local=True,
+                                  tag="qmoe-other", pid=pid, host=socket.gethostname()))
+        sampler.run([(circuit, values)])
+        return sampler
+
+    other = subprocess.Popen([sys.executable, "-c", "import time; time.sleep(60)"])
+    try:
+        sampler = run_beside(other.pid, Ledger(tmp_path / "a.jsonl"))
+        states = {e.tag: e.status for e in sampler.ledger.entries()}
+        assert states.pop("qmoe-other") == "submitted"  # still the other process's
+        assert list(states.values()) == ["done"] and sampler.stats()["jobs_submitted"] == 1
+    finally:
+        other.kill()
+        other.wait()
+    sampler = run_beside(other.pid, Ledger(tmp_path / "b.jsonl"))  # that process has ended
+    assert {e.tag: e.status for e in sampler.ledger.entries()}["qmoe-other"] == "lost"
+
+
+def test_jobs_commands_show_a_submission_that_has_no_id_yet(tmp_path, capsys):
+    from qmoe_qiskit.cli import main
+
+    ledger = Ledger(tmp_path / "ledger.jsonl")
+    ledger.record(_entry(job_id="", status="submitting", tag="qmoe-0123abcd"))
+    assert main(["jobs", "list", "--cache", str(tmp_path)]) == 0
+    assert "qmoe-0123abcd" in capsys.readouterr().out
+    assert main(["jobs", "status", "qmoe-0123abcd", "--cache", str(tmp_path)]) == 0
+    assert "finds the job by its tag" in capsys.readouterr().out

@@ -65,6 +65,11 @@ class RunConfig:
             raise ConfigError(f"samples must be >= 1, got {self.samples}")
         self.job_options()  # validates shots, optimization level
 
+    def stores(self) -> tuple[ResultCache, Ledger]:
+        """The result cache and job ledger this run reads and writes."""
+        root = Path(self.cache_dir) if self.cache_dir else default_cache_dir()
+        return ResultCache(root), Ledger(root / "ledger.jsonl")
+
     def job_options(self) -> JobOptions:
         return JobOptions(shots=self.shots, optimization_level=self.optimization_level,
                           seed_transpiler=self.seed, initial_layout=self.layout,
@@ -74,7 +79,8 @@ class RunConfig:
         return dataclasses.asdict(self)
 
     def plan(self) -> list["RunCell"]:
-        """Checks the model and the sample count (the cell checks the account first)."""
+        """Checks the model, the sample count and (unless planning only) that the cache and
+        ledger can be written; the cell checks the account before anything is transpiled."""
         model, _, data = load_trained(self.model)
         if not model.quantum_layers():
             raise ConfigError("the model has no quantum circuits (router and experts are "
@@ -83,6 +89,9 @@ class RunConfig:
         if self.samples is not None and self.samples > available:
             raise ConfigError(f"samples={self.samples} but the model's test split has "
                               f"{available}")
+        if not self.dry_run:
+            for store in self.stores():
+                store.check_writable()
         return [RunCell(self)]
 
     def aggregate(self, cells, results: list["BackendPass"], seconds: float) -> Outcome:
@@ -149,8 +158,7 @@ class RunCell:
         x = torch.as_tensor(data.x_test[:count], dtype=torch.float32)
         y = data.y_test[:count]
         connection = connect(config.backend, channel=config.channel, instance=config.instance)
-        cache_root = Path(config.cache_dir) if config.cache_dir else default_cache_dir()
-        cache, ledger = ResultCache(cache_root), Ledger(cache_root / "ledger.jsonl")
+        cache, ledger = config.stores()
         verb = "planning" if config.dry_run else "running"
         with tqdm(total=len(model.quantum_layers()), desc=f"{verb} on {connection.name}",
                   disable=not progress, unit="circuit", leave=False) as bar:

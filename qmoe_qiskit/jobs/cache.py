@@ -13,7 +13,6 @@ import hashlib
 import json
 import logging
 import os
-import tempfile
 from functools import lru_cache
 from importlib import metadata
 from pathlib import Path
@@ -22,6 +21,9 @@ from typing import Any
 import numpy as np
 from qiskit import QuantumCircuit, qasm3
 from qiskit_ibm_runtime import RuntimeDecoder, RuntimeEncoder
+
+from ..errors import StorageError
+from ..files import atomic_write, check_writable_dir, os_reason
 
 __all__ = ["ResultCache", "pub_key", "default_cache_dir", "library_versions"]
 
@@ -79,6 +81,10 @@ class ResultCache:
         self.root = Path(root) if root is not None else default_cache_dir()
         self.corrupt: list[str] = []  # keys whose entries were unreadable and removed
 
+    def check_writable(self) -> None:
+        """:class:`~qmoe_qiskit.errors.StorageError` unless results can be stored here."""
+        check_writable_dir(self.root, "result cache")
+
     def path(self, key: str) -> Path:
         return self.root / "results" / key[:2] / f"{key}.json"
 
@@ -115,20 +121,9 @@ class ResultCache:
         entry = {"format": FORMAT, "version": FORMAT_VERSION, "key": key, "meta": meta,
                  "sha256": hashlib.sha256(payload.encode()).hexdigest(), "payload": payload}
         path = self.path(key)
-        atomic_write(path, json.dumps(entry))
+        try:
+            atomic_write(path, json.dumps(entry))
+        except OSError as exc:
+            raise StorageError(f"cannot store a result in the cache {self.root}: "
+                               f"{os_reason(exc)}") from None
         return path
-
-
-def atomic_write(path: Path, text: str) -> None:
-    """Write ``text`` to ``path`` so that readers see the old file or the whole new one."""
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
-    try:
-        with os.fdopen(fd, "w", encoding="utf-8") as handle:
-            handle.write(text)
-            handle.flush()
-            os.fsync(handle.fileno())
-        os.replace(tmp, path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise

@@ -1,8 +1,11 @@
-"""The job ledger: every submitted job, recorded before anyone waits on it.
+"""The job ledger: every job, recorded before it is submitted and again once it has an id.
 
-An append-only JSON-lines file: each line is one state of one job (``submitted`` first, then
-``done``, ``failed``, ``cancelled`` or ``lost``); the last line of a job id is its state. A run
-that was interrupted (Ctrl-C, a crash, a closed laptop) finds its PUB's job here and fetches it
+An append-only JSON-lines file: each line is one state of one submission. ``submitting`` is
+written (and synced) before the job goes to the service, carrying a unique tag that the job is
+submitted with; ``submitted`` follows with the service's job id, then ``done``, ``failed``,
+``cancelled`` or ``lost``. The last line of a submission is its state. A run that was
+interrupted (Ctrl-C, a crash, a closed laptop), even between the service accepting the job and
+the id being written, finds its PUB's job here (by id, or by tag on IBM Quantum) and fetches it
 instead of submitting it again.
 """
 
@@ -16,18 +19,19 @@ from datetime import datetime, timezone
 from pathlib import Path
 
 from ..errors import StorageError
+from ..files import check_writable_dir, os_reason
 
 __all__ = ["Ledger", "LedgerEntry", "STATUSES"]
 
 logger = logging.getLogger(__name__)
 
-STATUSES = ("submitted", "done", "failed", "cancelled", "lost")
-RESUMABLE = ("submitted", "done")
+STATUSES = ("submitting", "submitted", "done", "failed", "cancelled", "lost")
+RESUMABLE = ("submitting", "submitted", "done")
 
 
 @dataclass(frozen=True)
 class LedgerEntry:
-    job_id: str
+    job_id: str  # "" while submitting: the service has not answered yet
     backend: str
     key: str  # the PUB's cache key
     status: str
@@ -38,6 +42,13 @@ class LedgerEntry:
     bindings: int = 0
     shots: int = 0
     message: str = ""
+    tag: str = ""  # the job tag it was submitted with; identifies the submission
+    pid: int = 0  # the process that submitted it, on ``host``
+    host: str = ""
+
+    @property
+    def identity(self) -> str:
+        return self.tag or self.job_id
 
     @classmethod
     def from_json(cls, line: str) -> "LedgerEntry":
@@ -71,6 +82,16 @@ class Ledger:
     def __init__(self, path: str | Path):
         self.path = Path(path)
 
+    def check_writable(self) -> None:
+        """:class:`~qmoe_qiskit.errors.StorageError` unless jobs can be recorded here."""
+        check_writable_dir(self.path.parent, "job ledger folder")
+        if os.path.lexists(self.path):
+            try:
+                open(self.path, "ab").close()
+            except OSError as exc:
+                raise StorageError(f"cannot write the job ledger {self.path}: "
+                                   f"{os_reason(exc)}") from None
+
     def record(self, entry: LedgerEntry) -> LedgerEntry:
         """Append ``entry`` durably (flushed and synced before returning), on a line of its
         own even if the last line was cut short by a crash."""
@@ -88,21 +109,21 @@ class Ledger:
                 handle.flush()
                 os.fsync(handle.fileno())
         except OSError as exc:
-            raise StorageError(f"cannot write the job ledger {self.path}: {_reason(exc)}") from None
+            raise StorageError(f"cannot write the job ledger {self.path}: {os_reason(exc)}") from None
         return entry
 
     def update(self, entry: LedgerEntry, status: str, message: str = "") -> LedgerEntry:
         return self.record(replace(entry, status=status, updated=now(), message=message))
 
     def entries(self) -> list[LedgerEntry]:
-        """The latest state of every job, in order of first submission."""
+        """The latest state of every submission, in order of first record."""
         latest: dict[str, LedgerEntry] = {}
         try:
             raw = self.path.read_bytes()
         except FileNotFoundError:
             return []
         except OSError as exc:
-            raise StorageError(f"cannot read the job ledger {self.path}: {_reason(exc)}") from None
+            raise StorageError(f"cannot read the job ledger {self.path}: {os_reason(exc)}") from None
         for number, line in enumerate(raw.split(b"\n"), 1):
             if not line.strip():
                 continue
@@ -112,7 +133,7 @@ class Ledger:
                 logger.warning("skipping unreadable ledger line %d of %s (%s)",
                                number, self.path, exc)
                 continue
-            latest[entry.job_id] = entry
+            latest[entry.identity] = entry
         return list(latest.values())
 
     def find(self, key: str, backend: str) -> LedgerEntry | None:
@@ -125,11 +146,3 @@ class Ledger:
     def get(self, job_id: str) -> LedgerEntry | None:
         return next((e for e in self.entries() if e.job_id == job_id), None)
 
-
-def _reason(exc: OSError) -> str:
-    """What went wrong with a file, without Python's repr noise."""
-    if isinstance(exc, IsADirectoryError):
-        return "it is a directory"
-    if isinstance(exc, NotADirectoryError):
-        return "a part of its path is a file"
-    return exc.strerror or str(exc)

@@ -22,7 +22,7 @@ def job_table(entries: Sequence[LedgerEntry]) -> str:
     lines = [f"{'job id':<38} {'backend':<16} {'status':<10} {'submitted':<26} "
              f"{'circuit':<14} {'bindings':>8} {'shots':>6}"]
     for e in entries:
-        lines.append(f"{e.job_id:<38} {e.backend:<16} {e.status:<10} {e.submitted:<26} "
+        lines.append(f"{e.job_id or e.tag:<38} {e.backend:<16} {e.status:<10} {e.submitted:<26} "
                      f"{e.circuit:<14} {e.bindings:>8} {e.shots:>6}")
     return "\n".join(lines)
 
@@ -32,11 +32,11 @@ def select(ledger: Ledger, job_ids: Sequence[str]) -> list[LedgerEntry]:
     entries = ledger.entries()
     if not job_ids:
         return entries
-    known = {e.job_id: e for e in entries}
+    known = {name: e for e in entries for name in (e.job_id, e.tag) if name}
     missing = [j for j in job_ids if j not in known]
     if missing:
         raise ConfigError(f"job(s) {missing} are not in the ledger {ledger.path} "
-                          f"({len(known)} jobs recorded; see `qmoe jobs list`)")
+                          f"({len(entries)} jobs recorded; see `qmoe jobs list`)")
     return [known[j] for j in job_ids]
 
 
@@ -48,8 +48,12 @@ def refresh_status(ledger: Ledger, entries: Sequence[LedgerEntry],
     rows, runtime = [], None
     for entry in entries:
         if entry.local:
-            rows.append((entry, entry.status if entry.status != "submitted"
+            rows.append((entry, entry.status if entry.status not in ("submitting", "submitted")
                          else "local testing job: it lived only in the process that ran it"))
+            continue
+        if not entry.job_id:
+            rows.append((entry, "submitting: no job id was recorded; running the same command "
+                                "again finds the job by its tag"))
             continue
         if runtime is None:
             runtime = service()

@@ -14,17 +14,23 @@ current interface; the server-side ``SamplerV2`` is deprecated since 0.50). That
 
 from __future__ import annotations
 
-from collections.abc import Callable
-from dataclasses import asdict, dataclass
+import logging
+import os
+import socket
+import uuid
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
+from dataclasses import asdict, dataclass, replace
 from typing import Any
 
 import numpy as np
 from qiskit import QuantumCircuit
 from qiskit.primitives import BitArray, DataBin, SamplerPubResult
 from qiskit.primitives.containers.sampler_pub import SamplerPub
+from filelock import FileLock, Timeout
 from qiskit_ibm_runtime.executor_sampler import Sampler as ExecutorSampler
 
-from ..errors import ConfigError, JobError, UnsupportedCircuitError, choices
+from ..errors import ConfigError, JobError, StorageError, UnsupportedCircuitError, choices
 from ..primitives import SyncSampler, binding_rows
 from ..transpile import Compiled, Compiler, check_optimization_level, measured_qubits
 from .cache import ResultCache, pub_key
@@ -32,6 +38,8 @@ from .ledger import Ledger, LedgerEntry, now
 from .service import Connection, scrub
 
 __all__ = ["JobOptions", "RuntimeSampler", "PubRecord", "collect"]
+
+logger = logging.getLogger(__name__)
 
 DD_SEQUENCES = ("XX", "XpXm", "XY4")
 DEFAULT_REP_DELAY = 250e-6  # seconds between shots when the backend does not say
@@ -58,9 +66,10 @@ class JobOptions:
             raise ConfigError(f"unknown dynamical decoupling sequence {self.dd_sequence!r}; "
                               f"valid sequences: {choices(DD_SEQUENCES)}")
 
-    def runtime_options(self) -> dict[str, Any]:
-        """The options of the runtime's sampler."""
+    def runtime_options(self, tag: str | None = None) -> dict[str, Any]:
+        """The options of the runtime's sampler (``tag``: the job tag to submit with)."""
         return {
+            "environment": {"job_tags": [tag] if tag else []},
             "default_shots": int(self.shots),
             "twirling": {"enable_gates": self.twirling, "enable_measure": self.twirling},
             "dynamical_decoupling": {"enable": self.dynamical_decoupling,
@@ -92,6 +101,9 @@ class RuntimeSampler(SyncSampler):
 
     Its results are ``BitArray`` samples; :class:`~qmoe_qiskit.primitives.SamplerEstimator`
     on top of it measures I/Z observables the same way, through the same cache and ledger.
+    Unless it only plans, the cache and the ledger must be writable when it is made, so no job
+    is submitted that could not be recorded. Processes sharing a cache take a lock per PUB:
+    one submits, the others wait and read its result from the cache.
     """
 
     def __init__(self, connection: Connection, options: JobOptions | None = None, *,
@@ -109,6 +121,10 @@ class RuntimeSampler(SyncSampler):
                                  optimization_level=o.optimization_level,
                                  seed_transpiler=o.seed_transpiler)
         self._batch = None
+        if not plan_only:
+            for store in (cache, ledger):
+                if store is not None:
+                    store.check_writable()
 
     @property
     def default_shots(self) -> int:
@@ -155,46 +171,104 @@ class RuntimeSampler(SyncSampler):
                       calibration=self.connection.calibration,
                       options=asdict(self.options))
         record = self._record(pub.circuit, compiled, key, len(values))
-        result = self.cache.get(key) if self.cache is not None else None
-        if result is not None:
-            record.source = "cache"
-            record.job_id = (self.cache.meta(key) or {}).get("job_id")
-        elif self.plan_only:
+        result = self._cached(key, record)
+        if result is None and self.plan_only:
             record.source = "planned"
-            result = _placeholder(isa, len(values), shots)
-        else:
-            result = self._fetch_or_submit(isa, values, key, record)
+            result = _placeholder(isa, len(values))
+        elif result is None:
+            with self._lock(key):  # another process may be running this very PUB
+                result = self._cached(key, record)
+                if result is None:
+                    result = self._fetch_or_submit(isa, values, key, record)
         if self.on_record is not None:
             self.on_record(record)
         return _reshape(result, pub)
 
+    def _cached(self, key: str, record: PubRecord):
+        result = self.cache.get(key) if self.cache is not None else None
+        if result is not None:
+            record.source = "cache"
+            record.job_id = (self.cache.meta(key) or {}).get("job_id")
+        return result
+
+    @contextmanager
+    def _lock(self, key: str) -> Iterator[None]:
+        """An OS file lock on ``key`` beside the cache (or the ledger); none without either."""
+        folder = (self.cache.root if self.cache is not None else
+                  self.ledger.path.parent if self.ledger is not None else None)
+        if folder is None:
+            yield
+            return
+        (folder / "locks").mkdir(parents=True, exist_ok=True)
+        lock = FileLock(folder / "locks" / f"{key}.lock")
+        try:
+            lock.acquire(timeout=0)
+        except Timeout:
+            logger.warning("another process is running the same PUB (%s…); waiting for it and "
+                           "reading its result from the cache", key[:12])
+            lock.acquire()
+        try:
+            yield
+        finally:
+            lock.release()
+
     def _fetch_or_submit(self, isa: QuantumCircuit, values: np.ndarray, key: str,
                          record: PubRecord):
-        conn = self.connection
-        entry = self.ledger.find(key, conn.name) if self.ledger is not None else None
-        job = conn.retrieve(entry.job_id) if entry is not None else None
+        entry = self.ledger.find(key, self.connection.name) if self.ledger is not None else None
+        job, entry = self._resume(entry) if entry is not None else (None, None)
         if job is not None:
             record.source = "fetched"
         else:
-            if entry is not None:  # a local job of a process that has ended
-                self.ledger.update(entry, "lost", "local job gone with its process")
-            job = self._submit(isa, values)
-            conn.remember(job)
+            job, entry = self._submit_recorded(isa, values, key, record)
             record.source = "submitted"
-            entry = LedgerEntry(job_id=job.job_id(), backend=conn.name, key=key,
-                                status="submitted", submitted=now(), updated=now(),
-                                local=conn.local, circuit=record.circuit,
-                                bindings=record.bindings, shots=record.shots)
-            if self.ledger is not None:
-                self.ledger.record(entry)  # before waiting: an interrupted run can resume
         record.job_id = entry.job_id
         return collect(job, entry, ledger=self.ledger, cache=self.cache)[0]
 
-    def _submit(self, isa: QuantumCircuit, values: np.ndarray):
+    def _resume(self, entry: LedgerEntry):
+        """``(job, entry)`` for a recorded submission that can still be fetched, else
+        ``(None, None)`` (the entry marked ``lost`` unless a live process owns it)."""
+        conn = self.connection
+        if entry.status == "submitting":  # no job id was recorded: look for its tag
+            job = conn.find_tagged(entry.tag)
+            if job is not None:
+                return job, self.ledger.record(replace(entry, job_id=job.job_id(),
+                                                       status="submitted", updated=now()))
+            reason = ("local job gone with its process" if conn.local
+                      else "IBM Quantum has no job with its tag: it was never submitted")
+        else:
+            job = conn.retrieve(entry.job_id)
+            if job is not None:
+                return job, entry
+            reason = ("local job gone with its process" if conn.local
+                      else "IBM Quantum can no longer return it")
+        if not _owned_by_live_process(entry):
+            self.ledger.update(entry, "lost", reason)
+        return None, None
+
+    def _submit_recorded(self, isa: QuantumCircuit, values: np.ndarray, key: str,
+                         record: PubRecord) -> tuple[Any, LedgerEntry]:
+        """Submit one job, recorded in the ledger before it leaves (with a unique tag, so a
+        crash before its id is written can still find it) and again with its id."""
+        conn = self.connection
+        entry = LedgerEntry(job_id="", backend=conn.name, key=key, status="submitting",
+                            submitted=now(), updated=now(), local=conn.local,
+                            circuit=record.circuit, bindings=record.bindings,
+                            shots=record.shots, tag=f"qmoe-{uuid.uuid4().hex}",
+                            pid=os.getpid(), host=socket.gethostname())
+        if self.ledger is not None:
+            self.ledger.record(entry)
+        job = self._submit(isa, values, entry.tag)
+        conn.remember(job)
+        entry = replace(entry, job_id=job.job_id(), status="submitted", updated=now())
+        if self.ledger is not None:
+            self.ledger.record(entry)  # before waiting: an interrupted run fetches it by id
+        return job, entry
+
+    def _submit(self, isa: QuantumCircuit, values: np.ndarray, tag: str):
         """The one place that calls the runtime: a sampler job in this sampler's batch."""
         if self._batch is None:
             self._batch = self.connection.open_batch()
-        sampler = ExecutorSampler(mode=self._batch, options=self.options.runtime_options())
+        sampler = ExecutorSampler(mode=self._batch, options=self.options.runtime_options(tag))
         pub = (isa, values) if isa.num_parameters else (isa,)
         return sampler.run([pub])
 
@@ -232,9 +306,14 @@ def collect(job, entry: LedgerEntry, *, ledger: Ledger | None,
             ledger.update(entry, "failed", scrub(f"{type(exc).__name__}: {exc}")[:500])
         raise JobError(f"job {entry.job_id} on {entry.backend} failed: {scrub(str(exc))}") from exc
     if cache is not None:
-        cache.put(entry.key, result, {"job_id": entry.job_id, "backend": entry.backend,
-                                      "shots": entry.shots, "bindings": entry.bindings,
-                                      "stored": now()})
+        try:
+            cache.put(entry.key, result, {"job_id": entry.job_id, "backend": entry.backend,
+                                          "shots": entry.shots, "bindings": entry.bindings,
+                                          "stored": now()})
+        except StorageError as exc:  # a disk that filled up while the job ran
+            logger.warning("the result of job %s was not cached (%s); it stays in the ledger "
+                           "and `qmoe jobs fetch %s` stores it later", entry.job_id, exc,
+                           entry.job_id)
     if ledger is not None and entry.status != "done":
         entry = ledger.update(entry, "done")
     return result, entry
@@ -246,8 +325,23 @@ def _reshape(result: SamplerPubResult, pub: SamplerPub) -> SamplerPubResult:
     return SamplerPubResult(DataBin(**fields, shape=pub.shape), metadata=result.metadata)
 
 
-def _placeholder(isa: QuantumCircuit, rows: int, shots: int) -> SamplerPubResult:
-    """All-zero outcomes, one row per binding (plans need a forward pass, not its values)."""
-    fields = {creg.name: BitArray(np.zeros((rows, shots, (creg.size + 7) // 8), dtype=np.uint8),
+def _placeholder(isa: QuantumCircuit, rows: int) -> SamplerPubResult:
+    """One all-zero shot per binding: plans need a forward pass, not its values, and must not
+    allocate the shots they only count."""
+    fields = {creg.name: BitArray(np.zeros((rows, 1, (creg.size + 7) // 8), dtype=np.uint8),
                                   creg.size) for creg in isa.cregs}
     return SamplerPubResult(DataBin(**fields, shape=(rows,)), metadata={"planned": True})
+
+
+def _owned_by_live_process(entry: LedgerEntry) -> bool:
+    """Whether another process on this machine that is still running submitted ``entry``
+    (its local job may still finish there, so it is not ours to mark lost)."""
+    if not entry.pid or entry.pid == os.getpid() or entry.host != socket.gethostname():
+        return False
+    try:
+        os.kill(entry.pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:  # alive, owned by another user
+        return True
+    return True

@@ -78,6 +78,21 @@ class Connection:
         if self.local:
             _LOCAL_JOBS[job.job_id()] = job
 
+    def find_tagged(self, tag: str):
+        """The IBM Quantum job submitted with ``tag`` on this backend, or ``None`` if the service
+        has none (it never arrived). Local-testing jobs are never found: they lived only in the
+        process that ran them. A failed look-up raises: a job may exist, so nothing may be
+        submitted again until the service can say."""
+        if self.local:
+            return None
+        try:
+            jobs = self.service.jobs(job_tags=[tag], backend_name=self.name, limit=1)
+        except (IBMError, OSError) as exc:
+            raise JobError(f"cannot look up the job submitted with tag {tag} on IBM Quantum "
+                           f"({one_line(exc)}); run again when the service can be reached, "
+                           f"so that the job is fetched rather than paid for twice") from None
+        return jobs[0] if jobs else None
+
     def retrieve(self, job_id: str):
         """The job ``job_id`` if it can still be fetched, else ``None``.
 
