@@ -74,7 +74,10 @@ def _train_config(args, seed: int, base=None):
 
 
 def _output_args(p: argparse.ArgumentParser, command: str) -> None:
-    p.add_argument("--out", default=None, help=f"run folder (default runs/{command}-<timestamp>)")
+    p.add_argument("--out", default=None, help=f"run folder (default runs/{command}-<timestamp>); "
+                                               "a folder that holds files is refused")
+    p.add_argument("--overwrite", action="store_true",
+                   help="replace an existing --out folder (never one holding this run's input)")
     p.add_argument("--no-progress", action="store_true", help="no progress bar")
 
 
@@ -189,7 +192,8 @@ def _finish(config, args):
     """Run an experiment config, print its summary and run folder; return the folder."""
     from .experiments import run_experiment
 
-    outcome, path = run_experiment(config, args.out, progress=not args.no_progress)
+    outcome, path = run_experiment(config, args.out, overwrite=args.overwrite,
+                                   progress=not args.no_progress)
     print(outcome.summary)
     if path is not None:
         print(f"run folder: {path} ({outcome.results['wall_seconds']:.0f} s)")

@@ -94,10 +94,11 @@ def test_results_json_is_written_last_and_an_old_folder_is_replaced_whole(tmp_pa
     write_run_folder(target, {"command": "x"}, outcome)
     assert "results.json" not in seen[0] and "config.json" in seen[0]
     (target / "stale.txt").write_text("from an earlier run")
-    write_run_folder(target, {"command": "x"}, dataclasses.replace(outcome, results={"n": 2}))
+    again = dataclasses.replace(outcome, results={"n": 2})
+    assert write_run_folder(target, {"command": "x"}, again, overwrite=True) == target
     assert json.loads((target / "results.json").read_text()) == {"n": 2}
-    assert (target / "sub" / "a.txt").read_text() == "a"
-    assert [p.name for p in tmp_path.iterdir()] == ["run"]
+    assert (target / "sub" / "a.txt").read_text() == "a" and not (target / "stale.txt").exists()
+    assert [p.name for p in tmp_path.iterdir()] == ["run"]  # no staging or replaced copy left
 
 
 @pytest.mark.parametrize("make, message", [

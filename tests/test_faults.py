@@ -261,3 +261,99 @@ def test_jobs_commands_show_a_submission_that_has_no_id_yet(tmp_path, capsys):
     assert "qmoe-0123abcd" in capsys.readouterr().out
     assert main(["jobs", "status", "qmoe-0123abcd", "--cache", str(tmp_path)]) == 0
     assert "finds the job by its tag" in capsys.readouterr().out
+
+
+# ------------------------------------------------------------------ run folders
+def _snapshot(folder):
+    return {str(p.relative_to(folder)): p.read_bytes() if p.is_file() else None
+            for p in sorted(folder.rglob("*"))}
+
+
+@pytest.mark.parametrize("argv", [
+    ["train", "--epochs", "1", "--samples", "100"],
+    ["run", "--backend", "fake_manila", "--samples", "3", "--shots", "16"],
+    ["sweep", "--levels", "0", "--no-baseline"],
+])
+def test_an_existing_run_folder_is_never_overwritten_without_asking(trained, tmp_path, capsys,
+                                                                     monkeypatch, argv):
+    from qmoe_qiskit.cli import main
+
+    monkeypatch.setenv("QMOE_CACHE_DIR", str(tmp_path / "cache"))
+    before = _snapshot(trained)
+    model = [] if argv[0] == "train" else ["--model", str(trained)]
+    assert main([*argv, *model, "--out", str(trained), "--no-progress"]) == 2
+    err = capsys.readouterr().err
+    assert err.startswith(f"qmoe {argv[0]}: error:") and err.count("\n") == 1
+    assert "already holds" in err and "--overwrite" in err
+    assert _snapshot(trained) == before
+
+
+def test_overwrite_replaces_a_folder_whole_but_never_one_holding_the_input(trained, tmp_path,
+                                                                          capsys):
+    from qmoe_qiskit.cli import main
+
+    out = tmp_path / "sweep"
+    out.mkdir()
+    (out / "stale.txt").write_text("from an earlier run")
+    assert main(["sweep", "--model", str(trained), "--levels", "0", "--no-baseline",
+                 "--no-progress", "--out", str(out), "--overwrite"]) == 0
+    assert not (out / "stale.txt").exists() and (out / "results.json").exists()
+    before = _snapshot(trained)
+    assert main(["sweep", "--model", str(trained / "model.pt"), "--levels", "0",
+                 "--no-baseline", "--no-progress", "--out", str(trained), "--overwrite"]) == 2
+    assert "holds this run's input" in capsys.readouterr().err
+    assert _snapshot(trained) == before
+
+
+@pytest.mark.parametrize("out, message", [
+    ("", "empty"),
+    ("afile", "is a file"),
+    ("afile/sub", "afile is a file"),
+])
+def test_a_bad_out_is_one_line_before_any_work(trained, tmp_path, capsys, monkeypatch, out,
+                                               message):
+    from qmoe_qiskit.cli import main
+
+    monkeypatch.chdir(tmp_path)
+    (tmp_path / "afile").write_text("x")
+    before = _snapshot(tmp_path)
+    assert main(["train", "--epochs", "1", "--samples", "100", "--no-progress",
+                 "--out", out]) == 2
+    err = capsys.readouterr().err
+    assert message in err and err.count("\n") == 1
+    assert _snapshot(tmp_path) == before
+
+
+def test_a_folder_that_appears_during_the_run_keeps_both(tmp_path, caplog):
+    """Finished work is never lost: results go beside a folder that turned up meanwhile."""
+    from dataclasses import dataclass
+
+    from qmoe_qiskit.experiments.base import Outcome, run_experiment
+
+    target = tmp_path / "out"
+
+    @dataclass(frozen=True)
+    class Intruder:
+        label: str = "intruder"
+
+        def __call__(self, *, progress=False):
+            target.mkdir()
+            (target / "theirs.txt").write_text("another run's")
+            return 1
+
+    class Experiment:
+        command = "demo"
+
+        def to_dict(self):
+            return {}
+
+        def plan(self):
+            return [Intruder()]
+
+        def aggregate(self, cells, results, seconds):
+            return Outcome(results={"n": results[0]}, report="r", summary="s")
+
+    _, path = run_experiment(Experiment(), target, progress=False)
+    assert path == tmp_path / "out-1" and (path / "results.json").exists()
+    assert (target / "theirs.txt").read_text() == "another run's"
+    assert "out-1" in caplog.text

@@ -12,11 +12,18 @@ An experiment is a frozen config, validated on construction, with ``to_dict()`` 
 4. :func:`write_run_folder`: ``config.json``, ``report.md``, figures and files, then
    ``results.json``, all staged in a hidden sibling folder and moved into place at the end, so a
    killed run never leaves a folder that looks complete.
+
+The run folder is checked before any work: a folder that already holds files is refused unless
+``overwrite`` is given (then it is replaced whole, never when it holds one of the run's
+inputs), and one that cannot be written is refused. If a folder turns up at the target while
+the run works, the results go beside it (``<out>-1``) rather than being lost.
 """
 
 from __future__ import annotations
 
+import errno
 import json
+import logging
 import math
 import os
 import shutil
@@ -32,10 +39,14 @@ import numpy as np
 from tqdm.auto import tqdm
 
 from ..data import PreparedData, restore
+from ..errors import StorageError
+from ..files import check_writable_dir
 from ..models import MixtureOfExperts, ModelSpec, load_model
 
 __all__ = ["Cell", "Experiment", "Executor", "Outcome", "run_experiment", "serial",
-           "write_run_folder", "default_run_path", "load_trained"]
+           "write_run_folder", "check_run_folder", "default_run_path", "load_trained"]
+
+logger = logging.getLogger(__name__)
 
 
 class Cell(Protocol):
@@ -47,6 +58,9 @@ class Cell(Protocol):
 
 
 class Experiment(Protocol):
+    """Also optional: ``writes`` (``False``: keeps no run folder, as a dry run) and
+    ``inputs()`` (files the run reads, which ``overwrite`` may never delete)."""
+
     command: ClassVar[str]
 
     def to_dict(self) -> dict[str, Any]: ...
@@ -65,7 +79,6 @@ class Outcome:
     summary: str  # the lines the command prints
     figures: dict[str, Any] = field(default_factory=dict)  # file name -> matplotlib Figure
     files: dict[str, Callable[[Path], Any]] = field(default_factory=dict)  # name -> writer
-    write: bool = True  # False: nothing to keep (a dry run)
 
 
 Executor = Callable[..., list]
@@ -84,19 +97,44 @@ def serial(cells: Sequence[Cell], *, progress: bool = True, desc: str = "") -> l
 
 
 def run_experiment(experiment: Experiment, out: str | Path | None = None, *,
-                   executor: Executor = serial,
+                   overwrite: bool = False, executor: Executor = serial,
                    progress: bool = True) -> tuple[Outcome, Path | None]:
-    """Plan, run the cells, aggregate and write the run folder (``None`` when the outcome
-    keeps nothing). Nothing is written before every cell has finished."""
+    """Check the run folder, plan, run the cells, aggregate and write the run folder (``None``
+    for an experiment that keeps none). Nothing is written before every cell has finished."""
     tic = time.perf_counter()
+    writes = getattr(experiment, "writes", True)
+    path = default_run_path(experiment.command) if out is None else out
+    if writes:
+        inputs = experiment.inputs() if hasattr(experiment, "inputs") else ()
+        path = check_run_folder(path, overwrite=overwrite, inputs=inputs)
     cells = experiment.plan()
     results = executor(cells, progress=progress, desc=experiment.command)
     outcome = experiment.aggregate(cells, results, time.perf_counter() - tic)
-    if not outcome.write:
+    if not writes:
         return outcome, None
     config = {"command": experiment.command, **experiment.to_dict()}
-    path = out if out is not None else default_run_path(experiment.command)
-    return outcome, write_run_folder(path, config, outcome)
+    return outcome, write_run_folder(path, config, outcome, overwrite=overwrite)
+
+
+def check_run_folder(out: str | Path, *, overwrite: bool = False,
+                     inputs: Sequence[str | Path] = ()) -> Path:
+    """``out`` as a run folder that may be written, or :class:`StorageError` saying why not."""
+    if not str(out).strip():
+        raise StorageError("the run folder (--out) is empty; give a folder name")
+    path = check_writable_dir(out, "run folder")
+    if path.is_dir() and any(path.iterdir()):
+        if not overwrite:
+            raise StorageError(f"the run folder {path} already holds files; choose another "
+                               f"--out, or pass --overwrite to replace it")
+        here = path.resolve()
+        held = [str(p) for p in inputs if here in (Path(p).resolve(), *Path(p).resolve().parents)]
+        if held:
+            raise StorageError(f"the run folder {path} holds this run's input {held[0]}; "
+                               f"choose another --out")
+        if here in (Path.cwd(), *Path.cwd().parents):
+            raise StorageError(f"the run folder {path} holds the current directory; "
+                               f"choose another --out")
+    return path
 
 
 def load_trained(path: str | Path) -> tuple[MixtureOfExperts, ModelSpec, PreparedData]:
@@ -109,9 +147,11 @@ def default_run_path(command: str) -> Path:
     return Path("runs") / f"{command}-{datetime.now().strftime('%Y%m%d-%H%M%S')}"
 
 
-def write_run_folder(target: str | Path, config: dict[str, Any], outcome: Outcome) -> Path:
-    """Write the run folder at ``target``; ``results.json`` is written last, and the folder
-    appears whole or not at all (an existing one is updated file by file, results last)."""
+def write_run_folder(target: str | Path, config: dict[str, Any], outcome: Outcome, *,
+                     overwrite: bool = False) -> Path:
+    """Write the run folder at ``target`` and return where it went: ``results.json`` is written
+    last, and the folder appears whole or not at all. A folder already at ``target`` is replaced
+    whole with ``overwrite``; without it the results go to the first free ``<target>-<n>``."""
     target = Path(target)
     target.parent.mkdir(parents=True, exist_ok=True)
     staging = Path(tempfile.mkdtemp(prefix=f".{target.name}.", suffix=".partial",
@@ -125,24 +165,40 @@ def write_run_folder(target: str | Path, config: dict[str, Any], outcome: Outcom
             (staging / name).parent.mkdir(parents=True, exist_ok=True)
             writer(staging / name)
         _write_json(staging / "results.json", outcome.results)
-        _move_into_place(staging, target)
+        return _move_into_place(staging, target, overwrite)
     except BaseException:
         shutil.rmtree(staging, ignore_errors=True)
         raise
-    return target
 
 
-def _move_into_place(staging: Path, target: Path) -> None:
-    if not target.exists():
+def _move_into_place(staging: Path, target: Path, overwrite: bool) -> Path:
+    if _rename(staging, target):
+        return target
+    if overwrite:
+        old = Path(tempfile.mkdtemp(prefix=f".{target.name}.", suffix=".replaced",
+                                    dir=target.parent))
+        os.replace(target, old / target.name)
         os.rename(staging, target)
-        return
-    (target / "results.json").unlink(missing_ok=True)  # incomplete until the new one lands
-    for entry in sorted(staging.iterdir(), key=lambda p: p.name == "results.json"):
-        destination = target / entry.name
-        if destination.is_dir() and not destination.is_symlink():
-            shutil.rmtree(destination)
-        os.replace(entry, destination)
-    staging.rmdir()
+        shutil.rmtree(old, ignore_errors=True)
+        return target
+    for n in range(1, 10_000):
+        beside = target.with_name(f"{target.name}-{n}")
+        if _rename(staging, beside):
+            logger.warning("the run folder %s gained files while this run worked; the results "
+                           "are in %s instead", target, beside)
+            return beside
+    raise StorageError(f"no free run folder beside {target}")
+
+
+def _rename(staging: Path, target: Path) -> bool:
+    """Move ``staging`` to ``target`` if nothing but an empty folder is there (atomically)."""
+    try:
+        os.rename(staging, target)
+        return True
+    except OSError as exc:
+        if exc.errno in (errno.ENOTEMPTY, errno.EEXIST, errno.ENOTDIR, errno.EISDIR):
+            return False
+        raise
 
 
 def _write_json(path: Path, data: Any) -> None:

@@ -65,6 +65,13 @@ class RunConfig:
             raise ConfigError(f"samples must be >= 1, got {self.samples}")
         self.job_options()  # validates shots, optimization level
 
+    @property
+    def writes(self) -> bool:
+        return not self.dry_run  # a dry run writes nothing
+
+    def inputs(self) -> tuple[Path, ...]:
+        return (Path(self.model),)
+
     def stores(self) -> tuple[ResultCache, Ledger]:
         """The result cache and job ledger this run reads and writes."""
         root = Path(self.cache_dir) if self.cache_dir else default_cache_dir()
@@ -102,7 +109,7 @@ class RunConfig:
                 "options": asdict(self.job_options()), "dry_run": self.dry_run,
                 **_costs(done.records), "pubs": done.records, "versions": library_versions()}
         if self.dry_run:
-            return Outcome(results=plan, report="", summary=plan_text(plan), write=False)
+            return Outcome(results=plan, report="", summary=plan_text(plan))
         gates, ideal = np.asarray(done.gates), np.asarray(done.ideal_gates)
         results = {
             **plan,

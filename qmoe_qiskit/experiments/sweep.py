@@ -131,6 +131,9 @@ class SweepConfig:
     def to_dict(self) -> dict[str, Any]:
         return dataclasses.asdict(self)
 
+    def inputs(self) -> tuple[Path, ...]:
+        return (Path(self.model),)
+
     def plan(self) -> list:
         """Checks the model and every level before anything is computed."""
         model, spec, _ = load_trained(self.model)
