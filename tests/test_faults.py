@@ -357,3 +357,73 @@ def test_a_folder_that_appears_during_the_run_keeps_both(tmp_path, caplog):
     assert path == tmp_path / "out-1" and (path / "results.json").exists()
     assert (target / "theirs.txt").read_text() == "another run's"
     assert "out-1" in caplog.text
+
+
+# ------------------------------------------------------------------ the result cache
+@pytest.fixture
+def cached_entry(tmp_path):
+    """A cache holding one real result; returns (cache, ledger, circuit, values, entry path)."""
+    from qmoe_qiskit.circuits import paper_ansatz
+    from qmoe_qiskit.jobs import ResultCache, RuntimeSampler, connect
+
+    cache, ledger = ResultCache(tmp_path / "c"), Ledger(tmp_path / "c" / "ledger.jsonl")
+    circuit = paper_ansatz(2, 1, num_outputs=2).circuit
+    values = [[0.1, 0.2, 0.3, 0.4]]
+    RuntimeSampler(connect("fake_manila"), cache=cache, ledger=ledger).run([(circuit, values)])
+    [path] = list((cache.root / "results").rglob("*.json"))
+    return cache, ledger, circuit, values, path
+
+
+@pytest.mark.parametrize("tamper", [
+    lambda e: e["meta"].update(job_id="someone-else"),   # metadata re-signed by hand
+    lambda e: e.update(key="0" * 64),                     # another key's entry
+    lambda e: e.update(payload=123),                      # not even a string
+    lambda e: e.pop("sha256"),
+])
+def test_a_tampered_cache_entry_is_caught_removed_and_recomputed(cached_entry, tamper):
+    from qmoe_qiskit.jobs import RuntimeSampler, connect
+
+    cache, ledger, circuit, values, path = cached_entry
+    entry = json.loads(path.read_text())
+    tamper(entry)
+    path.write_text(json.dumps(entry))
+    again = RuntimeSampler(connect("fake_manila"), cache=cache, ledger=ledger)
+    again.run([(circuit, values)])
+    assert again.stats()["cache_hits"] == 0 and cache.corrupt == [path.stem]
+    assert json.loads(path.read_text())["meta"]["job_id"] == again.records[0].job_id
+
+
+def test_an_unreadable_cache_entry_is_reported_and_left_alone(cached_entry, monkeypatch,
+                                                              no_submission):
+    from pathlib import Path
+
+    from qmoe_qiskit.errors import StorageError
+    from qmoe_qiskit.jobs import RuntimeSampler, connect
+
+    cache, ledger, circuit, values, path = cached_entry
+    original = Path.read_bytes
+
+    def denied(self):
+        if self == path:
+            raise PermissionError(13, "Permission denied")
+        return original(self)
+
+    monkeypatch.setattr(Path, "read_bytes", denied)
+    with pytest.raises(StorageError, match="cannot be read \\(Permission denied\\)") as info:
+        RuntimeSampler(connect("fake_manila"), cache=cache, ledger=ledger).run(
+            [(circuit, values)])
+    assert "\n" not in str(info.value) and path.exists() and cache.corrupt == []
+
+
+def test_entries_of_the_first_cache_format_are_still_read(cached_entry):
+    import hashlib
+
+    from qmoe_qiskit.jobs import RuntimeSampler, connect
+
+    cache, ledger, circuit, values, path = cached_entry
+    entry = json.loads(path.read_text())
+    entry.update(version=1, sha256=hashlib.sha256(entry["payload"].encode()).hexdigest())
+    path.write_text(json.dumps(entry))
+    again = RuntimeSampler(connect("fake_manila"), cache=cache, ledger=ledger)
+    again.run([(circuit, values)])
+    assert again.stats()["cache_hits"] == 1

@@ -4,7 +4,9 @@ The key of a PUB is a SHA-256 over everything that decides its result: the canon
 text of the ISA circuit (QPY bytes of identically built circuits differ, so QPY cannot be the
 key), its parameter names and values, the shots, the backend name and calibration time, the
 submission options and the library versions. Entries are written atomically and carry a
-checksum; a corrupt or truncated entry is reported, removed and recomputed, never returned.
+checksum over their key, metadata and payload; a corrupt, truncated or tampered entry is
+reported, removed and recomputed, never returned. An entry that exists but cannot be read
+(permissions, a newer format) is reported and left alone: it may hold paid work.
 """
 
 from __future__ import annotations
@@ -30,7 +32,7 @@ __all__ = ["ResultCache", "pub_key", "default_cache_dir", "library_versions"]
 logger = logging.getLogger(__name__)
 
 FORMAT = "qmoe-qiskit-result"
-FORMAT_VERSION = 1
+FORMAT_VERSION = 2  # 2: the checksum covers key, metadata and payload; 1: the payload only
 _LIBRARIES = ("qiskit", "qiskit-aer", "qiskit-ibm-runtime", "qmoe-qiskit")
 
 
@@ -89,37 +91,63 @@ class ResultCache:
         return self.root / "results" / key[:2] / f"{key}.json"
 
     def get(self, key: str):
-        """The stored result of ``key``, or ``None`` (missing, or corrupt and now removed)."""
-        path = self.path(key)
-        if not path.exists():
+        """The stored result of ``key``, or ``None`` (missing, or corrupt and now removed).
+        :class:`~qmoe_qiskit.errors.StorageError` for an entry that cannot be read."""
+        entry = self._entry(key)
+        if entry is None:
             return None
         try:
-            entry = json.loads(path.read_text(encoding="utf-8"))
-            payload = entry["payload"]
-            if entry.get("format") != FORMAT or entry.get("key") != key:
-                raise ValueError("wrong format or key")
-            if hashlib.sha256(payload.encode()).hexdigest() != entry["sha256"]:
-                raise ValueError("checksum mismatch")
-            return json.loads(payload, cls=RuntimeDecoder)
-        except Exception as exc:  # unreadable, truncated, tampered with, or undecodable
-            logger.warning("cache entry %s is corrupt (%s); removing it and recomputing",
-                           path, exc)
-            self.corrupt.append(key)
-            path.unlink(missing_ok=True)
-            return None
+            return json.loads(entry["payload"], cls=RuntimeDecoder)
+        except Exception as exc:  # the runtime's decoder raises several types
+            return self._corrupt(key, f"undecodable payload: {exc}")
 
     def meta(self, key: str) -> dict[str, Any] | None:
-        """What was recorded with the entry (job id, backend, shots, ...), if readable."""
+        """What was recorded with the entry (job id, backend, shots, ...), if it is sound."""
+        entry = self._entry(key)
+        return None if entry is None else entry["meta"]
+
+    def _entry(self, key: str) -> dict[str, Any] | None:
+        """The verified entry of ``key``; ``None`` if missing or corrupt (then removed)."""
+        path = self.path(key)
         try:
-            return json.loads(self.path(key).read_text(encoding="utf-8"))["meta"]
-        except (OSError, ValueError, KeyError):
+            raw = path.read_bytes()
+        except FileNotFoundError:
             return None
+        except OSError as exc:
+            raise StorageError(f"cache entry {path} cannot be read ({os_reason(exc)}); it is "
+                               f"left as it is: fix its permissions, or remove it to run the "
+                               f"PUB again") from None
+        try:
+            entry = json.loads(raw.decode("utf-8"))
+            if not isinstance(entry, dict) or entry.get("format") != FORMAT:
+                raise ValueError("not a qmoe-qiskit cache entry")
+            version = entry.get("version")
+            if version not in (1, FORMAT_VERSION):
+                raise StorageError(f"cache entry {path} has format version {version!r}; this "
+                                   f"qmoe-qiskit reads versions 1 and {FORMAT_VERSION}: it is "
+                                   f"left as it is")
+            if entry.get("key") != key or not isinstance(entry.get("payload"), str) \
+                    or not isinstance(entry.get("meta"), dict):
+                raise ValueError("wrong key, payload or metadata")
+            if entry.get("sha256") != _checksum(entry, version):
+                raise ValueError("checksum mismatch")
+            return entry
+        except ValueError as exc:  # truncated, not JSON, tampered with
+            return self._corrupt(key, str(exc))
+
+    def _corrupt(self, key: str, reason: str) -> None:
+        path = self.path(key)
+        logger.warning("cache entry %s is corrupt (%s); removing it and recomputing", path,
+                       reason)
+        self.corrupt.append(key)
+        path.unlink(missing_ok=True)
+        return None
 
     def put(self, key: str, result, meta: dict[str, Any]) -> Path:
         """Store ``result`` (a ``SamplerPubResult``) atomically."""
-        payload = json.dumps(result, cls=RuntimeEncoder)
         entry = {"format": FORMAT, "version": FORMAT_VERSION, "key": key, "meta": meta,
-                 "sha256": hashlib.sha256(payload.encode()).hexdigest(), "payload": payload}
+                 "payload": json.dumps(result, cls=RuntimeEncoder)}
+        entry["sha256"] = _checksum(entry, FORMAT_VERSION)
         path = self.path(key)
         try:
             atomic_write(path, json.dumps(entry))
@@ -127,3 +155,13 @@ class ResultCache:
             raise StorageError(f"cannot store a result in the cache {self.root}: "
                                f"{os_reason(exc)}") from None
         return path
+
+
+def _checksum(entry: dict[str, Any], version: int) -> str:
+    """SHA-256 of what an entry of ``version`` protects (version 1: the payload alone)."""
+    if version == 1:
+        text = entry["payload"]
+    else:
+        text = json.dumps({"key": entry["key"], "meta": entry["meta"],
+                           "payload": entry["payload"]}, sort_keys=True, separators=(",", ":"))
+    return hashlib.sha256(text.encode()).hexdigest()
