@@ -15,6 +15,14 @@ from .models import EXPERTS, ROUTERS
 __all__ = ["main"]
 
 
+class _Parser(argparse.ArgumentParser):
+    """Bad arguments are one line (``qmoe train: error: ...``), not usage plus error;
+    ``--help`` still shows the usage."""
+
+    def error(self, message: str):
+        self.exit(2, f"{self.prog}: error: {message} (see {self.prog} --help)\n")
+
+
 def _numbers(kind: type, what: str, one: str):
     """An argparse type: comma-separated values of ``kind`` (at least one)."""
     def parse(text: str) -> tuple:
@@ -82,7 +90,7 @@ def _output_args(p: argparse.ArgumentParser, command: str) -> None:
 
 
 def build_parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(prog="qmoe", description="Quantum mixture-of-experts toolkit.")
+    parser = _Parser(prog="qmoe", description="Quantum mixture-of-experts toolkit.")
     sub = parser.add_subparsers(dest="command", required=True)
 
     p = sub.add_parser("ablation", help="compare routers A / B / C / D over several seeds")
@@ -209,8 +217,8 @@ def _ablation(args) -> int:
     if args.widths is not None:
         fields["widths"] = args.widths
     fields["train"] = _train_config(args, 0, fields.get("train"))
-    if args.models:
-        fields["models"] = tuple(m.strip() for m in args.models.split(","))
+    if args.models is not None:
+        fields["models"] = tuple(m.strip() for m in args.models.split(",") if m.strip())
     _finish(AblationConfig(data=_data_spec(args, 0), num_layers=args.layers, **fields), args)
     return 0
 

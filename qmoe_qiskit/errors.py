@@ -32,6 +32,13 @@ def choices(values) -> str:
     return ", ".join(repr(v) for v in values)
 
 
+def check_seed(seed, name: str = "seed") -> None:
+    """A seed is an integer >= 0 (NumPy, scikit-learn and the transpiler refuse others deep
+    inside)."""
+    if isinstance(seed, bool) or not isinstance(seed, int) or seed < 0:
+        raise ConfigError(f"{name} must be an integer >= 0, got {seed!r}")
+
+
 class AccountError(QMoEError, PermissionError):
     """No IBM Quantum account, or one the service rejected. Never carries the token."""
 

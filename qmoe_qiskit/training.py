@@ -9,6 +9,7 @@ uses one intra-op thread unless the model has a circuit of :data:`MANY_QUBITS` q
 from __future__ import annotations
 
 import copy
+import math
 from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass, field
@@ -18,7 +19,7 @@ import torch
 from torch import nn
 from tqdm.auto import tqdm
 
-from .errors import ConfigError
+from .errors import ConfigError, check_seed
 from .metrics import classification_scores
 from .models import QuantumLayer
 
@@ -44,8 +45,9 @@ class TrainConfig:
                                          or not isinstance(self.threads, int) or self.threads < 1):
             raise ConfigError(f"threads must be an integer >= 1 or None (automatic), "
                               f"got {self.threads!r}")
-        if not self.lr > 0:
-            raise ConfigError(f"learning rate must be > 0, got {self.lr}")
+        if not (math.isfinite(self.lr) and self.lr > 0):
+            raise ConfigError(f"learning rate must be a finite number > 0, got {self.lr}")
+        check_seed(self.seed)
         if self.patience is not None and self.patience < 1:
             raise ConfigError(f"patience must be >= 1 or None, got {self.patience}")
 

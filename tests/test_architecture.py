@@ -14,14 +14,15 @@ ROOT = pathlib.Path(__file__).resolve().parents[1] / "qmoe_qiskit"
 # Lower numbers are lower layers; a package may import only packages of a lower rank.
 RANKS = {
     "errors": 0,
-    "circuits": 1, "primitives": 1, "backends": 1, "metrics": 1, "data": 1, "files": 1,
-    "transpile": 2,
-    "simulation": 3, "noise_models": 3, "jobs": 3,
-    "models": 4,
-    "training": 5,
-    "plots": 6,
-    "experiments": 7,
-    "cli": 8,
+    "files": 1, "resources": 1,
+    "circuits": 2, "primitives": 2, "backends": 2, "metrics": 2, "data": 2,
+    "transpile": 3,
+    "simulation": 4, "noise_models": 4, "jobs": 4,
+    "models": 5,
+    "training": 6,
+    "plots": 7,
+    "experiments": 8,
+    "cli": 9,
 }
 
 

@@ -217,8 +217,8 @@ def test_model_file_errors(tmp_path):
     with pytest.raises(ModelFileError, match="corrupt or truncated"):
         load_model(truncated)
     garbage = tmp_path / "garbage.pt"
-    garbage.write_bytes(b"not a model at all")
-    with pytest.raises(ModelFileError, match="corrupt or truncated"):
+    garbage.write_bytes(b"not a model at all")  # not damaged: never a model
+    with pytest.raises(ModelFileError, match=r"not a qmoe-qiskit model file \(not a PyTorch"):
         load_model(garbage)
     other = tmp_path / "other.pt"
     torch.save({"weights": torch.zeros(2)}, other)

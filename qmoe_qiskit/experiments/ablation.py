@@ -54,6 +54,8 @@ class AblationConfig:
         if any(w < 1 for w in self.widths):
             raise ConfigError(f"MLP widths must be >= 1, got {self.widths}")
         if self.models is not None:
+            if not self.models:
+                raise ConfigError(f"give at least one model; valid models: {self.model_names()}")
             valid = self.model_names()
             unknown = sorted(set(self.models) - set(valid))
             if unknown:

@@ -39,7 +39,7 @@ import numpy as np
 from tqdm.auto import tqdm
 
 from ..data import PreparedData, restore
-from ..errors import StorageError
+from ..errors import DataError, ModelFileError, StorageError
 from ..files import check_writable_dir
 from ..models import MixtureOfExperts, ModelSpec, load_model
 
@@ -140,7 +140,17 @@ def check_run_folder(out: str | Path, *, overwrite: bool = False,
 def load_trained(path: str | Path) -> tuple[MixtureOfExperts, ModelSpec, PreparedData]:
     """A saved model with the very splits it was trained on (its test split is held out)."""
     model, spec, extra = load_model(path)
-    return model, spec, restore(extra)
+    if not {"data", "preprocessor"} <= set(extra):
+        raise ModelFileError(
+            f"{path} has no record of the data it was trained on, so its held-out test split "
+            f"cannot be rebuilt; save models with save_model(path, model, spec, "
+            f"data.provenance()), as qmoe train does")
+    try:
+        return model, spec, restore(extra)
+    except (TypeError, KeyError, ValueError) as exc:
+        if isinstance(exc, DataError):  # the data itself (files moved, say): say so plainly
+            raise
+        raise ModelFileError(f"{path} has an unreadable record of its data ({exc})") from None
 
 
 def default_run_path(command: str) -> Path:

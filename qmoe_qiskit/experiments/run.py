@@ -22,7 +22,7 @@ import numpy as np
 import torch
 from tqdm.auto import tqdm
 
-from ..errors import ConfigError
+from ..errors import ConfigError, check_seed
 from ..jobs import (
     JobOptions,
     Ledger,
@@ -35,9 +35,14 @@ from ..jobs.cache import library_versions
 from ..metrics import accuracy, mean_tvd
 from ..plots import router_agreement
 from ..primitives import SamplerEstimator
+from ..resources import check_memory
 from .base import Outcome, load_trained
 
 __all__ = ["RunConfig", "RunCell", "BackendPass", "plan_text"]
+
+MAX_EXECUTIONS = 10_000_000  # bindings x shots a sampler job may hold on IBM Quantum
+BYTES_PER_LOCAL_SHOT = 120  # the runtime's local simulator and its result, measured
+BYTES_PER_REMOTE_SHOT = 8  # the returned outcomes, their cached copy and decoding
 
 
 @dataclass(frozen=True)
@@ -59,10 +64,11 @@ class RunConfig:
 
     def __post_init__(self):
         object.__setattr__(self, "model", str(self.model))
-        if not isinstance(self.backend, str) or not self.backend:
+        if not isinstance(self.backend, str) or not self.backend.strip():
             raise ConfigError(f"backend must be a backend name, got {self.backend!r}")
         if self.samples is not None and self.samples < 1:
             raise ConfigError(f"samples must be >= 1, got {self.samples}")
+        check_seed(self.seed)
         self.job_options()  # validates shots, optimization level
 
     @property
@@ -96,10 +102,26 @@ class RunConfig:
         if self.samples is not None and self.samples > available:
             raise ConfigError(f"samples={self.samples} but the model's test split has "
                               f"{available}")
+        self._check_size(self.samples or available)
         if not self.dry_run:
             for store in self.stores():
                 store.check_writable()
         return [RunCell(self)]
+
+    def _check_size(self, samples: int) -> None:
+        """One job holds every sample of a circuit: refuse what the service or this machine
+        cannot hold, before anything is allocated or submitted (a dry run included)."""
+        executions = samples * self.shots
+        what = f"{samples} samples x {self.shots:,} shots"
+        if self.backend.startswith("fake_"):  # the runtime's local simulator keeps every shot
+            check_memory(executions * BYTES_PER_LOCAL_SHOT, f"{what} in local testing mode",
+                         "use fewer --samples or --shots")
+        elif executions > MAX_EXECUTIONS:
+            raise ConfigError(f"{what} is {executions:,} executions in one job; IBM Quantum "
+                              f"takes at most {MAX_EXECUTIONS:,}: use fewer --samples or --shots")
+        else:
+            check_memory(executions * BYTES_PER_REMOTE_SHOT, what,
+                         "use fewer --samples or --shots")
 
     def aggregate(self, cells, results: list["BackendPass"], seconds: float) -> Outcome:
         [done] = results

@@ -24,7 +24,7 @@ import numpy as np
 from qiskit_aer.noise import NoiseModel
 
 from ..backends import fake_backend_names, get_backend
-from ..errors import ConfigError, choices
+from ..errors import ConfigError, check_seed, choices
 from ..metrics import mean_tvd, summarize
 from ..models import ModelSpec, build_model
 from ..noise_models import (
@@ -38,6 +38,7 @@ from ..noise_models import (
     gates_without_noise,
 )
 from ..plots import noise_sweep
+from ..resources import check_memory
 from ..training import TrainConfig, evaluate, gates, seed_everything, train
 from ..transpile import compile_for_backend
 from .base import Outcome, load_trained
@@ -46,6 +47,7 @@ __all__ = ["SweepConfig", "LevelCell", "ReferenceCell", "LevelResult", "Referenc
            "DEPOLARIZING_LEVELS", "DEVICE_SCALES", "noise_choices"]
 
 DEPOLARIZING_LEVELS = (0.0, 0.005, 0.01, 0.02, 0.03, 0.05)
+BYTES_PER_SAMPLED_SHOT = 24  # drawn outcomes, shuffled copies and their BitArray
 DEVICE_SCALES = (0.5, 1.0, 2.0, 4.0)
 
 
@@ -102,8 +104,12 @@ class SweepConfig:
         if self.shots is not None and (isinstance(self.shots, bool)
                                        or not isinstance(self.shots, int) or self.shots < 1):
             raise ConfigError(f"shots must be >= 1, got {self.shots}")
-        if self.repetitions < (2 if self.shots else 1):
+        if isinstance(self.repetitions, bool) or not isinstance(self.repetitions, int) \
+                or self.repetitions < 1:
+            raise ConfigError(f"repetitions must be >= 1, got {self.repetitions!r}")
+        if self.shots and self.repetitions < 2:
             raise ConfigError("sampled sweeps need at least 2 repetitions for a std")
+        check_seed(self.seed)
 
     @property
     def is_device(self) -> bool:
@@ -135,11 +141,16 @@ class SweepConfig:
         return (Path(self.model),)
 
     def plan(self) -> list:
-        """Checks the model and every level before anything is computed."""
-        model, spec, _ = load_trained(self.model)
+        """Checks the model, the memory sampled shots need and every level before anything is
+        computed."""
+        model, spec, data = load_trained(self.model)
         if spec.router != "quantum":
             raise ConfigError(
                 f"the model's router is {spec.router!r}; a noise sweep needs a quantum router")
+        if self.shots:
+            check_memory(len(data.y_test) * self.shots * BYTES_PER_SAMPLED_SHOT,
+                         f"{len(data.y_test)} test samples x {self.shots:,} shots",
+                         "use fewer --shots")
         qubits: tuple[int, ...] = ()
         if self.is_device:
             backend = get_backend(self.noise)

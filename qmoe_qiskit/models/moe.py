@@ -231,11 +231,21 @@ def load_model(path: str | Path) -> tuple[MixtureOfExperts, ModelSpec, dict[str,
     if not path.is_file():
         raise ModelFileError(f"model file not found: {path}")
     try:
+        with open(path, "rb") as handle:
+            head = handle.read(4)
+    except OSError as exc:
+        raise ModelFileError(f"model file {path} cannot be read "
+                             f"({exc.strerror or type(exc).__name__})") from None
+    if not head:
+        raise ModelFileError(f"model file {path} is empty")
+    if head != b"PK\x03\x04":  # torch.save writes a zip archive
+        raise ModelFileError(f"{path} is not a qmoe-qiskit model file (not a PyTorch archive)")
+    try:
         payload = torch.load(path, map_location="cpu", weights_only=True)
     except (pickle.UnpicklingError, zipfile.BadZipFile, RuntimeError, EOFError, OSError,
             ValueError, io.UnsupportedOperation) as exc:
         raise ModelFileError(f"{path} is not a readable qmoe-qiskit model (corrupt or truncated): "
-                             f"{type(exc).__name__}") from exc
+                             f"{type(exc).__name__}") from None
     if not isinstance(payload, dict) or payload.get("format") != FORMAT:
         raise ModelFileError(f"{path} is not a qmoe-qiskit model file")
     if payload.get("version") != FORMAT_VERSION:
