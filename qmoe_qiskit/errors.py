@@ -49,3 +49,7 @@ class JobError(QMoEError, RuntimeError):
 
 class StorageError(QMoEError, OSError):
     """A run folder, cache or ledger location that cannot be read or written as needed."""
+
+
+class ServiceUnreachable(QMoEError, ConnectionError):
+    """IBM Quantum cannot be reached (no network, a proxy, the service down)."""

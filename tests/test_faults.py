@@ -427,3 +427,52 @@ def test_entries_of_the_first_cache_format_are_still_read(cached_entry):
     again = RuntimeSampler(connect("fake_manila"), cache=cache, ledger=ledger)
     again.run([(circuit, values)])
     assert again.stats()["cache_hits"] == 1
+
+
+# ------------------------------------------------------------------ the IBM Quantum account
+ACCOUNT_FILES = {
+    "not JSON": '{"default-ibm-quantum-platform": {"channel": ',
+    "wrong types": '{"default-ibm-quantum-platform": {"channel": "ibm_quantum_platform", '
+                   '"token": 5, "instance": 7}}',
+}
+
+
+@pytest.mark.parametrize("content", ACCOUNT_FILES.values(), ids=list(ACCOUNT_FILES))
+def test_a_saved_account_the_runtime_cannot_parse_is_named(tmp_path, monkeypatch, capsys,
+                                                           trained, content):
+    from qiskit_ibm_runtime.accounts import management
+
+    from qmoe_qiskit.cli import main
+
+    (tmp_path / ".qiskit").mkdir()
+    (tmp_path / ".qiskit" / "qiskit-ibm.json").write_text(content)
+    monkeypatch.setattr(management, "_DEFAULT_ACCOUNT_CONFIG_JSON_FILE",
+                        str(tmp_path / ".qiskit" / "qiskit-ibm.json"))  # read at import
+    monkeypatch.setenv("HOME", str(tmp_path))
+    for var in ("QISKIT_IBM_TOKEN", "QISKIT_IBM_INSTANCE", "QISKIT_IBM_CHANNEL"):
+        monkeypatch.delenv(var, raising=False)
+    assert main(["run", "--model", str(trained), "--backend", "ibm_brisbane", "--no-progress",
+                 "--cache", str(tmp_path / "c"), "--out", str(tmp_path / "r")]) == 2
+    err = capsys.readouterr().err
+    assert "Traceback" not in err and err.count("\n") == 1
+    assert "saved IBM Quantum account" in err and "qiskit-ibm.json" in err
+    assert "save_account" in err and "did not accept" not in err
+
+
+def test_an_offline_machine_is_not_blamed_on_the_token(tmp_path, monkeypatch, capsys, trained):
+    """The runtime reports a failed connection as 'check that you are using a valid API token'."""
+    from qmoe_qiskit.cli import main
+
+    monkeypatch.setenv("HOME", str(tmp_path))
+    monkeypatch.setenv("QISKIT_IBM_TOKEN", "a-token-that-is-never-checked")
+    monkeypatch.setenv("QISKIT_IBM_INSTANCE",
+                       "crn:v1:bluemix:public:quantum-computing:us-east:a/abc:def::")
+    for var in ("HTTPS_PROXY", "https_proxy", "HTTP_PROXY", "http_proxy"):
+        monkeypatch.setenv(var, "http://127.0.0.1:9")  # nothing listens: offline, for sure
+    monkeypatch.delenv("NO_PROXY", raising=False)
+    monkeypatch.delenv("no_proxy", raising=False)
+    assert main(["run", "--model", str(trained), "--backend", "ibm_brisbane", "--no-progress",
+                 "--cache", str(tmp_path / "c"), "--out", str(tmp_path / "r")]) == 2
+    err = capsys.readouterr().err
+    assert "cannot reach IBM Quantum" in err and "token" not in err.lower(), err
+    assert err.count("\n") == 1

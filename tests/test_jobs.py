@@ -343,8 +343,16 @@ def test_missing_or_rejected_account_fails_clearly_without_the_token(monkeypatch
         connect("ibm_brisbane")
     token = "very-secret-token-1234567890"
     monkeypatch.setenv("QISKIT_IBM_TOKEN", token)
-    with pytest.raises(AccountError) as info:
-        connect("ibm_brisbane")
+
+    def refusing_service(**kwargs):  # IBM Quantum answers, and refuses the token
+        from qiskit_ibm_runtime.exceptions import IBMNotAuthorizedError
+
+        raise IBMNotAuthorizedError(f"401 Client Error: Unauthorized (apikey {token})")
+
+    with monkeypatch.context() as patch:
+        patch.setattr(service_module, "QiskitRuntimeService", refusing_service)
+        with pytest.raises(AccountError) as info:
+            connect("ibm_brisbane")
     assert token not in str(info.value) and "did not accept" in str(info.value)
     with pytest.raises(ConfigError, match="valid channels"):
         connect("ibm_brisbane", channel="ibm_quantum")

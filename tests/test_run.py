@@ -134,9 +134,18 @@ def test_rejected_run_is_one_line_and_writes_nothing(trained, cache, tmp_path, c
 
 
 def test_rejected_token_never_shows(trained, cache, tmp_path, capsys, monkeypatch):
+    from qiskit_ibm_runtime.exceptions import IBMNotAuthorizedError
+
+    from qmoe_qiskit.jobs import service as service_module
+
     token = "token-that-must-not-leak-0123456789"
     monkeypatch.setenv("HOME", str(tmp_path))
     monkeypatch.setenv("QISKIT_IBM_TOKEN", token)
+
+    def refusing_service(**kwargs):  # IBM Quantum answers, and refuses the token
+        raise IBMNotAuthorizedError(f"401 Client Error: Unauthorized (apikey {token})")
+
+    monkeypatch.setattr(service_module, "QiskitRuntimeService", refusing_service)
     out = tmp_path / "run"
     assert main(["run", "--model", str(trained), "--backend", "ibm_brisbane", "--out", str(out),
                  "--no-progress"]) == 2

@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import logging
 import os
+import socket
 from dataclasses import dataclass
 from functools import cached_property
 from typing import Any
@@ -24,7 +25,7 @@ from qiskit_ibm_runtime.accounts import AccountNotFoundError
 from qiskit_ibm_runtime.exceptions import IBMError
 
 from ..backends import fake_backend_names, get_backend
-from ..errors import AccountError, ConfigError, JobError, choices
+from ..errors import AccountError, ConfigError, JobError, QMoEError, ServiceUnreachable, choices
 
 __all__ = ["Connection", "connect", "runtime_service", "remote_job", "scrub", "one_line",
            "CHANNELS"]
@@ -120,11 +121,18 @@ def connect(backend: str | BackendV2, *, channel: str | None = None,
     try:
         return Connection(service.backend(backend), service)
     except QiskitBackendNotFoundError:
+        pass
+    except Exception as exc:  # the runtime raises IBM, requests and plain errors here
+        if _network_failure(exc):
+            raise _unreachable(exc) from None
+        raise JobError(f"cannot reach backend {backend!r}: {one_line(exc)}") from None
+    try:
         names = sorted(b.name for b in service.backends())
-        raise ConfigError(f"unknown backend {backend!r}; this account can use: "
-                          f"{choices(names)}; offline: {choices(fake_backend_names()[:3])}, …")
-    except IBMError as exc:
-        raise JobError(f"cannot reach backend {backend!r}: {scrub(str(exc))}") from None
+    except Exception as exc:
+        raise (_unreachable(exc) if _network_failure(exc) else
+               JobError(f"cannot list this account's backends: {one_line(exc)}")) from None
+    raise ConfigError(f"unknown backend {backend!r}; this account can use: "
+                      f"{choices(names)}; offline: {choices(fake_backend_names()[:3])}, …")
 
 
 def runtime_service(*, channel: str | None = None, instance: str | None = None,
@@ -137,9 +145,57 @@ def runtime_service(*, channel: str | None = None, instance: str | None = None,
         return QiskitRuntimeService(**{k: v for k, v in kwargs.items() if v is not None})
     except AccountNotFoundError:
         raise AccountError(NO_ACCOUNT) from None
-    except (IBMError, OSError, ValueError) as exc:
-        raise AccountError(f"IBM Quantum did not accept the account "
-                           f"({type(exc).__name__}: {scrub(str(exc))})") from None
+    except Exception as exc:  # the runtime raises IBM, requests, JSON and plain errors here
+        raise _account_failure(exc) from None
+
+
+def _account_failure(exc: Exception) -> QMoEError:
+    """What an exception from opening the service means, said plainly: no network (which the
+    runtime reports as a bad token), an account the service refused, or one it cannot read."""
+    if _network_failure(exc):
+        return _unreachable(exc)
+    if isinstance(exc, IBMError):  # the service answered, and said no
+        return AccountError(f"IBM Quantum did not accept the account "
+                            f"({type(exc).__name__}: {one_line(exc)})")
+    source = ("the IBM Quantum account given by QISKIT_IBM_TOKEN / QISKIT_IBM_INSTANCE"
+              if os.environ.get("QISKIT_IBM_TOKEN")
+              else f"the saved IBM Quantum account in {_account_file()}")
+    return AccountError(f"{source} cannot be read ({type(exc).__name__}: {one_line(exc)}); "
+                        f"save it again with QiskitRuntimeService.save_account(token=..., "
+                        f"instance=..., overwrite=True)")
+
+
+def _network_failure(exc: BaseException) -> bool:
+    """Whether a connection failure lies anywhere in ``exc``'s chain of causes."""
+    import requests
+
+    kinds = (requests.exceptions.ConnectionError, requests.exceptions.Timeout, socket.gaierror,
+             ConnectionError, TimeoutError)
+    return any(isinstance(e, kinds) for e in _chain(exc))
+
+
+def _unreachable(exc: BaseException) -> ServiceUnreachable:
+    inner = list(_chain(exc))[-1]
+    reason = getattr(inner, "strerror", None) or type(inner).__name__
+    return ServiceUnreachable(f"cannot reach IBM Quantum ({scrub(str(reason))}); check the "
+                              f"network connection or proxy, or work offline with a fake "
+                              f"backend such as fake_manila")
+
+
+def _chain(exc: BaseException):
+    seen = set()
+    while exc is not None and id(exc) not in seen:
+        seen.add(id(exc))
+        yield exc
+        exc = exc.__cause__ or exc.__context__
+
+
+def _account_file() -> str:
+    """Where the runtime reads saved accounts from."""
+    from qiskit_ibm_runtime.accounts import management
+
+    return getattr(management, "_DEFAULT_ACCOUNT_CONFIG_JSON_FILE",
+                   os.path.join(os.path.expanduser("~"), ".qiskit", "qiskit-ibm.json"))
 
 
 def remote_job(service: QiskitRuntimeService, job_id: str):
@@ -159,10 +215,10 @@ def scrub(text: str) -> str:
         from qiskit_ibm_runtime.accounts import AccountManager
 
         tokens.add(AccountManager.get().token)
-    except Exception:  # no saved account
+    except Exception:  # no saved account, or one the runtime cannot read
         pass
     for token in tokens:
-        if token:
+        if isinstance(token, str) and token:
             text = text.replace(token, "<token>")
     return text
 
