@@ -251,3 +251,13 @@ def test_bad_input_is_one_line_exit_2_and_writes_nothing(world, tmp_path, monkey
 def test_the_campaign_is_large_enough():
     commands = {argv[0] if argv else "" for argv, _ in CASES}
     assert len(CASES) >= 60 and {"ablation", "train", "evaluate", "sweep", "run", "jobs"} <= commands
+
+
+def test_noise_levels_are_sorted_and_duplicates_dropped():
+    """Taken as given, repeated or unordered levels made repeated rows and a zig-zag plot."""
+    from qmoe_qiskit.experiments import SweepConfig
+
+    assert SweepConfig(model="m", levels=(0.02, 0.0, 0.02, 0.01)).level_values() == (0.0, 0.01,
+                                                                                     0.02)
+    assert SweepConfig(model="m", noise="fake_manila",
+                       scales=(4, 1, 1)).level_values() == (1.0, 4.0)

@@ -88,9 +88,10 @@ class SweepConfig:
         if not self.is_device and self.scales is not None:
             raise ConfigError("depolarizing noise takes levels (epsilons, --levels), not scales "
                               "(--scales)")
-        for name in ("levels", "scales"):
+        for name in ("levels", "scales"):  # sorted, each once: one row and one point per level
             if getattr(self, name) is not None:
-                object.__setattr__(self, name, tuple(float(v) for v in getattr(self, name)))
+                values = sorted({float(v) for v in getattr(self, name)})
+                object.__setattr__(self, name, tuple(values))
         given = self.scales if self.is_device else self.levels
         if given is not None:
             if not given:
