@@ -476,3 +476,28 @@ def test_an_offline_machine_is_not_blamed_on_the_token(tmp_path, monkeypatch, ca
     err = capsys.readouterr().err
     assert "cannot reach IBM Quantum" in err and "token" not in err.lower(), err
     assert err.count("\n") == 1
+
+
+# ------------------------------------------------------------------ long work shows progress
+def test_waiting_on_a_job_reports_its_state_and_time(tmp_path):
+    from qmoe_qiskit.circuits import paper_ansatz
+    from qmoe_qiskit.jobs import RuntimeSampler, connect
+
+    seen = []
+    circuit = paper_ansatz(2, 2, num_outputs=4).circuit
+    sampler = RuntimeSampler(connect("fake_manila"), ledger=Ledger(tmp_path / "l.jsonl"),
+                             on_wait=lambda record, state, s: seen.append((record.circuit,
+                                                                           state, s)))
+    sampler.run([(circuit, [[0.1] * circuit.num_parameters] * 4)])
+    assert seen, "no progress while the job ran"
+    assert {name for name, _, _ in seen} == {circuit.name}
+    assert {state for _, state, _ in seen} <= {"INITIALIZING", "QUEUED", "RUNNING"}
+    assert [s for _, _, s in seen] == sorted(s for _, _, s in seen)
+
+
+def test_the_sweep_baseline_trains_with_its_own_bar(trained, tmp_path, capsys):
+    from qmoe_qiskit.experiments import SweepConfig
+    from qmoe_qiskit.experiments.sweep import ReferenceCell
+
+    ReferenceCell(SweepConfig(model=str(trained)))(progress=True)
+    assert "classical baseline" in capsys.readouterr().err

@@ -191,9 +191,11 @@ class RunCell:
         verb = "planning" if config.dry_run else "running"
         with tqdm(total=len(model.quantum_layers()), desc=f"{verb} on {connection.name}",
                   disable=not progress, unit="circuit", leave=False) as bar:
-            sampler = RuntimeSampler(connection, config.job_options(), cache=cache,
-                                     ledger=ledger, plan_only=config.dry_run,
-                                     on_record=lambda record: bar.update())
+            sampler = RuntimeSampler(
+                connection, config.job_options(), cache=cache, ledger=ledger,
+                plan_only=config.dry_run, on_record=lambda record: bar.update(),
+                on_wait=lambda record, state, seconds: bar.set_postfix_str(
+                    f"{record.circuit}: job {state.lower()}, {seconds:.0f} s"))
             with sampler, model.using(sampler=sampler, estimator=SamplerEstimator(sampler)), \
                     torch.no_grad():
                 outputs, gates = model.forward_with_gates(x)

@@ -228,7 +228,7 @@ class ReferenceCell:
             seed_everything(config.seed)
             linear = build_model(classical)
             train(linear, data.x_train, data.y_train, data.x_val, data.y_val,
-                  TrainConfig(seed=config.seed), progress=False)
+                  TrainConfig(seed=config.seed), progress=progress, desc="classical baseline")
             baseline = evaluate(linear, data.x_test, data.y_test)["accuracy"]
         return Reference(ideal_accuracy=evaluate(model, data.x_test, data.y_test)["accuracy"],
                          baseline_accuracy=baseline, test_samples=int(len(data.y_test)))

@@ -17,6 +17,7 @@ from __future__ import annotations
 import logging
 import os
 import socket
+import time
 import uuid
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
@@ -37,7 +38,7 @@ from .cache import ResultCache, pub_key
 from .ledger import Ledger, LedgerEntry, now
 from .service import Connection, scrub
 
-__all__ = ["JobOptions", "RuntimeSampler", "PubRecord", "collect"]
+__all__ = ["JobOptions", "RuntimeSampler", "PubRecord", "collect", "wait"]
 
 logger = logging.getLogger(__name__)
 
@@ -108,9 +109,11 @@ class RuntimeSampler(SyncSampler):
 
     def __init__(self, connection: Connection, options: JobOptions | None = None, *,
                  cache: ResultCache | None = None, ledger: Ledger | None = None,
-                 plan_only: bool = False, on_record: Callable[[PubRecord], None] | None = None):
+                 plan_only: bool = False, on_record: Callable[[PubRecord], None] | None = None,
+                 on_wait: Callable[[PubRecord, str, float], None] | None = None):
         self.connection = connection
         self.on_record = on_record  # called once per PUB, after its result is in
+        self.on_wait = on_wait  # called while a job runs: (record, job state, seconds waited)
         self.options = options or JobOptions()
         self.cache = cache
         self.ledger = ledger
@@ -222,6 +225,8 @@ class RuntimeSampler(SyncSampler):
             job, entry = self._submit_recorded(isa, values, key, record)
             record.source = "submitted"
         record.job_id = entry.job_id
+        if self.on_wait is not None:
+            wait(job, lambda state, seconds: self.on_wait(record, state, seconds))
         return collect(job, entry, ledger=self.ledger, cache=self.cache)[0]
 
     def _resume(self, entry: LedgerEntry):
@@ -292,6 +297,21 @@ class RuntimeSampler(SyncSampler):
             shot_seconds=None if duration is None else bindings * shots * (duration + rep_delay))
         self.records.append(record)
         return record
+
+
+def wait(job, report: Callable[[str, float], None], *, longest: float = 5.0) -> None:
+    """Poll ``job`` until it is final, reporting its state (``QUEUED``, ``RUNNING``, ...) and
+    the seconds waited; polls back off to one every ``longest`` seconds. If the state cannot be
+    read, waiting is left to ``job.result()``."""
+    tic, pause = time.monotonic(), 0.25
+    try:
+        while not job.in_final_state():
+            status = job.status()
+            report(getattr(status, "name", str(status)), time.monotonic() - tic)
+            time.sleep(pause)
+            pause = min(longest, pause * 1.5)
+    except Exception as exc:  # a network blip while polling: the result call still waits
+        logger.debug("cannot poll job state (%s); waiting for the result", exc)
 
 
 def collect(job, entry: LedgerEntry, *, ledger: Ledger | None,
