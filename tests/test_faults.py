@@ -180,9 +180,21 @@ def test_the_python_api_checks_each_store_before_submitting(tmp_path, no_submiss
 
 # ------------------------------------------------------------------ concurrent processes
 def _run_shared(root: str, go, out) -> None:
-    """One process of two running the same PUB on one cache, started together."""
+    """One process of two running the same PUB on one cache, started together; submitting
+    takes a second, so both look in the cache before either result can be there."""
+    import time
+
     from qmoe_qiskit.circuits import paper_ansatz
     from qmoe_qiskit.jobs import ResultCache, RuntimeSampler, connect
+    from qmoe_qiskit.jobs import sampler as sampler_module
+
+    submit = sampler_module.RuntimeSampler._submit
+
+    def slow_submit(self, *args, **kwargs):
+        time.sleep(1.0)
+        return submit(self, *args, **kwargs)
+
+    sampler_module.RuntimeSampler._submit = slow_submit
 
     circuit = paper_ansatz(2, 2, num_outputs=4).circuit
     values = [[0.1 * i for i in range(circuit.num_parameters)]] * 3

@@ -41,7 +41,7 @@ from .base import Outcome, load_trained
 __all__ = ["RunConfig", "RunCell", "BackendPass", "plan_text"]
 
 MAX_EXECUTIONS = 10_000_000  # bindings x shots a sampler job may hold on IBM Quantum
-BYTES_PER_LOCAL_SHOT = 120  # the runtime's local simulator and its result, measured
+BYTES_PER_LOCAL_SHOT = 120  # the runtime's local simulator (Aer keeps every shot): 101-115 measured
 BYTES_PER_REMOTE_SHOT = 8  # the returned outcomes, their cached copy and decoding
 
 
