@@ -27,6 +27,8 @@ __all__ = ["TrainConfig", "History", "train", "evaluate", "predict", "logits", "
            "seed_everything", "default_threads", "torch_threads", "MANY_QUBITS"]
 
 MANY_QUBITS = 10  # circuits this wide do enough work per step for extra threads to pay
+# Adam's first float32 step is lr / (1 - beta1) = 10 lr; beyond about 3e37 torch overflows.
+MAX_LEARNING_RATE = 1e30
 
 
 @dataclass(frozen=True)
@@ -45,8 +47,9 @@ class TrainConfig:
                                          or not isinstance(self.threads, int) or self.threads < 1):
             raise ConfigError(f"threads must be an integer >= 1 or None (automatic), "
                               f"got {self.threads!r}")
-        if not (math.isfinite(self.lr) and self.lr > 0):
-            raise ConfigError(f"learning rate must be a finite number > 0, got {self.lr}")
+        if not (math.isfinite(self.lr) and 0 < self.lr < MAX_LEARNING_RATE):
+            raise ConfigError(f"learning rate must be a finite number > 0 and below "
+                              f"{MAX_LEARNING_RATE:g} (float32 steps overflow), got {self.lr}")
         check_seed(self.seed)
         if self.patience is not None and self.patience < 1:
             raise ConfigError(f"patience must be >= 1 or None, got {self.patience}")
@@ -155,6 +158,9 @@ def _train(model: nn.Module, x_train: np.ndarray, y_train: np.ndarray, x_val: np
             optimizer.zero_grad()
             out = model(xt[idx])
             loss = loss_fn(out, yt[idx])
+            if not torch.isfinite(loss):
+                raise ConfigError(f"training diverged: the loss became {loss.item()} in epoch "
+                                  f"{epoch + 1}; lower the learning rate (now {config.lr:g})")
             loss.backward()
             optimizer.step()
             total += loss.item() * len(idx)

@@ -513,3 +513,24 @@ def test_the_sweep_baseline_trains_with_its_own_bar(trained, tmp_path, capsys):
 
     ReferenceCell(SweepConfig(model=str(trained)))(progress=True)
     assert "classical baseline" in capsys.readouterr().err
+
+
+def test_an_unreadable_model_is_not_called_corrupt(trained, monkeypatch):
+    """Permissions, simulated: this suite runs as root."""
+    import builtins
+
+    from qmoe_qiskit.errors import ModelFileError
+    from qmoe_qiskit.models import load_model
+    from qmoe_qiskit.models import moe as moe_module
+
+    target = str(trained / "model.pt")
+
+    def denied(path, *args, **kwargs):
+        if str(path) == target:
+            raise PermissionError(13, "Permission denied")
+        return builtins.open(path, *args, **kwargs)
+
+    monkeypatch.setattr(moe_module, "open", denied, raising=False)
+    with pytest.raises(ModelFileError, match=r"cannot be read \(Permission denied\)") as info:
+        load_model(trained)
+    assert "corrupt" not in str(info.value)

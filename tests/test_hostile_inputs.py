@@ -153,6 +153,11 @@ CASES = [
     ([*TRAIN, "--out", W("afile") + "/sub"], "is a file"),
     ([*TRAIN, "--out", W("model")], "already holds files"),
     ([*TRAIN, "--samples", "100000000000"], "memory"),
+    ([*TRAIN, "--router", "mlp", "--hidden", "100000000"], "memory"),
+    ([*TRAIN, "--layers", "100000000"], "memory"),
+    ([*TRAIN, "--experts", "100000000", "--router", "linear"], "memory"),
+    ([*TRAIN, "--lr", "1e300"], "learning rate must be a finite number > 0"),
+    ([*TRAIN, "--router", "mlp", "--expert", "mlp", "--lr", "1e20"], "training diverged"),
     # evaluate
     (["evaluate", "--model", "nowhere/model.pt"], "model file not found"),
     (["evaluate", "--model", W("notes")], "not a qmoe-qiskit model file"),
@@ -223,7 +228,7 @@ def _tree(root):
             for p in sorted(root.rglob("*"))}
 
 
-@pytest.mark.parametrize("argv, message", CASES, ids=[" ".join(a)[:60] for a, _ in CASES])
+@pytest.mark.parametrize("argv, message", CASES, ids=[" ".join(a) for a, _ in CASES])
 def test_bad_input_is_one_line_exit_2_and_writes_nothing(world, tmp_path, monkeypatch, capsys,
                                                          argv, message):
     monkeypatch.chdir(tmp_path)

@@ -19,6 +19,7 @@ from torch import nn
 
 from ..circuits import ANSATZE
 from ..errors import ConfigError, ModelFileError, choices
+from ..resources import check_memory
 from .classical import LinearExpert, LinearRouter, MLPExpert, MLPRouter
 from .quantum import QuantumExpert, QuantumLayer, QuantumRouter
 
@@ -169,6 +170,38 @@ class ModelSpec:
                 raise ConfigError(f"the model is set for {given} {name} but the data has {found}")
         return dataclasses.replace(self, num_features=num_features, num_classes=num_classes)
 
+    def memory_estimate(self) -> int:
+        """Rough peak bytes to build and train the model: 16 per weight (the weight, its
+        gradient and Adam's two moments), 8 per hidden unit for each of up to 4096 rows
+        evaluated at once, about 4 KB per expert module, and per circuit about 30 KB a gate plus
+        8 bytes per pair of rotations (the simulator's affine map from parameters to angles);
+        measured on the exact simulator's training step."""
+        d, n = self.num_features or 1, self.num_experts
+        c = self.num_classes or 2
+
+        def circuit(qubits: int, layers: int, rotations_per_gate_layer: int) -> int:
+            rotations = rotations_per_gate_layer * qubits * layers + d
+            return 8 * rotations * rotations + 30_000 * (rotations + qubits * layers)
+
+        weights, hidden, circuits = 0, 0, 0
+        if self.router == "linear":
+            weights += d * n + n
+        elif self.router == "mlp":
+            weights += (d + 1) * self.router_hidden + (self.router_hidden + 1) * n
+            hidden += self.router_hidden
+        else:
+            qubits = self.num_qubits or d
+            circuits += circuit(qubits, self.num_layers, 3 if self.ansatz == "sel" else 1)
+            weights += 3 * qubits * self.num_layers + (qubits + 1) * n
+        if self.expert == "linear":
+            weights += n * (d + 1) * c
+        elif self.expert == "mlp":
+            weights += n * ((d + 1) * self.expert_hidden + (self.expert_hidden + 1) * c)
+            hidden += n * self.expert_hidden
+        else:
+            circuits += n * circuit(d, self.expert_layers, 1)
+        return 16 * weights + 8 * 4096 * hidden + 4096 * n + circuits
+
     def to_dict(self) -> dict[str, Any]:
         return dataclasses.asdict(self)
 
@@ -186,6 +219,8 @@ def build_model(spec: ModelSpec) -> MixtureOfExperts:
     if spec.num_features is None or spec.num_classes is None:
         raise ConfigError("the model spec has no num_features / num_classes yet; "
                           "use spec.for_data(num_features, num_classes)")
+    check_memory(spec.memory_estimate(), f"a {spec.router}-router model of this size",
+                 "use fewer layers, hidden units or experts")
     d, n, c = spec.num_features, spec.num_experts, spec.num_classes
     if spec.router == "linear":
         router = LinearRouter(d, n)
