@@ -104,7 +104,6 @@ def test_a_read_only_cache_is_refused_before_anything_is_submitted(trained, tmp_
                                                                    no_submission, monkeypatch):
     """A read-only disk, simulated: this suite runs as root, which writes through chmod."""
     import errno
-
     import tempfile
 
     from qmoe_qiskit.cli import main

@@ -109,7 +109,8 @@ class Ledger:
                 handle.flush()
                 os.fsync(handle.fileno())
         except OSError as exc:
-            raise StorageError(f"cannot write the job ledger {self.path}: {os_reason(exc)}") from None
+            raise StorageError(f"cannot write the job ledger {self.path}: "
+                               f"{os_reason(exc)}") from None
         return entry
 
     def update(self, entry: LedgerEntry, status: str, message: str = "") -> LedgerEntry:
@@ -123,7 +124,8 @@ class Ledger:
         except FileNotFoundError:
             return []
         except OSError as exc:
-            raise StorageError(f"cannot read the job ledger {self.path}: {os_reason(exc)}") from None
+            raise StorageError(f"cannot read the job ledger {self.path}: "
+                               f"{os_reason(exc)}") from None
         for number, line in enumerate(raw.split(b"\n"), 1):
             if not line.strip():
                 continue

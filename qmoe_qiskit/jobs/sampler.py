@@ -25,10 +25,10 @@ from dataclasses import asdict, dataclass, replace
 from typing import Any
 
 import numpy as np
+from filelock import FileLock, Timeout
 from qiskit import QuantumCircuit
 from qiskit.primitives import BitArray, DataBin, SamplerPubResult
 from qiskit.primitives.containers.sampler_pub import SamplerPub
-from filelock import FileLock, Timeout
 from qiskit_ibm_runtime.executor_sampler import Sampler as ExecutorSampler
 
 from ..errors import ConfigError, JobError, StorageError, UnsupportedCircuitError, choices
@@ -36,7 +36,7 @@ from ..primitives import SyncSampler, binding_rows
 from ..transpile import Compiled, Compiler, check_optimization_level, measured_qubits
 from .cache import ResultCache, pub_key
 from .ledger import Ledger, LedgerEntry, now
-from .service import Connection, scrub
+from .service import Connection, one_line, scrub
 
 __all__ = ["JobOptions", "RuntimeSampler", "PubRecord", "collect", "wait"]
 
@@ -324,7 +324,7 @@ def collect(job, entry: LedgerEntry, *, ledger: Ledger | None,
     except Exception as exc:  # the runtime raises several unrelated types here
         if ledger is not None:
             ledger.update(entry, "failed", scrub(f"{type(exc).__name__}: {exc}")[:500])
-        raise JobError(f"job {entry.job_id} on {entry.backend} failed: {scrub(str(exc))}") from exc
+        raise JobError(f"job {entry.job_id} on {entry.backend} failed: {one_line(exc)}") from exc
     if cache is not None:
         try:
             cache.put(entry.key, result, {"job_id": entry.job_id, "backend": entry.backend,
