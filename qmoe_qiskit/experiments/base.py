@@ -121,8 +121,8 @@ def check_run_folder(out: str | Path, *, overwrite: bool = False,
     """``out`` as a run folder that may be written, or :class:`StorageError` saying why not."""
     if not str(out).strip():
         raise StorageError("the run folder (--out) is empty; give a folder name")
-    path = check_writable_dir(out, "run folder")
-    if path.is_dir() and any(path.iterdir()):
+    path = Path(out)
+    if path.is_dir() and any(path.iterdir()):  # refused before anything touches it
         if not overwrite:
             raise StorageError(f"the run folder {path} already holds files; choose another "
                                f"--out, or pass --overwrite to replace it")
@@ -134,7 +134,7 @@ def check_run_folder(out: str | Path, *, overwrite: bool = False,
         if here in (Path.cwd(), *Path.cwd().parents):
             raise StorageError(f"the run folder {path} holds the current directory; "
                                f"choose another --out")
-    return path
+    return check_writable_dir(path, "run folder")
 
 
 def load_trained(path: str | Path) -> tuple[MixtureOfExperts, ModelSpec, PreparedData]:
