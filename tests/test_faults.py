@@ -502,7 +502,8 @@ def test_waiting_on_a_job_reports_its_state_and_time(tmp_path):
     sampler.run([(circuit, [[0.1] * circuit.num_parameters] * 4)])
     assert seen, "no progress while the job ran"
     assert {name for name, _, _ in seen} == {circuit.name}
-    assert {state for _, state, _ in seen} <= {"INITIALIZING", "QUEUED", "RUNNING"}
+    assert {state for _, state, _ in seen} <= {"INITIALIZING", "QUEUED", "RUNNING", "DONE"}
+    assert seen[-1][1] == "DONE"  # reported to the end, however fast the job
     assert [s for _, _, s in seen] == sorted(s for _, _, s in seen)
 
 

@@ -300,14 +300,16 @@ class RuntimeSampler(SyncSampler):
 
 
 def wait(job, report: Callable[[str, float], None], *, longest: float = 5.0) -> None:
-    """Poll ``job`` until it is final, reporting its state (``QUEUED``, ``RUNNING``, ...) and
-    the seconds waited; polls back off to one every ``longest`` seconds. If the state cannot be
-    read, waiting is left to ``job.result()``."""
+    """Poll ``job`` until it is final, reporting its state (``QUEUED``, ``RUNNING``, ...,
+    ``DONE``) and the seconds waited, at least once; polls back off to one every ``longest``
+    seconds. If the state cannot be read, waiting is left to ``job.result()``."""
     tic, pause = time.monotonic(), 0.25
     try:
-        while not job.in_final_state():
+        while True:
             status = job.status()
             report(getattr(status, "name", str(status)), time.monotonic() - tic)
+            if job.in_final_state():
+                return
             time.sleep(pause)
             pause = min(longest, pause * 1.5)
     except Exception as exc:  # a network blip while polling: the result call still waits
