@@ -534,3 +534,33 @@ def test_an_unreadable_model_is_not_called_corrupt(trained, monkeypatch):
     with pytest.raises(ModelFileError, match=r"cannot be read \(Permission denied\)") as info:
         load_model(trained)
     assert "corrupt" not in str(info.value)
+
+
+def test_a_recorded_remote_job_is_not_resubmitted_while_ibm_quantum_is_unreachable(
+        tmp_path, no_submission):
+    """Offline is not 'the job is gone': marking it lost would pay for it twice later."""
+    import requests
+
+    from qmoe_qiskit.circuits import paper_ansatz
+    from qmoe_qiskit.errors import ServiceUnreachable
+    from qmoe_qiskit.jobs import ResultCache, RuntimeSampler, connect
+    from qmoe_qiskit.jobs import service as service_module
+
+    circuit = paper_ansatz(2, 1, num_outputs=2).circuit
+    values = [[0.1, 0.2, 0.3, 0.4]]
+    cache, ledger = ResultCache(tmp_path / "c"), Ledger(tmp_path / "c" / "ledger.jsonl")
+
+    class Offline:
+        def job(self, job_id):
+            raise requests.exceptions.ConnectionError("Failed to resolve 'quantum.cloud.ibm.com'")
+
+    remote = service_module.Connection(connect("fake_manila").backend, Offline())
+    sampler = RuntimeSampler(remote, cache=cache, ledger=ledger, plan_only=True)
+    sampler.run([(circuit, values)])  # the PUB's key, as a real run computes it
+    import dataclasses
+
+    ledger.record(dataclasses.replace(_entry("d-remote-1"), key=sampler.records[0].key,
+                                      backend="fake_manila"))
+    with pytest.raises(ServiceUnreachable, match="cannot reach IBM Quantum"):
+        RuntimeSampler(remote, cache=cache, ledger=ledger).run([(circuit, values)])
+    assert [e.status for e in ledger.entries()] == ["submitted"]

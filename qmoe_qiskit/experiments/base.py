@@ -147,9 +147,9 @@ def load_trained(path: str | Path) -> tuple[MixtureOfExperts, ModelSpec, Prepare
             f"data.provenance()), as qmoe train does")
     try:
         return model, spec, restore(extra)
+    except DataError:  # the data itself (files moved, say): its own message says it plainly
+        raise
     except (TypeError, KeyError, ValueError) as exc:
-        if isinstance(exc, DataError):  # the data itself (files moved, say): say so plainly
-            raise
         raise ModelFileError(f"{path} has an unreadable record of its data ({exc})") from None
 
 

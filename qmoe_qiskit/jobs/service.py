@@ -200,10 +200,14 @@ def _account_file() -> str:
 
 def remote_job(service: QiskitRuntimeService, job_id: str):
     """The IBM Quantum job ``job_id``; :class:`~qmoe_qiskit.errors.JobError` (one line, token
-    scrubbed) when the service cannot return it (expired, deleted, another account's)."""
+    scrubbed) when the service answers that it cannot return it (expired, deleted, another
+    account's), :class:`~qmoe_qiskit.errors.ServiceUnreachable` when it cannot be asked: an
+    unreachable job is not a lost one."""
     try:
         return service.job(job_id)
     except (IBMError, OSError) as exc:
+        if _network_failure(exc):
+            raise _unreachable(exc) from None
         raise JobError(f"job {job_id} cannot be fetched from IBM Quantum: "
                        f"{one_line(exc)}") from None
 
