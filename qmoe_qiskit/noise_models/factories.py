@@ -9,6 +9,7 @@ model's ``basis_gates`` (the primitives in :mod:`.primitives` do this) and
 from __future__ import annotations
 
 from collections.abc import Sequence
+from dataclasses import dataclass
 
 import numpy as np
 from qiskit.circuit import QuantumCircuit
@@ -20,7 +21,8 @@ from qiskit_aer.noise import (
     depolarizing_error,
     thermal_relaxation_error,
 )
-from qiskit_aer.noise.device import basic_device_gate_errors, basic_device_readout_errors
+from qiskit_aer.noise.device import basic_device_gate_errors
+from qiskit_aer.noise.device.parameters import readout_error_values
 
 from ..backends import get_backend
 from ..errors import ConfigError, choices
@@ -30,6 +32,10 @@ __all__ = [
     "depolarizing",
     "thermal_relaxation",
     "device",
+    "device_readout",
+    "largest_scale",
+    "calibrated_readout",
+    "CalibratedReadout",
     "readout_matrices",
     "gates_without_noise",
 ]
@@ -150,15 +156,21 @@ def device(
     *,
     qubits: Sequence[int] | None = None,
     scale: float = 1.0,
+    clip: bool = False,
 ) -> NoiseModel:
-    """A device-calibrated model: gate depolarizing + thermal relaxation and readout errors
-    from the backend's calibration, as ``NoiseModel.from_backend`` builds them.
+    """A device-calibrated model: each gate's depolarizing error and thermal relaxation during
+    it (as ``NoiseModel.from_backend`` builds them from the target), and each qubit's readout
+    error as the calibration gives it: asymmetric, P(1|0) and P(0|1), where the backend's
+    properties hold ``prob_meas1_prep0`` / ``prob_meas0_prep1`` (see
+    :func:`calibrated_readout`; Aer's target-based builder keeps one symmetric number).
 
     ``backend`` is a fake backend name or a live/fake ``BackendV2``. ``qubits`` restricts the
     model to those physical qubits (the ones a transpiled circuit uses; building a full
     127-qubit model takes seconds). ``scale`` multiplies every error rate: gate errors,
     readout errors and relaxation rates (T1 and T2 divided by ``scale``); ``scale=0`` is
-    noiseless. Qubit indices stay physical.
+    noiseless. A scaled error above its largest physical value is refused, or with ``clip``
+    held at that value. Qubit indices stay physical. Not modelled: relaxation while a qubit idles
+    (circuits are not scheduled) and during measurement, crosstalk, leakage.
     """
     if isinstance(backend, str):
         backend = get_backend(backend)
@@ -171,19 +183,107 @@ def device(
     bad = [q for q in used if not 0 <= q < n]
     if bad:
         raise ConfigError(f"qubits {bad} are not on {backend.name} (qubits 0..{n - 1})")
-    restricted = _scaled_target(target, set(used), scale, backend.name)
+    restricted = _scaled_target(target, set(used), scale, backend.name, clip)
     basis = [name for name in target.operation_names if name not in _NOT_GATES]
     model = NoiseModel(basis_gates=basis)
     if scale == 0:
         return model
     for name, gate_qubits, error in basic_device_gate_errors(target=restricted):
         model.add_quantum_error(error, name, list(gate_qubits), warnings=False)
-    for gate_qubits, error in basic_device_readout_errors(target=restricted):
-        model.add_readout_error(error, list(gate_qubits), warnings=False)
+    _add_readout(model, backend, used, scale, clip)
     return model
 
 
-def _scaled_target(target: Target, used: set[int], scale: float, name: str) -> Target:
+def largest_scale(backend: str | BackendV2, qubits: Sequence[int]) -> float:
+    """The largest ``scale`` :func:`device` accepts on ``qubits``: the first at which an error
+    reaches its largest physical value (``inf`` for a noiseless calibration)."""
+    if isinstance(backend, str):
+        backend = get_backend(backend)
+    used = {int(q) for q in qubits}
+    limits = [np.inf]
+    for op_name in backend.target.operation_names:
+        for qargs, prop in (backend.target[op_name] or {}).items():
+            if qargs is None or prop is None or not prop.error or not set(qargs) <= used:
+                continue
+            upper = 1.0 if op_name == "measure" else 2 ** len(qargs) / (2 ** len(qargs) + 1)
+            limits.append(upper / prop.error)
+    for pair in calibrated_readout(backend, sorted(used)).errors.values():
+        if max(pair) > 0:
+            limits.append(1.0 / max(pair))
+    return float(min(limits))
+
+
+def device_readout(backend: str | BackendV2, *, qubits: Sequence[int],
+                   scale: float = 1.0) -> NoiseModel:
+    """Only the device's readout errors (as :func:`device` reads them) on ``qubits``: gates
+    are ideal. Set beside the full device model, it separates gate noise from readout noise."""
+    if isinstance(backend, str):
+        backend = get_backend(backend)
+    basis = [name for name in backend.target.operation_names if name not in _NOT_GATES]
+    model = NoiseModel(basis_gates=basis)
+    _add_readout(model, backend, sorted({int(q) for q in qubits}), float(scale), False)
+    return model
+
+
+def _add_readout(model: NoiseModel, backend: BackendV2, used: Sequence[int], scale: float,
+                 clip: bool) -> None:
+    readout = calibrated_readout(backend, used)
+    for q, (p10, p01) in readout.errors.items():
+        p10, p01 = p10 * scale, p01 * scale
+        if clip:
+            p10, p01 = min(p10, 1.0), min(p01, 1.0)
+        if max(p10, p01) > 1:
+            raise ConfigError(
+                f"scale {scale:g} makes the readout error of qubit {q} of {backend.name} "
+                f"{max(p10, p01):.3g}, above 1; use a scale <= {1 / max(p10, p01) * scale:.3g}")
+        if p10 or p01:
+            model.add_readout_error(ReadoutError([[1 - p10, p10], [p01, 1 - p01]]), [q],
+                                    warnings=False)
+
+
+@dataclass(frozen=True)
+class CalibratedReadout:
+    """Each qubit's calibrated readout error ``(P(1|0), P(0|1))`` and where it was read."""
+
+    errors: dict[int, tuple[float, float]]
+    source: str  # "properties (asymmetric)", "target (symmetric)" or "none"
+
+
+def calibrated_readout(backend: BackendV2, qubits: Sequence[int]) -> CalibratedReadout:
+    """The readout errors of ``qubits``: the calibration's own P(1|0) and P(0|1) from the
+    backend's properties where it has them, else the target's single ``measure`` error for
+    both (qubits without either have none)."""
+    values = _property_readout(backend)
+    if values is not None and all(values[q] is not None for q in qubits):
+        return CalibratedReadout({int(q): (float(values[q][0]), float(values[q][1]))
+                                  for q in qubits}, "properties (asymmetric)")
+    errors = {}
+    measure = backend.target["measure"] if "measure" in backend.target else {}
+    for q in qubits:
+        props = measure.get((int(q),)) if measure else None
+        if props is not None and props.error is not None:
+            errors[int(q)] = (float(props.error), float(props.error))
+    return CalibratedReadout(errors, "target (symmetric)" if errors else "none")
+
+
+def _property_readout(backend: BackendV2) -> list | None:
+    """Per-qubit ``[P(1|0), P(0|1)]`` from ``backend.properties()``, or ``None`` when the
+    backend has no properties (simulators, targets built by hand)."""
+    properties = getattr(backend, "properties", None)
+    if not callable(properties):
+        return None
+    try:
+        props = properties()
+    except Exception:  # a backend whose properties cannot be read has none to offer
+        return None
+    if props is None or not hasattr(props, "qubits"):
+        return None
+    values = readout_error_values(props)
+    return values if len(values) == backend.target.num_qubits else None
+
+
+def _scaled_target(target: Target, used: set[int], scale: float, name: str,
+                   clip: bool = False) -> Target:
     """A copy of ``target`` holding only instructions on ``used`` qubits, error rates scaled."""
     props = list(target.qubit_properties or [None] * target.num_qubits)
     scaled_props = []
@@ -206,6 +306,8 @@ def _scaled_target(target: Target, used: set[int], scale: float, name: str) -> T
             if error is not None and scale != 1:
                 error = error * scale
                 upper = 1.0 if op_name == "measure" else 2 ** len(qargs) / (2 ** len(qargs) + 1)
+                if clip:
+                    error = min(error, upper)
                 if error > upper:
                     raise ConfigError(
                         f"scale {scale:g} makes the {op_name} error on qubits {list(qargs)} of "

@@ -40,7 +40,8 @@ from ..primitives import (
 from ..transpile import Compiled, Compiler
 from .factories import readout_matrices
 
-__all__ = ["NoisySimulation", "NoisySampler", "NoisyEstimator", "aer_simulator", "aer_primitives"]
+__all__ = ["NoisySimulation", "NoisySampler", "NoisyEstimator", "aer_simulator", "aer_primitives",
+           "probe_circuit", "probe_probabilities"]
 
 
 def aer_simulator(
@@ -110,23 +111,37 @@ class NoisySimulation:
         """Noisy outcome probabilities ``(rows, 2**len(physical))`` of the physical qubits
         ``physical`` (the first is the least significant bit), readout error included."""
         key = tuple(physical)
-        probe = self._probes(circuit, key)
-        values = np.asarray(values, dtype=float).reshape(-1, circuit.num_parameters)
-        column = {p: i for i, p in enumerate(circuit.parameters)}
-        if probe.num_parameters:
-            binds = [{p: values[:, column[p]].tolist() for p in probe.parameters}]
-            result = self.simulator.run(probe, parameter_binds=binds).result()
-            probs = np.array([result.data(i)["probabilities"] for i in range(len(values))])
-        else:
-            result = self.simulator.run(probe).result()
-            probs = np.tile(result.data(0)["probabilities"], (len(values), 1))
-        return _apply_readout(probs, readout_matrices(self.noise_model, key))
+        return probe_probabilities(self.simulator, self._probes(circuit, key), values,
+                                   circuit.parameters,
+                                   readout_matrices(self.noise_model, key))
 
     def _probe(self, circuit: QuantumCircuit, physical: tuple[int, ...]) -> QuantumCircuit:
-        """The compiled circuit saving the probabilities of ``physical`` instead of measuring."""
-        probe = self.compile(circuit).isa.remove_final_measurements(inplace=False)
-        probe.save_probabilities(qubits=list(physical), label="probabilities")
-        return probe
+        return probe_circuit(self.compile(circuit).isa, physical)
+
+
+def probe_circuit(isa: QuantumCircuit, physical: Sequence[int]) -> QuantumCircuit:
+    """``isa`` saving the probabilities of the physical qubits ``physical`` (the first is the
+    least significant bit) instead of measuring."""
+    probe = isa.remove_final_measurements(inplace=False)
+    probe.save_probabilities(qubits=list(physical), label="probabilities")
+    return probe
+
+
+def probe_probabilities(simulator: AerSimulator, probe: QuantumCircuit, values: np.ndarray,
+                        parameters: Sequence, matrices: list) -> np.ndarray:
+    """Exact outcome probabilities ``(rows, 2**qubits)`` of a :func:`probe_circuit` at each row
+    of ``values`` (columns in the order of ``parameters``) in one Aer call, pushed through the
+    readout assignment ``matrices`` (one per probed qubit, ``None`` for ideal readout)."""
+    values = np.asarray(values, dtype=float).reshape(-1, len(parameters))
+    column = {p: i for i, p in enumerate(parameters)}
+    if probe.num_parameters:
+        binds = [{p: values[:, column[p]].tolist() for p in probe.parameters}]
+        result = simulator.run(probe, parameter_binds=binds).result()
+        probs = np.array([result.data(i)["probabilities"] for i in range(len(values))])
+    else:
+        result = simulator.run(probe).result()
+        probs = np.tile(result.data(0)["probabilities"], (len(values), 1))
+    return _apply_readout(probs, matrices)
 
 
 def _apply_readout(probs: np.ndarray, matrices: list) -> np.ndarray:
