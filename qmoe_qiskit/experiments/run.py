@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import dataclasses
 from dataclasses import asdict, dataclass
+from datetime import datetime, timezone
 from pathlib import Path
 from typing import Any, ClassVar
 
@@ -32,7 +33,10 @@ from ..jobs import (
     default_cache_dir,
 )
 from ..jobs.cache import library_versions
+from ..jobs.outcomes import MeasuredPub, measurement_files
+from ..jobs.sampler import PubOutcome
 from ..metrics import accuracy, mean_tvd
+from ..noise_models.standin import StandIn, stand_in
 from ..plots import router_agreement
 from ..primitives import SamplerEstimator
 from ..resources import check_memory
@@ -61,11 +65,14 @@ class RunConfig:
     channel: str | None = None
     instance: str | None = None
     dry_run: bool = False
+    noise_scale: float | None = None  # a stand-in: the fake backend with every rate times this
 
     def __post_init__(self):
         object.__setattr__(self, "model", str(self.model))
         if not isinstance(self.backend, str) or not self.backend.strip():
             raise ConfigError(f"backend must be a backend name, got {self.backend!r}")
+        if self.noise_scale is not None:
+            check_noise_scale(self.noise_scale, self.backend)
         if self.samples is not None and self.samples < 1:
             raise ConfigError(f"samples must be >= 1, got {self.samples}")
         check_seed(self.seed)
@@ -82,6 +89,12 @@ class RunConfig:
         """The result cache and job ledger this run reads and writes."""
         root = Path(self.cache_dir) if self.cache_dir else default_cache_dir()
         return ResultCache(root), Ledger(root / "ledger.jsonl")
+
+    def target(self) -> str | StandIn:
+        """What to connect to: the backend's name, or its stand-in with scaled noise."""
+        if self.noise_scale is None:
+            return self.backend
+        return stand_in(self.backend, scale=self.noise_scale)
 
     def job_options(self) -> JobOptions:
         return JobOptions(shots=self.shots, optimization_level=self.optimization_level,
@@ -126,6 +139,7 @@ class RunConfig:
     def aggregate(self, cells, results: list["BackendPass"], seconds: float) -> Outcome:
         [done] = results
         plan = {"command": "run", "model": str(Path(self.model)), "backend": done.backend,
+                "device": done.device, "noise_scale": self.noise_scale, "ran_at": done.ran_at,
                 "local_testing_mode": done.local, "calibration": done.calibration,
                 "shots": self.shots, "samples": done.records[0]["bindings"] if done.records else 0,
                 "options": asdict(self.job_options()), "dry_run": self.dry_run,
@@ -155,7 +169,8 @@ class RunConfig:
         figure = router_agreement(ideal, gates,
                                   title=f"router on {done.backend}, {self.shots} shots")
         return Outcome(results=results, report=_report(results), summary=summary,
-                       figures={"router_vs_ideal.png": figure})
+                       figures={"router_vs_ideal.png": figure},
+                       files=measurement_files(done.measured))
 
 
 @dataclass(frozen=True)
@@ -166,7 +181,10 @@ class BackendPass:
     backend: str
     local: bool
     calibration: str
+    device: str  # the device whose calibration describes the backend (a stand-in's device)
+    ran_at: str  # when the run started (UTC): the calibration in force is the one to compare
     records: list[dict[str, Any]]
+    measured: list[MeasuredPub]  # what each PUB that ran measured (none for a dry run)
     stats: dict[str, int]
     gates: np.ndarray | None  # None for a dry run
     ideal_gates: np.ndarray | None
@@ -182,11 +200,12 @@ class RunCell:
 
     def __call__(self, *, progress: bool = False) -> BackendPass:
         config = self.config
+        ran_at = datetime.now(timezone.utc).isoformat(timespec="seconds")
         model, _, data = load_trained(config.model)
         count = len(data.y_test) if config.samples is None else config.samples
         x = torch.as_tensor(data.x_test[:count], dtype=torch.float32)
         y = data.y_test[:count]
-        connection = connect(config.backend, channel=config.channel, instance=config.instance)
+        connection = connect(config.target(), channel=config.channel, instance=config.instance)
         cache, ledger = config.stores()
         verb = "planning" if config.dry_run else "running"
         with tqdm(total=len(model.quantum_layers()), desc=f"{verb} on {connection.name}",
@@ -201,8 +220,10 @@ class RunCell:
                 outputs, gates = model.forward_with_gates(x)
         common = dict(backend=connection.name, local=connection.local,
                       calibration=connection.calibration,
+                      device=getattr(connection.backend, "device", connection.name),
+                      ran_at=ran_at,
                       records=[asdict(r) for r in sampler.records], stats=sampler.stats(),
-                      labels=y)
+                      labels=y, measured=[_measured(o) for o in sampler.outcomes])
         if config.dry_run:
             return BackendPass(gates=None, ideal_gates=None, predictions=None,
                                ideal_predictions=None, **common)
@@ -211,6 +232,21 @@ class RunCell:
         return BackendPass(gates=gates.numpy(), ideal_gates=ideal_gates.numpy(),
                            predictions=outputs.argmax(dim=-1).numpy(),
                            ideal_predictions=ideal_outputs.argmax(dim=-1).numpy(), **common)
+
+
+def check_noise_scale(scale: float, backend: str) -> None:
+    """A stand-in's scale: for fake backends only, finite and >= 0."""
+    if not backend.startswith("fake_"):
+        raise ConfigError(f"--noise-scale makes a stand-in of a fake backend whose truth is "
+                          f"known; it is refused for the real backend {backend!r}")
+    if isinstance(scale, bool) or not isinstance(scale, (int, float)) or \
+            not np.isfinite(scale) or scale < 0:
+        raise ConfigError(f"noise scale must be a finite number >= 0, got {scale!r}")
+
+
+def _measured(outcome: PubOutcome) -> MeasuredPub:
+    [counts] = outcome.counts.values()  # QNN circuits measure into one register
+    return MeasuredPub(outcome.isa, outcome.values, counts)
 
 
 def _costs(records: list[dict]) -> dict[str, Any]:

@@ -32,13 +32,13 @@ from qiskit.primitives.containers.sampler_pub import SamplerPub
 from qiskit_ibm_runtime.executor_sampler import Sampler as ExecutorSampler
 
 from ..errors import ConfigError, JobError, StorageError, UnsupportedCircuitError, choices
-from ..primitives import SyncSampler, binding_rows
+from ..primitives import SyncSampler, binding_rows, outcome_counts
 from ..transpile import Compiled, Compiler, check_optimization_level, measured_qubits
 from .cache import ResultCache, pub_key
 from .ledger import Ledger, LedgerEntry, now
 from .service import Connection, one_line, scrub
 
-__all__ = ["JobOptions", "RuntimeSampler", "PubRecord", "collect", "wait"]
+__all__ = ["JobOptions", "RuntimeSampler", "PubRecord", "PubOutcome", "collect", "wait"]
 
 logger = logging.getLogger(__name__)
 
@@ -91,10 +91,25 @@ class PubRecord:
     layout: list[int]  # physical qubit each logical qubit starts on
     physical_qubits: list[int]  # every physical qubit the ISA circuit touches
     layout_method: str
+    measured: list[int]  # physical qubit measured into each clbit
     depth: int
     two_qubit_gates: int
     duration_s: float | None  # one execution of the ISA circuit
     shot_seconds: float | None  # bindings × shots × (duration + repetition delay)
+
+
+@dataclass(frozen=True)
+class PubOutcome:
+    """What one PUB measured: the ISA circuit that ran, its bindings (rows, columns in the
+    order of ``isa.parameters``) and each register's outcome counts ``(rows, 2**bits)``.
+    What a later analysis of the run (``qmoe compare``) needs to evaluate models on the very
+    circuits and qubits the backend ran."""
+
+    record: PubRecord
+    isa: QuantumCircuit
+    values: np.ndarray
+    counts: dict[str, np.ndarray]
+
 
 
 class RuntimeSampler(SyncSampler):
@@ -119,6 +134,7 @@ class RuntimeSampler(SyncSampler):
         self.ledger = ledger
         self.plan_only = plan_only
         self.records: list[PubRecord] = []
+        self.outcomes: list[PubOutcome] = []  # every PUB that ran (not planned ones)
         o = self.options
         self.compiler = Compiler(connection.backend, initial_layout=o.initial_layout,
                                  optimization_level=o.optimization_level,
@@ -183,6 +199,9 @@ class RuntimeSampler(SyncSampler):
                 result = self._cached(key, record)
                 if result is None:
                     result = self._fetch_or_submit(isa, values, key, record)
+        if record.source != "planned":
+            self.outcomes.append(PubOutcome(record, isa, values, {
+                name: outcome_counts(result.data[name]) for name in result.data.keys()}))
         if self.on_record is not None:
             self.on_record(record)
         return _reshape(result, pub)
@@ -290,7 +309,8 @@ class RuntimeSampler(SyncSampler):
         record = PubRecord(
             circuit=circuit.name, key=key, source="", job_id=None, bindings=bindings,
             shots=shots, layout=compiled.initial_layout, physical_qubits=compiled.used_qubits,
-            layout_method=compiled.layout_method, depth=isa.depth(),
+            layout_method=compiled.layout_method, measured=list(compiled.measured),
+            depth=isa.depth(),
             two_qubit_gates=sum(1 for inst in isa.data
                                 if inst.operation.num_qubits == 2 and inst.name != "barrier"),
             duration_s=duration,
