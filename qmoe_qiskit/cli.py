@@ -9,7 +9,7 @@ from pathlib import Path
 
 from .circuits import ANSATZE
 from .data import DATASETS, DataSpec
-from .errors import QMoEError
+from .errors import ConfigError, QMoEError
 from .models import EXPERTS, ROUTERS
 
 __all__ = ["main"]
@@ -147,6 +147,34 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--backend", required=True,
                    help="IBM Quantum backend (ibm_brisbane, ...) or fake backend (fake_manila, "
                         "fake_brisbane, ...: the runtime's local testing mode)")
+    _run_args(p)
+    p.add_argument("--dry-run", action="store_true",
+                   help="print circuits, bindings, shots and estimated QPU time; submit nothing")
+    _account_args(p)
+    _output_args(p, "run")
+
+    p = sub.add_parser("compare", help="which noise model explains a run's measurements: "
+                                       "ideal, device, fitted depolarizing, fitted device scale, "
+                                       "readout only")
+    p.add_argument("--run", default=None, help="a finished qmoe run folder")
+    p.add_argument("--model", default=None,
+                   help="or: run this model first (with --backend and the run options)")
+    p.add_argument("--backend", default=None, help="the backend to run --model on")
+    _run_args(p)
+    p.add_argument("--tolerance", type=float, default=1.5,
+                   help="a model explains the hardware when its mean TVD is at most this many "
+                        "times its shot-noise floor (default 1.5)")
+    _account_args(p)
+    _output_args(p, "compare")
+
+    p = sub.add_parser("jobs", help="jobs recorded in the ledger: list, status, fetch")
+    p.add_argument("action", choices=("list", "status", "fetch"))
+    p.add_argument("job_ids", nargs="*", help="job ids (default: every recorded job)")
+    _account_args(p)
+    return parser
+
+
+def _run_args(p: argparse.ArgumentParser) -> None:
     p.add_argument("--shots", type=int, default=1024, help="shots per sample (default 1024)")
     p.add_argument("--samples", type=int, default=None,
                    help="use the first K held-out test samples (default: all)")
@@ -157,16 +185,9 @@ def build_parser() -> argparse.ArgumentParser:
                         "error)")
     p.add_argument("--twirling", action="store_true", help="Pauli-twirl gates and measurements")
     p.add_argument("--dd", action="store_true", help="dynamical decoupling (XX)")
-    p.add_argument("--dry-run", action="store_true",
-                   help="print circuits, bindings, shots and estimated QPU time; submit nothing")
-    _account_args(p)
-    _output_args(p, "run")
-
-    p = sub.add_parser("jobs", help="jobs recorded in the ledger: list, status, fetch")
-    p.add_argument("action", choices=("list", "status", "fetch"))
-    p.add_argument("job_ids", nargs="*", help="job ids (default: every recorded job)")
-    _account_args(p)
-    return parser
+    p.add_argument("--noise-scale", type=float, default=None,
+                   help="with a fake backend: a stand-in whose noise is the device's with every "
+                        "error rate times this (a known truth for rehearsing a study offline)")
 
 
 def _account_args(p: argparse.ArgumentParser) -> None:
@@ -183,7 +204,7 @@ def main(argv: list[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
     try:
         commands = {"ablation": _ablation, "train": _train, "evaluate": _evaluate,
-                    "sweep": _sweep, "run": _run, "jobs": _jobs}
+                    "sweep": _sweep, "run": _run, "compare": _compare, "jobs": _jobs}
         return commands[args.command](args)
     except QMoEError as exc:
         print(f"qmoe {args.command}: error: {exc}", file=sys.stderr)
@@ -191,7 +212,7 @@ def main(argv: list[str] | None = None) -> int:
     except KeyboardInterrupt:
         hint = ("; submitted jobs are kept in the ledger (qmoe jobs list): run the same command "
                 "again to fetch their results instead of resubmitting"
-                if args.command == "run" else "")
+                if args.command in ("run", "compare") else "")
         print(f"qmoe {args.command}: interrupted{hint}", file=sys.stderr)
         return 130
 
@@ -258,14 +279,37 @@ def _sweep(args) -> int:
     return 0
 
 
-def _run(args) -> int:
+def _run_config(args, dry_run: bool = False):
     from .experiments.run import RunConfig
 
-    config = RunConfig(model=args.model, backend=args.backend, shots=args.shots,
-                       samples=args.samples, optimization_level=args.optimization_level,
-                       seed=args.seed, layout=args.layout, twirling=args.twirling,
-                       dynamical_decoupling=args.dd, cache_dir=args.cache,
-                       channel=args.channel, instance=args.instance, dry_run=args.dry_run)
+    return RunConfig(model=args.model, backend=args.backend, shots=args.shots,
+                     samples=args.samples, optimization_level=args.optimization_level,
+                     seed=args.seed, layout=args.layout, twirling=args.twirling,
+                     dynamical_decoupling=args.dd, cache_dir=args.cache,
+                     channel=args.channel, instance=args.instance, dry_run=dry_run,
+                     noise_scale=args.noise_scale)
+
+
+def _run(args) -> int:
+    _finish(_run_config(args, args.dry_run), args)
+    return 0
+
+
+def _compare(args) -> int:
+    from .experiments.compare import CompareConfig
+
+    if args.run is not None:
+        given = [flag for flag, value in (("--model", args.model), ("--backend", args.backend),
+                                          ("--noise-scale", args.noise_scale)) if value is not None]
+        if given:
+            raise ConfigError(f"--run compares a finished run; {given[0]} is for running a model "
+                              f"first (give --model and --backend without --run)")
+        config = CompareConfig(run=args.run, tolerance=args.tolerance)
+    elif args.model is None or args.backend is None:
+        raise ConfigError("give a finished run folder (--run DIR), or a model and a backend to "
+                          "run it on first (--model M --backend B)")
+    else:
+        config = CompareConfig(backend_run=_run_config(args), tolerance=args.tolerance)
     _finish(config, args)
     return 0
 

@@ -1,15 +1,21 @@
-"""Scores and distances, one module for every experiment: classification scores, mean ± std
-over seeds or repetitions, and distances between routing distributions."""
+"""Scores, distances and likelihoods, one module for every experiment: classification scores,
+mean ± std over seeds or repetitions, distances between outcome distributions, the shot-noise
+floor of a distance, bootstrap intervals, and one-parameter maximum-likelihood fits with
+profile-likelihood intervals."""
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
 from typing import Any
 
 import numpy as np
+from scipy.optimize import brentq, minimize_scalar
 from sklearn.metrics import f1_score
 
-__all__ = ["accuracy", "classification_scores", "summarize", "tvd", "mean_tvd"]
+__all__ = ["accuracy", "classification_scores", "summarize", "tvd", "mean_tvd",
+           "hellinger_distance", "log_likelihood", "shot_noise_tvd", "bootstrap_mean",
+           "ProfileFit", "profile_fit"]
 
 
 def accuracy(y_true: np.ndarray, y_pred: np.ndarray) -> float:
@@ -39,3 +45,120 @@ def tvd(p: np.ndarray, q: np.ndarray) -> np.ndarray:
 def mean_tvd(p: np.ndarray, q: np.ndarray) -> float:
     """The TVD of each row pair, averaged over rows (samples)."""
     return float(tvd(p, q).mean())
+
+
+def hellinger_distance(p: np.ndarray, q: np.ndarray) -> np.ndarray:
+    """Hellinger distance ``H = sqrt(1 − Σ_k sqrt(p_k q_k))`` (in [0, 1]) between the rows of
+    ``p`` and ``q``. Not ``qiskit.quantum_info.hellinger_fidelity``, which is the classical
+    fidelity ``(Σ_k sqrt(p_k q_k))² = (1 − H²)²``."""
+    overlap = np.sqrt(np.clip(np.asarray(p), 0, None) * np.clip(np.asarray(q), 0, None))
+    return np.sqrt(np.clip(1.0 - overlap.sum(axis=-1), 0.0, None))
+
+
+def log_likelihood(counts: np.ndarray, probabilities: np.ndarray, *,
+                   floor: float = 1e-12) -> float:
+    """Multinomial log-likelihood ``Σ n_k log p_k`` of outcome ``counts`` under
+    ``probabilities`` (same shape), summed over rows; probabilities below ``floor`` count as
+    ``floor``, so one impossible outcome costs much but not infinitely much. The multinomial
+    coefficient is left out: it does not depend on the model."""
+    p = np.clip(np.asarray(probabilities, dtype=float), floor, None)
+    return float((np.asarray(counts) * np.log(p)).sum())
+
+
+def shot_noise_tvd(probabilities: np.ndarray, shots: int, *, repetitions: int = 200,
+                   rng: np.random.Generator | None = None) -> np.ndarray:
+    """Each row's expected TVD between ``probabilities`` and the frequencies of ``shots``
+    samples drawn from it (Monte Carlo over ``repetitions`` draws): the distance a perfect
+    model shows from finite-shot data. Shape ``(rows,)``."""
+    rng = np.random.default_rng(0) if rng is None else rng
+    probs = np.clip(np.asarray(probabilities, dtype=float), 0, None)
+    probs = probs / probs.sum(axis=-1, keepdims=True)
+    out = np.empty(len(probs))
+    for i, row in enumerate(probs):
+        draws = rng.multinomial(shots, row, size=repetitions) / shots
+        out[i] = tvd(draws, row).mean()
+    return out
+
+
+def bootstrap_mean(values: np.ndarray, *, resamples: int = 2000, level: float = 0.95,
+                   rng: np.random.Generator | None = None) -> tuple[float, float]:
+    """A percentile bootstrap interval of the mean of ``values`` (resampling the values)."""
+    rng = np.random.default_rng(0) if rng is None else rng
+    values = np.asarray(values, dtype=float)
+    means = values[rng.integers(0, len(values), size=(resamples, len(values)))].mean(axis=1)
+    tail = (1 - level) / 2
+    return float(np.quantile(means, tail)), float(np.quantile(means, 1 - tail))
+
+
+CHI2_95 = 3.841458820694124  # the 95% quantile of chi-squared with one degree of freedom
+
+
+@dataclass(frozen=True)
+class ProfileFit:
+    """A one-parameter maximum-likelihood fit: the estimate, its 95% profile-likelihood
+    interval (``None`` for a side the searched range does not close), the log-likelihood at
+    the estimate, the profile evaluated on the grid, and whether the maximum was found inside
+    the range (if not, ``estimate`` is the grid optimum and ``message`` says so)."""
+
+    estimate: float
+    interval: tuple[float | None, float | None]
+    log_likelihood: float
+    grid: list[float]
+    profile: list[float]
+    converged: bool
+    message: str = ""
+    near: list[float] = ()  # points around the estimate (twice the interval's width) ...
+    near_profile: list[float] = ()  # ... and the log-likelihood there: the profile to plot
+
+
+def profile_fit(loglik: Callable[[float], float], grid: Sequence[float], *,
+                name: str = "parameter", tolerance: float = 1e-4) -> ProfileFit:
+    """Maximise ``loglik`` over ``[grid[0], grid[-1]]``: the best grid point, refined by a
+    bounded 1-D search between its neighbours; the 95% interval is where
+    ``2 (max − loglik) <= 3.84`` (root-found between grid points). A maximum on the grid's
+    upper edge is not converged (the likelihood may still rise beyond it); one on the lower
+    edge is a valid estimate at the bound."""
+    grid = np.asarray(sorted(set(float(g) for g in grid)))
+    values = np.array([loglik(g) for g in grid])
+    if not np.all(np.isfinite(values)):
+        bad = grid[~np.isfinite(values)]
+        raise ValueError(f"the log-likelihood of {name} is not finite at {bad.tolist()}")
+    i = int(np.argmax(values))
+    profile = dict(zip(grid.tolist(), values.tolist()))
+    if i == len(grid) - 1:
+        return ProfileFit(float(grid[i]), (None, None), float(values[i]), grid.tolist(),
+                          values.tolist(), False,
+                          f"the likelihood of {name} still rises at the searched range's edge "
+                          f"{grid[i]:g}: the grid optimum is reported, not a maximum")
+    lo, hi = grid[max(i - 1, 0)], grid[i + 1]
+    best, best_value = float(grid[i]), float(values[i])
+    if hi > lo:
+        found = minimize_scalar(lambda x: -loglik(x), bounds=(lo, hi), method="bounded",
+                                options={"xatol": tolerance * max(hi, 1e-12)})
+        if found.success and -found.fun > best_value:
+            best, best_value = float(found.x), float(-found.fun)
+    threshold = best_value - CHI2_95 / 2
+    gap = lambda x: loglik(x) - threshold  # noqa: E731
+
+    def side(points: np.ndarray) -> float | None:
+        """Where the profile crosses the threshold going from the estimate through
+        ``points``; ``None`` if it never does; the bound itself if it stays above."""
+        previous = best
+        for x in points:
+            if profile[float(x)] < threshold:
+                return float(brentq(gap, min(previous, x), max(previous, x),
+                                    xtol=tolerance * max(abs(x), 1e-12)))
+            previous = x
+        return None
+
+    lower = side(grid[grid < best][::-1])
+    if lower is None and grid[0] == 0:
+        lower = 0.0  # the profile stays within the interval down to the bound
+    upper = side(grid[grid > best])
+    left = best - 2 * (best - (lower if lower is not None else grid[0]))
+    right = best + 2 * ((upper if upper is not None else grid[-1]) - best)
+    near = np.linspace(max(left, grid[0]), min(right, grid[-1]), 21)
+    return ProfileFit(best, (lower, upper), best_value, grid.tolist(), values.tolist(), True,
+                      "" if upper is not None else
+                      f"the 95% interval of {name} is not closed within the searched range",
+                      near.tolist(), [float(loglik(x)) for x in near])

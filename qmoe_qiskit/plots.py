@@ -7,7 +7,8 @@ from matplotlib.figure import Figure
 
 from .training import logits
 
-__all__ = ["decision_boundaries", "training_curves", "noise_sweep", "router_agreement"]
+__all__ = ["decision_boundaries", "training_curves", "noise_sweep", "router_agreement",
+           "compare_figures"]
 
 
 def decision_boundaries(panels: list[tuple[str, object]], x: np.ndarray, y: np.ndarray,
@@ -76,3 +77,68 @@ def router_agreement(ideal: np.ndarray, measured: np.ndarray, *, title: str) -> 
            ylabel="measured P(expert | x)", title=title)
     ax.legend(fontsize="small")
     return fig
+
+
+_MODEL_TITLES = {"ideal": "ideal", "device": "device", "depolarizing_fit": "depolarizing fit",
+                 "device_scaled_fit": "device × k fit", "readout_only": "readout only"}
+
+
+def compare_figures(pubs, probabilities: dict[str, list[np.ndarray]], analysis: dict,
+                    fits: dict, readout: list[dict]) -> dict[str, Figure]:
+    """The figures of ``qmoe compare``: hardware against model probability per outcome and
+    sample (one panel per model), per-sample TVD histograms with the shot-noise floor, the
+    likelihood profiles of the fitted models, and per-qubit readout, calibrated and fitted."""
+    names = list(probabilities)
+    hardware = pubs[0].counts / pubs[0].counts.sum(axis=1, keepdims=True)
+
+    scatter = Figure(figsize=(3.2 * len(names), 3.4), layout="constrained")
+    for ax, name in zip(scatter.subplots(1, len(names), squeeze=False)[0], names):
+        model = probabilities[name][0]
+        ax.scatter(model.ravel(), hardware.ravel(), s=6, alpha=0.5)
+        ax.plot([0, 1], [0, 1], color="k", linewidth=0.8, linestyle="--")
+        m = analysis["models"][name]
+        ax.set(xlim=(0, 1), ylim=(0, 1), xlabel="model probability",
+               title=f"{_MODEL_TITLES.get(name, name)}\nTVD {m['mean_tvd']:.3f} "
+                     f"({m['tvd_over_floor']:.1f}× floor)")
+    scatter.axes[0].set_ylabel("measured frequency")
+
+    hist = Figure(figsize=(3.2 * len(names), 3.0), layout="constrained")
+    top = max(max(analysis["models"][n]["tvd_per_sample"]) for n in names)
+    bins = np.linspace(0, top * 1.05 + 1e-9, 25)
+    for ax, name in zip(hist.subplots(1, len(names), squeeze=False, sharey=True)[0], names):
+        m = analysis["models"][name]
+        ax.hist(m["tvd_per_sample"], bins=bins, color="tab:blue", alpha=0.8)
+        ax.axvline(m["floor_tvd"], color="tab:red", linestyle="--", label="shot-noise floor")
+        ax.axvline(m["mean_tvd"], color="k", linewidth=1, label="mean TVD")
+        ax.set(xlabel="TVD to hardware", title=_MODEL_TITLES.get(name, name))
+    hist.axes[0].set_ylabel("samples")
+    hist.axes[0].legend(fontsize="x-small")
+
+    profiles = Figure(figsize=(4.2 * max(1, len(fits)), 3.4), layout="constrained")
+    for ax, (name, fit) in zip(profiles.subplots(1, max(1, len(fits)), squeeze=False)[0],
+                               fits.items()):
+        grid, values = ((np.asarray(fit.near), np.asarray(fit.near_profile)) if len(fit.near)
+                        else (np.asarray(fit.grid), np.asarray(fit.profile)))
+        ax.plot(grid, fit.log_likelihood - values, marker="o", markersize=3)
+        ax.axhline(3.841 / 2, color="tab:red", linestyle="--", label="95% threshold")
+        ax.axvline(fit.estimate, color="k", linewidth=1, label=f"estimate {fit.estimate:.3g}")
+        ax.set(xlabel="ε" if name == "depolarizing_fit" else "k (device scale)",
+               ylabel="log-likelihood below maximum", title=_MODEL_TITLES.get(name, name))
+        ax.legend(fontsize="x-small")
+
+    bars = Figure(figsize=(max(4.0, 1.2 * len(readout) + 2), 3.4), layout="constrained")
+    ax = bars.subplots()
+    x = np.arange(len(readout))
+    for offset, key, label in ((-0.3, "calibrated_p10", "calibrated P(1|0)"),
+                               (-0.1, "calibrated_p01", "calibrated P(0|1)"),
+                               (0.1, "scaled_fit_p10", "k × P(1|0)"),
+                               (0.3, "scaled_fit_p01", "k × P(0|1)")):
+        ax.bar(x + offset, [r[key] for r in readout], width=0.2, label=label)
+    if readout:
+        ax.axhline(readout[0]["depolarizing_fit"], color="k", linestyle=":",
+                   label="depolarizing ε")
+    ax.set_xticks(x, [f"q{r['qubit']}" for r in readout])
+    ax.set(ylabel="readout error", title="Readout: calibrated and fitted")
+    ax.legend(fontsize="x-small")
+    return {"scatter.png": scatter, "tvd_histograms.png": hist, "profiles.png": profiles,
+            "readout.png": bars}

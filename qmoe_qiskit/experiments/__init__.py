@@ -1,8 +1,9 @@
 """Experiments: each a frozen config cut into independent cells, aggregated into a run folder.
 
 ``run_experiment(config, out)`` runs any of them: :class:`TrainRun` (``qmoe train``),
-:class:`AblationConfig` (``qmoe ablation``), :class:`SweepConfig` (``qmoe sweep``) and
-:class:`RunConfig` (``qmoe run``). See :mod:`.base` for the shape they share. The experiment
+:class:`AblationConfig` (``qmoe ablation``), :class:`SweepConfig` (``qmoe sweep``),
+:class:`RunConfig` (``qmoe run``) and :class:`CompareConfig` (``qmoe compare``). See
+:mod:`.base` for the shape they share. The experiment
 classes load on first use, so a command pays only for the execution packages it needs.
 """
 
@@ -12,7 +13,7 @@ from .base import Outcome, run_experiment, serial, write_run_folder
 
 _LAZY = {"AblationConfig": "ablation", "QUICK": "ablation", "TrainRun": "train",
          "evaluate_saved": "train", "SweepConfig": "sweep", "RunConfig": "run",
-         "plan_text": "run"}
+         "plan_text": "run", "CompareConfig": "compare"}
 
 __all__ = ["Outcome", "run_experiment", "serial", "write_run_folder", *_LAZY]
 

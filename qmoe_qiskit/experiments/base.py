@@ -22,6 +22,7 @@ the run works, the results go beside it (``<out>-1``) rather than being lost.
 from __future__ import annotations
 
 import errno
+import inspect
 import json
 import logging
 import math
@@ -58,8 +59,9 @@ class Cell(Protocol):
 
 
 class Experiment(Protocol):
-    """Also optional: ``writes`` (``False``: keeps no run folder, as a dry run) and
-    ``inputs()`` (files the run reads, which ``overwrite`` may never delete)."""
+    """Also optional: ``writes`` (``False``: keeps no run folder, as a dry run),
+    ``inputs()`` (files the run reads, which ``overwrite`` may never delete) and a
+    ``progress`` keyword of ``plan`` (for planning that does work the user waits on)."""
 
     command: ClassVar[str]
 
@@ -107,7 +109,10 @@ def run_experiment(experiment: Experiment, out: str | Path | None = None, *,
     if writes:
         inputs = experiment.inputs() if hasattr(experiment, "inputs") else ()
         path = check_run_folder(path, overwrite=overwrite, inputs=inputs)
-    cells = experiment.plan()
+    if "progress" in inspect.signature(experiment.plan).parameters:
+        cells = experiment.plan(progress=progress)  # planning the user waits on (compare's run)
+    else:
+        cells = experiment.plan()
     results = executor(cells, progress=progress, desc=experiment.command)
     outcome = experiment.aggregate(cells, results, time.perf_counter() - tic)
     if not writes:
