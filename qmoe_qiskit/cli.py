@@ -161,6 +161,9 @@ def build_parser() -> argparse.ArgumentParser:
                    help="or: run this model first (with --backend and the run options)")
     p.add_argument("--backend", default=None, help="the backend to run --model on")
     _run_args(p)
+    p.add_argument("--quick", action="store_true",
+                   help=f"with --model: a short run ({QUICK_COMPARE_SAMPLES} test samples unless "
+                        f"--samples is given)")
     p.add_argument("--tolerance", type=float, default=1.5,
                    help="a model explains the hardware when its mean TVD is at most this many "
                         "times its shot-noise floor (default 1.5)")
@@ -172,6 +175,9 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("job_ids", nargs="*", help="job ids (default: every recorded job)")
     _account_args(p)
     return parser
+
+
+QUICK_COMPARE_SAMPLES = 40
 
 
 def _run_args(p: argparse.ArgumentParser) -> None:
@@ -301,6 +307,8 @@ def _compare(args) -> int:
     if args.run is not None:
         given = [flag for flag, value in (("--model", args.model), ("--backend", args.backend),
                                           ("--noise-scale", args.noise_scale)) if value is not None]
+        if args.quick:
+            given.append("--quick")
         if given:
             raise ConfigError(f"--run compares a finished run; {given[0]} is for running a model "
                               f"first (give --model and --backend without --run)")
@@ -309,6 +317,8 @@ def _compare(args) -> int:
         raise ConfigError("give a finished run folder (--run DIR), or a model and a backend to "
                           "run it on first (--model M --backend B)")
     else:
+        if args.quick and args.samples is None:
+            args.samples = QUICK_COMPARE_SAMPLES
         config = CompareConfig(backend_run=_run_config(args), tolerance=args.tolerance)
     _finish(config, args)
     return 0
