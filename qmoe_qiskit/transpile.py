@@ -21,7 +21,8 @@ from .errors import ConfigError
 from .primitives import CircuitCache
 
 __all__ = ["Compiled", "Compiler", "OPTIMIZATION_LEVELS", "check_optimization_level",
-           "compile_for_backend", "compile_to_basis", "low_error_layout", "measured_qubits"]
+           "compile_for_backend", "compile_to_basis", "low_error_layout", "measured_qubits",
+           "used_qubits"]
 
 OPTIMIZATION_LEVELS = (0, 1, 2, 3)
 
@@ -53,8 +54,7 @@ class Compiled:
     @property
     def used_qubits(self) -> list[int]:
         """Every physical qubit the compiled circuit acts on."""
-        isa = self.isa
-        return sorted({isa.find_bit(q).index for inst in isa.data for q in inst.qubits})
+        return used_qubits(self.isa)
 
 
 def check_optimization_level(level: int) -> None:
@@ -137,6 +137,11 @@ class Compiler:
         return compile_to_basis(circuit, self.basis_gates,
                                 optimization_level=self.optimization_level,
                                 seed_transpiler=self.seed_transpiler)
+
+
+def used_qubits(circuit: QuantumCircuit) -> list[int]:
+    """Every qubit (by index) an instruction of ``circuit`` acts on."""
+    return sorted({circuit.find_bit(q).index for inst in circuit.data for q in inst.qubits})
 
 
 def measured_qubits(circuit: QuantumCircuit) -> list[int]:

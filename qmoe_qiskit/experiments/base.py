@@ -45,7 +45,8 @@ from ..files import check_writable_dir
 from ..models import MixtureOfExperts, ModelSpec, load_model
 
 __all__ = ["Cell", "Experiment", "Executor", "Outcome", "run_experiment", "serial",
-           "write_run_folder", "check_run_folder", "default_run_path", "load_trained"]
+           "write_run_folder", "folder_writers", "check_run_folder", "default_run_path",
+           "load_trained"]
 
 logger = logging.getLogger(__name__)
 
@@ -172,18 +173,26 @@ def write_run_folder(target: str | Path, config: dict[str, Any], outcome: Outcom
     staging = Path(tempfile.mkdtemp(prefix=f".{target.name}.", suffix=".partial",
                                     dir=target.parent))
     try:
-        _write_json(staging / "config.json", config)
-        (staging / "report.md").write_text(outcome.report, encoding="utf-8")
-        for name, figure in outcome.figures.items():
-            figure.savefig(staging / name, dpi=120)
-        for name, writer in outcome.files.items():
+        for name, writer in folder_writers(config, outcome).items():
             (staging / name).parent.mkdir(parents=True, exist_ok=True)
             writer(staging / name)
-        _write_json(staging / "results.json", outcome.results)
         return _move_into_place(staging, target, overwrite)
     except BaseException:
         shutil.rmtree(staging, ignore_errors=True)
         raise
+
+
+def folder_writers(config: dict[str, Any], outcome: Outcome) -> dict[str, Callable[[Path], Any]]:
+    """A run folder's files, name -> writer, in the order they are written: ``config.json``,
+    ``report.md``, figures, the outcome's files, and ``results.json`` last."""
+    writers: dict[str, Callable[[Path], Any]] = {
+        "config.json": lambda path: _write_json(path, config),
+        "report.md": lambda path: path.write_text(outcome.report, encoding="utf-8")}
+    for name, figure in outcome.figures.items():
+        writers[name] = lambda path, figure=figure: figure.savefig(path, dpi=120)
+    writers.update(outcome.files)
+    writers["results.json"] = lambda path: _write_json(path, outcome.results)
+    return writers
 
 
 def _move_into_place(staging: Path, target: Path, overwrite: bool) -> Path:

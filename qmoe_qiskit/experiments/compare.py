@@ -54,7 +54,8 @@ from ..noise_models.evaluate import IsaEvaluator, gate_names
 from ..noise_models.factories import calibrated_readout, device_readout, largest_scale
 from ..plots import compare_figures
 from ..primitives import ExactDistributions, SamplerEstimator, SyncSampler, binding_rows
-from .base import Outcome, load_trained
+from ..transpile import used_qubits
+from .base import Outcome, folder_writers, load_trained
 from .run import RunConfig
 
 __all__ = ["CompareConfig", "MODELS", "MIN_SHOTS"]
@@ -106,7 +107,7 @@ class CompareConfig:
         else:
             recorded = _do_run(self.backend_run, progress)
         device_backend = _calibration(recorded.results)
-        used = sorted({q for pub in recorded.pubs for q in _used(pub)})
+        used = sorted({q for pub in recorded.pubs for q in used_qubits(pub.isa)})
         common = dict(pubs=tuple(recorded.pubs), device=device_backend, used=tuple(used))
         return [recorded, *(ModelCell(name=name, **common) for name in MODELS)]
 
@@ -140,29 +141,11 @@ class RecordedRun:
         return self
 
     def run_files(self) -> dict:
+        """The folder of a run done by this compare, to be written as ``run/``."""
         if self.outcome is None:
             return {}
-        outcome, config = self.outcome, self.config
-
-        def text(content: str):
-            return lambda path: path.write_text(content, encoding="utf-8")
-
-        files = {"run/config.json": text(json.dumps(config, indent=2, default=str) + "\n"),
-                 "run/report.md": text(outcome.report),
-                 "run/results.json": text(json.dumps(outcome.results, indent=2,
-                                                     default=_jsonable) + "\n")}
-        for name, figure in outcome.figures.items():
-            files[f"run/{name}"] = lambda path, figure=figure: figure.savefig(path, dpi=120)
-        files.update({f"run/{name}": writer for name, writer in outcome.files.items()})
-        return files
-
-
-def _jsonable(value):
-    if isinstance(value, np.generic):
-        return value.item()
-    if isinstance(value, np.ndarray):
-        return value.tolist()
-    return str(value)
+        return {f"run/{name}": writer
+                for name, writer in folder_writers(self.config, self.outcome).items()}
 
 
 def _do_run(config: RunConfig, progress: bool) -> RecordedRun:
@@ -207,11 +190,6 @@ def _check_pubs(pubs: list[MeasuredPub], where: str) -> None:
         raise ConfigError(f"{where} has {shots} shots per sample; fitting and comparing noise "
                           f"models needs at least {MIN_SHOTS} (run with --shots {MIN_SHOTS} or "
                           f"more)")
-
-
-def _used(pub: MeasuredPub) -> set[int]:
-    isa = pub.isa
-    return {isa.find_bit(q).index for inst in isa.data for q in inst.qubits}
 
 
 @dataclass(frozen=True)

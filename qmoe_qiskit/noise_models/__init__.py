@@ -10,6 +10,7 @@ The batched parameter-shift gradients train a QNN under any of them; :class:`Isa
 evaluates circuits that already ran, on their own qubits, under any of them.
 """
 
+from .evaluate import IsaEvaluator
 from .factories import (
     DEFAULT_BASIS,
     calibrated_readout,
@@ -21,8 +22,13 @@ from .factories import (
     thermal_relaxation,
 )
 from .gradients import BatchedShiftEstimatorGradient, BatchedShiftSamplerGradient
-from .evaluate import IsaEvaluator
-from .primitives import NoisyEstimator, NoisySampler, NoisySimulation, aer_primitives, aer_simulator
+from .primitives import (
+    NoisyEstimator,
+    NoisySampler,
+    NoisySimulation,
+    aer_primitives,
+    aer_simulator,
+)
 from .standin import StandIn, stand_in
 
 __all__ = [

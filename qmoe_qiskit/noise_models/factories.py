@@ -34,6 +34,7 @@ __all__ = [
     "device",
     "device_readout",
     "largest_scale",
+    "scale_limits",
     "calibrated_readout",
     "CalibratedReadout",
     "readout_matrices",
@@ -197,20 +198,32 @@ def device(
 def largest_scale(backend: str | BackendV2, qubits: Sequence[int]) -> float:
     """The largest ``scale`` :func:`device` accepts on ``qubits``: the first at which an error
     reaches its largest physical value (``inf`` for a noiseless calibration)."""
+    return min((limit for _, limit in scale_limits(backend, qubits)), default=float("inf"))
+
+
+def scale_limits(backend: str | BackendV2,
+                 qubits: Sequence[int]) -> list[tuple[tuple[int, ...], float]]:
+    """Each calibrated error on ``qubits`` (gates, measurement, readout), as ``(qubits it
+    acts on, the scale that takes it to its largest physical value)``."""
     if isinstance(backend, str):
         backend = get_backend(backend)
     used = {int(q) for q in qubits}
-    limits = [np.inf]
+    limits = []
     for op_name in backend.target.operation_names:
         for qargs, prop in (backend.target[op_name] or {}).items():
             if qargs is None or prop is None or not prop.error or not set(qargs) <= used:
                 continue
-            upper = 1.0 if op_name == "measure" else 2 ** len(qargs) / (2 ** len(qargs) + 1)
-            limits.append(upper / prop.error)
-    for pair in calibrated_readout(backend, sorted(used)).errors.values():
+            limits.append((tuple(qargs), _largest_error(op_name, len(qargs)) / prop.error))
+    for q, pair in calibrated_readout(backend, sorted(used)).errors.items():
         if max(pair) > 0:
-            limits.append(1.0 / max(pair))
-    return float(min(limits))
+            limits.append(((q,), 1.0 / max(pair)))
+    return limits
+
+
+def _largest_error(op_name: str, num_qubits: int) -> float:
+    """The largest physical error of an instruction: 1 for a measurement, else the
+    depolarizing bound 2**n / (2**n + 1) of an average gate infidelity."""
+    return 1.0 if op_name == "measure" else 2 ** num_qubits / (2 ** num_qubits + 1)
 
 
 def device_readout(backend: str | BackendV2, *, qubits: Sequence[int],
@@ -305,7 +318,7 @@ def _scaled_target(target: Target, used: set[int], scale: float, name: str,
             error = prop.error
             if error is not None and scale != 1:
                 error = error * scale
-                upper = 1.0 if op_name == "measure" else 2 ** len(qargs) / (2 ** len(qargs) + 1)
+                upper = _largest_error(op_name, len(qargs))
                 if clip:
                     error = min(error, upper)
                 if error > upper:

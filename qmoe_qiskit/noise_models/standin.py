@@ -21,7 +21,7 @@ from qiskit_aer.noise import NoiseModel
 
 from ..backends import get_backend
 from ..errors import ConfigError
-from .factories import calibrated_readout, device
+from .factories import device, scale_limits
 
 __all__ = ["StandIn", "stand_in", "stand_in_name"]
 
@@ -94,14 +94,5 @@ def _calibration_date(backend: BackendV2) -> str:
 
 def _clipped(backend: BackendV2, scale: float) -> list[int]:
     """Qubits with an error that ``scale`` pushes past its largest physical value."""
-    bad = set()
-    for op_name in backend.target.operation_names:
-        for qargs, prop in (backend.target[op_name] or {}).items():
-            if qargs is None or prop is None or prop.error is None:
-                continue
-            upper = 1.0 if op_name == "measure" else 2 ** len(qargs) / (2 ** len(qargs) + 1)
-            if prop.error * scale > upper:
-                bad.update(qargs)
-    readout = calibrated_readout(backend, range(backend.num_qubits)).errors
-    bad.update(q for q, pair in readout.items() if max(pair) * scale > 1)
-    return sorted(bad)
+    limits = scale_limits(backend, range(backend.num_qubits))
+    return sorted({q for qargs, limit in limits if limit < scale for q in qargs})
