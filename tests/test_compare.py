@@ -22,25 +22,6 @@ from qmoe_qiskit.noise_models.standin import stand_in
 MANILA_BASIS = ["cx", "id", "rz", "sx", "x"]
 
 
-@pytest.fixture(scope="module")
-def router(tmp_path_factory):
-    """A trained sel router (estimator-read, 2 qubits) with linear experts."""
-    out = tmp_path_factory.mktemp("model") / "run"
-    assert main(["train", "--router", "quantum", "--ansatz", "sel", "--epochs", "8",
-                 "--samples", "300", "--no-progress", "--out", str(out)]) == 0
-    return out
-
-
-@pytest.fixture(scope="module")
-def experts(tmp_path_factory):
-    """A sel router with two quantum experts: three circuits per forward pass."""
-    out = tmp_path_factory.mktemp("model") / "run"
-    assert main(["train", "--router", "quantum", "--ansatz", "sel", "--expert", "quantum",
-                 "--layers", "2", "--epochs", "2", "--samples", "200", "--no-progress",
-                 "--out", str(out)]) == 0
-    return out
-
-
 def _compare(model, tmp_path, monkeypatch=None, backend=None, **run):
     if backend is not None:  # a custom stand-in, as a user's own rehearsal would build it
         monkeypatch.setattr(RunConfig, "target", lambda self: backend)
@@ -90,8 +71,8 @@ def test_a_stand_in_carries_the_scaled_device_model_under_its_own_name():
     (["--backend", "fake_manila", "--noise-scale", "-1"], "finite number >= 0"),
     (["--backend", "fake_manila", "--noise-scale", "nan"], "finite number >= 0"),
 ])
-def test_a_bad_noise_scale_is_one_line(router, tmp_path, capsys, argv, message):
-    assert main(["run", "--model", str(router), "--out", str(tmp_path / "out"),
+def test_a_bad_noise_scale_is_one_line(sel_model, tmp_path, capsys, argv, message):
+    assert main(["run", "--model", str(sel_model), "--out", str(tmp_path / "out"),
                  "--cache", str(tmp_path / "c"), *argv]) == 2
     err = capsys.readouterr().err.strip()
     assert message in err and "\n" not in err
@@ -129,8 +110,8 @@ def test_a_fit_whose_likelihood_rises_to_the_edge_is_not_converged():
 
 
 # ------------------------------------------------------------------ the run folder
-def test_run_keeps_what_it_measured_and_replays_to_its_own_router(experts, tmp_path):
-    results, folder = _compare(experts, tmp_path, shots=500, samples=20)
+def test_run_keeps_what_it_measured_and_replays_to_its_own_router(q_experts, tmp_path):
+    results, folder = _compare(q_experts, tmp_path, shots=500, samples=20)
     run = folder / "run"
     recorded = json.loads((run / "results.json").read_text())
     pubs = read_measurements(run)
@@ -156,8 +137,8 @@ def test_run_keeps_what_it_measured_and_replays_to_its_own_router(experts, tmp_p
 
 
 # ------------------------------------------------------------------ recovery of a known truth
-def test_a_scaled_stand_in_is_recovered(router, tmp_path):
-    results, folder = _compare(router, tmp_path, noise_scale=2.5)
+def test_a_scaled_stand_in_is_recovered(sel_model, tmp_path):
+    results, folder = _compare(sel_model, tmp_path, noise_scale=2.5)
     fit, models = results["fit"], results["models"]
     assert abs(fit["scale"] - 2.5) <= 0.2 * 2.5
     assert fit["scale_ci"][0] <= 2.5 <= fit["scale_ci"][1]
@@ -170,10 +151,10 @@ def test_a_scaled_stand_in_is_recovered(router, tmp_path):
     assert "stand-in" in (folder / "report.md").read_text()
 
 
-def test_a_depolarizing_stand_in_is_recovered(router, tmp_path, monkeypatch):
+def test_a_depolarizing_stand_in_is_recovered(sel_model, tmp_path, monkeypatch):
     truth = stand_in("fake_manila", noise_model=depolarizing(0.02, basis_gates=MANILA_BASIS),
                      name="fake_manila_depolarizing_0.02")
-    results, _ = _compare(router, tmp_path, monkeypatch, backend=truth)
+    results, _ = _compare(sel_model, tmp_path, monkeypatch, backend=truth)
     fit, models = results["fit"], results["models"]
     assert abs(fit["epsilon"] - 0.02) <= 0.2 * 0.02
     assert fit["epsilon_ci"][0] <= 0.02 <= fit["epsilon_ci"][1]
@@ -181,19 +162,19 @@ def test_a_depolarizing_stand_in_is_recovered(router, tmp_path, monkeypatch):
     assert not models["ideal"]["explains_within_shot_noise"]
 
 
-def test_a_coherent_error_is_explained_by_no_model(router, tmp_path, monkeypatch):
+def test_a_coherent_error_is_explained_by_no_model(sel_model, tmp_path, monkeypatch):
     noise = depolarizing(0.005, basis_gates=MANILA_BASIS)  # composed with an over-rotation:
     noise.add_all_qubit_quantum_error(coherent_unitary_error(RXGate(0.35).to_matrix()), "sx")
     truth = stand_in("fake_manila", noise_model=noise, name="fake_manila_overrotated")
-    results, folder = _compare(router, tmp_path, monkeypatch, backend=truth)
+    results, folder = _compare(sel_model, tmp_path, monkeypatch, backend=truth)
     assert not any(m["explains_within_shot_noise"] for m in results["models"].values())
     assert "No model explains the hardware within shot noise" in (folder / "report.md").read_text()
 
 
 # ------------------------------------------------------------------ bad input
-def _run_folder(router, tmp_path, shots):
+def _run_folder(sel_model, tmp_path, shots):
     out = tmp_path / f"run{shots}"
-    assert main(["run", "--model", str(router), "--backend", "fake_manila", "--samples", "5",
+    assert main(["run", "--model", str(sel_model), "--backend", "fake_manila", "--samples", "5",
                  "--shots", str(shots), "--cache", str(tmp_path / "cache"), "--no-progress",
                  "--out", str(out)]) == 0
     return out
@@ -209,18 +190,18 @@ def _run_folder(router, tmp_path, shots):
     ("tolerance", "tolerance must be a number >= 1"),
     ("ibm", "IBM Quantum account"),
 ])
-def test_bad_compare_input_is_one_line_and_writes_nothing(router, tmp_path, capsys, monkeypatch,
+def test_bad_compare_input_is_one_line_and_writes_nothing(sel_model, tmp_path, capsys, monkeypatch,
                                                           case, message):
     monkeypatch.setenv("QISKIT_IBM_TOKEN", "")
     monkeypatch.setattr("qiskit_ibm_runtime.accounts.management._DEFAULT_ACCOUNT_CONFIG_JSON_FILE",
                         str(tmp_path / "no-account.json"))
     argv = {"missing": ["--run", str(tmp_path / "nothing")],
-            "train": ["--run", str(router)],
-            "both": ["--run", str(router), "--model", str(router)],
+            "train": ["--run", str(sel_model)],
+            "both": ["--run", str(sel_model), "--model", str(sel_model)],
             "neither": [],
-            "tolerance": ["--run", str(router), "--tolerance", "0.5"]}.get(case)
+            "tolerance": ["--run", str(sel_model), "--tolerance", "0.5"]}.get(case)
     if case in ("few_shots", "no_counts", "ibm"):
-        run = _run_folder(router, tmp_path, 50 if case == "few_shots" else 200)
+        run = _run_folder(sel_model, tmp_path, 50 if case == "few_shots" else 200)
         if case == "no_counts":
             (run / COUNTS_FILE).unlink()
         if case == "ibm":

@@ -13,16 +13,6 @@ from qmoe_qiskit.jobs.manage import fetch_results, refresh_status
 from qmoe_qiskit.jobs.service import _LOCAL_JOBS
 
 
-@pytest.fixture(scope="module")
-def trained(tmp_path_factory):
-    """A sel router (estimator) with two quantum experts (sampler) on 200 Two Moons samples."""
-    out = tmp_path_factory.mktemp("model") / "run"
-    assert main(["train", "--router", "quantum", "--ansatz", "sel", "--expert", "quantum",
-                 "--layers", "2", "--epochs", "3", "--samples", "200", "--no-progress",
-                 "--out", str(out)]) == 0
-    return out
-
-
 @pytest.fixture
 def cache(tmp_path, monkeypatch):
     root = tmp_path / "cache"
@@ -34,8 +24,8 @@ def _results(out):
     return json.loads((out / "results.json").read_text())
 
 
-def test_run_writes_results_and_a_repeat_costs_nothing(trained, cache, tmp_path, capsys):
-    argv = ["run", "--model", str(trained), "--backend", "fake_manila", "--samples", "30",
+def test_run_writes_results_and_a_repeat_costs_nothing(q_experts, cache, tmp_path, capsys):
+    argv = ["run", "--model", str(q_experts), "--backend", "fake_manila", "--samples", "30",
             "--shots", "256", "--no-progress"]
     assert main([*argv, "--out", str(tmp_path / "r1")]) == 0
     first = _results(tmp_path / "r1")
@@ -56,9 +46,9 @@ def test_run_writes_results_and_a_repeat_costs_nothing(trained, cache, tmp_path,
     assert "cache hits 3" in capsys.readouterr().out
 
 
-def test_dry_run_prints_the_cost_and_submits_nothing(trained, cache, tmp_path, capsys):
+def test_dry_run_prints_the_cost_and_submits_nothing(q_experts, cache, tmp_path, capsys):
     out = tmp_path / "dry"
-    assert main(["run", "--model", str(trained), "--backend", "fake_brisbane", "--samples", "20",
+    assert main(["run", "--model", str(q_experts), "--backend", "fake_brisbane", "--samples", "20",
                  "--shots", "100", "--dry-run", "--no-progress", "--out", str(out)]) == 0
     text = capsys.readouterr().out
     assert "nothing submitted" in text and "circuits: 3 (3 not cached), bindings: 60" in text
@@ -66,7 +56,7 @@ def test_dry_run_prints_the_cost_and_submits_nothing(trained, cache, tmp_path, c
     assert not out.exists() and not (cache / "ledger.jsonl").exists()
 
 
-def test_interrupted_run_resumes_by_fetching(trained, cache, tmp_path, capsys, monkeypatch):
+def test_interrupted_run_resumes_by_fetching(q_experts, cache, tmp_path, capsys, monkeypatch):
     original = LocalRuntimeJob.result
     calls = {"n": 0}
 
@@ -77,7 +67,7 @@ def test_interrupted_run_resumes_by_fetching(trained, cache, tmp_path, capsys, m
         return original(self, *args, **kwargs)
 
     monkeypatch.setattr(LocalRuntimeJob, "result", interrupted)
-    argv = ["run", "--model", str(trained), "--backend", "fake_manila", "--samples", "12",
+    argv = ["run", "--model", str(q_experts), "--backend", "fake_manila", "--samples", "12",
             "--no-progress"]
     assert main([*argv, "--out", str(tmp_path / "a")]) == 130
     assert "run the same command again" in capsys.readouterr().err
@@ -122,18 +112,18 @@ def test_jobs_fetch_brings_a_remote_result_into_the_cache(tmp_path):
     (["--backend", "fake_manila", "--layout", "0"], "give one per logical qubit"),
     (["--backend", "ibm_brisbane"], "no IBM Quantum account found"),
 ])
-def test_rejected_run_is_one_line_and_writes_nothing(trained, cache, tmp_path, capsys,
+def test_rejected_run_is_one_line_and_writes_nothing(q_experts, cache, tmp_path, capsys,
                                                      monkeypatch, argv, message):
     monkeypatch.setenv("HOME", str(tmp_path))
     monkeypatch.delenv("QISKIT_IBM_TOKEN", raising=False)
     out = tmp_path / "run"
-    assert main(["run", "--model", str(trained), "--out", str(out), "--no-progress", *argv]) == 2
+    assert main(["run", "--model", str(q_experts), "--out", str(out), "--no-progress", *argv]) == 2
     err = capsys.readouterr().err
     assert err.startswith("qmoe run: error:") and message in err and err.count("\n") == 1
     assert not out.exists() and not cache.exists()
 
 
-def test_rejected_token_never_shows(trained, cache, tmp_path, capsys, monkeypatch):
+def test_rejected_token_never_shows(q_experts, cache, tmp_path, capsys, monkeypatch):
     from qiskit_ibm_runtime.exceptions import IBMNotAuthorizedError
 
     from qmoe_qiskit.jobs import service as service_module
@@ -147,7 +137,7 @@ def test_rejected_token_never_shows(trained, cache, tmp_path, capsys, monkeypatc
 
     monkeypatch.setattr(service_module, "QiskitRuntimeService", refusing_service)
     out = tmp_path / "run"
-    assert main(["run", "--model", str(trained), "--backend", "ibm_brisbane", "--out", str(out),
+    assert main(["run", "--model", str(q_experts), "--backend", "ibm_brisbane", "--out", str(out),
                  "--no-progress"]) == 2
     captured = capsys.readouterr()
     assert "did not accept the account" in captured.err
@@ -155,10 +145,10 @@ def test_rejected_token_never_shows(trained, cache, tmp_path, capsys, monkeypatc
     assert not out.exists() and not cache.exists()
 
 
-def test_jobs_commands_on_local_jobs_and_unknown_ids(trained, cache, capsys):
+def test_jobs_commands_on_local_jobs_and_unknown_ids(q_experts, cache, capsys):
     assert main(["jobs", "list"]) == 0
     assert "no jobs recorded" in capsys.readouterr().out
-    assert main(["run", "--model", str(trained), "--backend", "fake_manila", "--samples", "5",
+    assert main(["run", "--model", str(q_experts), "--backend", "fake_manila", "--samples", "5",
                  "--shots", "64", "--no-progress", "--out", str(cache.parent / "r")]) == 0
     capsys.readouterr()
     assert main(["jobs", "status"]) == 0

@@ -7,25 +7,16 @@ import pytest
 from qmoe_qiskit.cli import main
 
 
-@pytest.fixture(scope="module")
-def trained(tmp_path_factory):
-    """A small sel-router model on 300 Two Moons samples (60 held out)."""
-    out = tmp_path_factory.mktemp("model") / "run"
-    assert main(["train", "--router", "quantum", "--ansatz", "sel", "--epochs", "8",
-                 "--samples", "300", "--no-progress", "--out", str(out)]) == 0
-    return out
-
-
 def _results(out):
     return json.loads((out / "results.json").read_text())
 
 
-def test_exact_sweep_reproduces_the_ideal_model_at_level_zero(trained, tmp_path):
+def test_exact_sweep_reproduces_the_ideal_model_at_level_zero(sel_model, tmp_path):
     out = tmp_path / "sweep"
-    assert main(["sweep", "--model", str(trained), "--levels", "0,0.05,0.2", "--no-progress",
+    assert main(["sweep", "--model", str(sel_model), "--levels", "0,0.05,0.2", "--no-progress",
                  "--out", str(out)]) == 0
     results = _results(out)
-    ideal = json.loads((trained / "results.json").read_text())["test"]["accuracy"]
+    ideal = json.loads((sel_model / "results.json").read_text())["test"]["accuracy"]
     assert results["ideal_accuracy"] == ideal
     levels = results["levels"]
     assert [r["level"] for r in levels] == [0.0, 0.05, 0.2]
@@ -39,9 +30,9 @@ def test_exact_sweep_reproduces_the_ideal_model_at_level_zero(trained, tmp_path)
     assert (out / "accuracy_vs_noise.png").stat().st_size > 0
 
 
-def test_sampled_device_sweep_reports_mean_and_std(trained, tmp_path):
+def test_sampled_device_sweep_reports_mean_and_std(sel_model, tmp_path):
     out = tmp_path / "sweep"
-    assert main(["sweep", "--model", str(trained), "--noise", "fake_manila", "--scales", "1,3",
+    assert main(["sweep", "--model", str(sel_model), "--noise", "fake_manila", "--scales", "1,3",
                  "--shots", "128", "--repetitions", "3", "--no-baseline", "--no-progress",
                  "--out", str(out)]) == 0
     results = _results(out)
@@ -53,9 +44,9 @@ def test_sampled_device_sweep_reports_mean_and_std(trained, tmp_path):
     assert "128 shots" in (out / "report.md").read_text()
 
 
-def test_retrain_trains_a_model_under_each_level(trained, tmp_path):
+def test_retrain_trains_a_model_under_each_level(sel_model, tmp_path):
     out = tmp_path / "sweep"
-    assert main(["sweep", "--model", str(trained), "--levels", "0.01", "--retrain", "--epochs",
+    assert main(["sweep", "--model", str(sel_model), "--levels", "0.01", "--retrain", "--epochs",
                  "1", "--no-baseline", "--no-progress", "--out", str(out)]) == 0
     results = _results(out)
     assert results["retrain"] and results["train"]["epochs"] == 1
@@ -69,10 +60,10 @@ def test_retrain_trains_a_model_under_each_level(trained, tmp_path):
     (["--levels", "0,1.5"], "must be a probability in [0, 1]"),
     (["--noise", "fake_manila", "--scales", "1000"], "use a scale <="),
 ])
-def test_rejected_input_is_one_line_and_leaves_no_run_folder(trained, tmp_path, capsys, argv,
+def test_rejected_input_is_one_line_and_leaves_no_run_folder(sel_model, tmp_path, capsys, argv,
                                                               message):
     out = tmp_path / "sweep"
-    assert main(["sweep", "--model", str(trained), "--out", str(out), *argv]) == 2
+    assert main(["sweep", "--model", str(sel_model), "--out", str(out), *argv]) == 2
     err = capsys.readouterr().err
     assert err.startswith("qmoe sweep: error:") and message in err and err.count("\n") == 1
     assert not out.exists()
