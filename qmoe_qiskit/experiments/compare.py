@@ -206,6 +206,14 @@ class Snapshot:
         return self.props
 
 
+def _snapshot(device: str | Snapshot) -> Snapshot:
+    """A fake device's calibration by name (or a snapshot as it is)."""
+    if isinstance(device, Snapshot):
+        return device
+    backend = get_backend(device)
+    return Snapshot(backend.name, backend.target, backend.properties())
+
+
 def _calibration(results: dict[str, Any]) -> str | Snapshot:
     """The calibration that describes the run: a fake device's snapshot (by name), or an IBM
     backend's calibration in force when the job ran."""
@@ -257,7 +265,7 @@ class ModelCell:
 
     def __call__(self, *, progress: bool = False) -> ModelFit:
         evaluate = IsaEvaluator([(pub.isa, pub.values) for pub in self.pubs])
-        backend = get_backend(self.device) if isinstance(self.device, str) else self.device
+        backend = _snapshot(self.device)  # properties read once, not at every fit step
         if self.name == "ideal":
             return ModelFit(self.name, evaluate(NoiseModel()))
         if self.name == "device":
@@ -377,8 +385,7 @@ def _analyse(recorded: RecordedRun, fits: dict[str, ModelFit], *, tolerance: flo
 def _readout_table(backend: str | Snapshot, used: tuple[int, ...],
                    fit: dict[str, Any]) -> list[dict[str, Any]]:
     """Per measured qubit: the calibration's P(1|0), P(0|1) and what each fit implies."""
-    backend = get_backend(backend) if isinstance(backend, str) else backend
-    readout = calibrated_readout(backend, used)
+    readout = calibrated_readout(_snapshot(backend), used)
     rows = []
     for q in used:
         p10, p01 = readout.errors.get(q, (0.0, 0.0))
