@@ -185,7 +185,7 @@ def _run_args(p: argparse.ArgumentParser) -> None:
     p.add_argument("--samples", type=int, default=None,
                    help="use the first K held-out test samples (default: all)")
     p.add_argument("--optimization-level", type=int, default=1, choices=(0, 1, 2, 3))
-    p.add_argument("--seed", type=int, default=0, help="transpiler seed (default 0)")
+    p.add_argument("--seed", type=int, default=0, help="transpiler seed, and in local testing mode the simulator's (default 0)")
     p.add_argument("--layout", type=_ints, default=None,
                    help="physical qubits, one per circuit qubit (default: lowest calibrated "
                         "error)")

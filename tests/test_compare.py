@@ -66,6 +66,25 @@ def test_a_stand_in_carries_the_scaled_device_model_under_its_own_name():
     assert connection.local and "noise_scale" in connection.calibration
 
 
+def test_a_seeded_local_run_repeats_exactly():
+    """Rehearsals (and the recovery tests below) are reproducible: the seed reaches the
+    local simulator."""
+    from qiskit import QuantumCircuit
+
+    from qmoe_qiskit.jobs import JobOptions, RuntimeSampler
+
+    circuit = QuantumCircuit(2)
+    circuit.h(0)
+    circuit.cx(0, 1)
+    circuit.measure_all()
+    counts = []
+    for _ in range(2):
+        with RuntimeSampler(connect(stand_in("fake_manila", scale=2)), JobOptions(shots=500),
+                            seed=7) as sampler:
+            counts.append(sampler.run([circuit]).result()[0].data.meas.get_counts())
+    assert counts[0] == counts[1] and len(counts[0]) == 4  # noise reaches 01 and 10 too
+
+
 @pytest.mark.parametrize("argv, message", [
     (["--backend", "ibm_brisbane", "--noise-scale", "2"], "refused for the real backend"),
     (["--backend", "fake_manila", "--noise-scale", "-1"], "finite number >= 0"),

@@ -57,7 +57,7 @@ class RunConfig:
     shots: int = 1024
     samples: int | None = None  # the first K held-out test samples; None: all of them
     optimization_level: int = 1
-    seed: int = 0  # transpiler seed
+    seed: int = 0  # transpiler seed; in local testing mode also the simulator's
     layout: tuple[int, ...] | None = None  # physical qubits; None: lowest calibrated error
     twirling: bool = False
     dynamical_decoupling: bool = False
@@ -212,7 +212,8 @@ class RunCell:
                   disable=not progress, unit="circuit", leave=False) as bar:
             sampler = RuntimeSampler(
                 connection, config.job_options(), cache=cache, ledger=ledger,
-                plan_only=config.dry_run, on_record=lambda record: bar.update(),
+                plan_only=config.dry_run, seed=config.seed,
+                on_record=lambda record: bar.update(),
                 on_wait=lambda record, state, seconds: bar.set_postfix_str(
                     f"{record.circuit}: job {state.lower()}, {seconds:.0f} s"))
             with sampler, model.using(sampler=sampler, estimator=SamplerEstimator(sampler)), \

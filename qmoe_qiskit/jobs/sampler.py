@@ -125,8 +125,10 @@ class RuntimeSampler(SyncSampler):
     def __init__(self, connection: Connection, options: JobOptions | None = None, *,
                  cache: ResultCache | None = None, ledger: Ledger | None = None,
                  plan_only: bool = False, on_record: Callable[[PubRecord], None] | None = None,
-                 on_wait: Callable[[PubRecord, str, float], None] | None = None):
+                 on_wait: Callable[[PubRecord, str, float], None] | None = None,
+                 seed: int | None = None):
         self.connection = connection
+        self.seed = seed  # local testing mode: the simulator's seed (a rehearsal repeats)
         self.on_record = on_record  # called once per PUB, after its result is in
         self.on_wait = on_wait  # called while a job runs: (record, job state, seconds waited)
         self.options = options or JobOptions()
@@ -292,7 +294,10 @@ class RuntimeSampler(SyncSampler):
         """The one place that calls the runtime: a sampler job in this sampler's batch."""
         if self._batch is None:
             self._batch = self.connection.open_batch()
-        sampler = ExecutorSampler(mode=self._batch, options=self.options.runtime_options(tag))
+        options = self.options.runtime_options(tag)
+        if self.connection.local and self.seed is not None:
+            options["simulator"] = {"seed_simulator": int(self.seed)}
+        sampler = ExecutorSampler(mode=self._batch, options=options)
         pub = (isa, values) if isa.num_parameters else (isa,)
         return sampler.run([pub])
 
