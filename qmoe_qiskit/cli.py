@@ -194,6 +194,10 @@ def _run_args(p: argparse.ArgumentParser) -> None:
     p.add_argument("--noise-scale", type=float, default=None,
                    help="with a fake backend: a stand-in whose noise is the device's with every "
                         "error rate times this (a known truth for rehearsing a study offline)")
+    p.add_argument("--mitigate", default=None, metavar="readout",
+                   help="readout: calibrate the measured qubits in the same job and report "
+                        "the readout-mitigated results beside the raw ones (needs mthree: "
+                        "pip install 'qmoe-qiskit[mitigation]')")
 
 
 def _account_args(p: argparse.ArgumentParser) -> None:
@@ -293,7 +297,7 @@ def _run_config(args, dry_run: bool = False):
                      seed=args.seed, layout=args.layout, twirling=args.twirling,
                      dynamical_decoupling=args.dd, cache_dir=args.cache,
                      channel=args.channel, instance=args.instance, dry_run=dry_run,
-                     noise_scale=args.noise_scale)
+                     noise_scale=args.noise_scale, mitigate=args.mitigate)
 
 
 def _run(args) -> int:
@@ -312,7 +316,7 @@ def _compare(args) -> int:
         if given:
             raise ConfigError(f"--run compares a finished run; {given[0]} is for running a model "
                               f"first (give --model and --backend without --run)")
-        config = CompareConfig(run=args.run, tolerance=args.tolerance)
+        config = CompareConfig(run=args.run, tolerance=args.tolerance, mitigate=args.mitigate)
     elif args.model is None or args.backend is None:
         raise ConfigError("give a finished run folder (--run DIR), or a model and a backend to "
                           "run it on first (--model M --backend B)")

@@ -129,6 +129,17 @@ class Compiler:
     def __call__(self, circuit: QuantumCircuit) -> Compiled:
         return self._cache(circuit)
 
+    def place(self, circuit: QuantumCircuit, qubits: Sequence[int]) -> Compiled:
+        """Compile ``circuit`` on exactly the physical ``qubits`` (one per logical qubit),
+        whatever this compiler's own layout: circuits that characterise given qubits, such as
+        readout calibrations. Later calls for the same circuit object return this."""
+        if self.backend is None:
+            raise ConfigError("placing a circuit on physical qubits needs a backend")
+        compiled = compile_for_backend(circuit, self.backend, initial_layout=qubits,
+                                       optimization_level=self.optimization_level,
+                                       seed_transpiler=self.seed_transpiler)
+        return self._cache.put(circuit, compiled)
+
     def _compile(self, circuit: QuantumCircuit) -> Compiled:
         if self.backend is not None:
             return compile_for_backend(circuit, self.backend, initial_layout=self.initial_layout,

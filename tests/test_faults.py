@@ -497,8 +497,7 @@ def test_waiting_on_a_job_reports_its_state_and_time(tmp_path):
     seen = []
     circuit = paper_ansatz(2, 2, num_outputs=4).circuit
     sampler = RuntimeSampler(connect("fake_manila"), ledger=Ledger(tmp_path / "l.jsonl"),
-                             on_wait=lambda record, state, s: seen.append((record.circuit,
-                                                                           state, s)))
+                             on_wait=lambda what, state, s: seen.append((what, state, s)))
     sampler.run([(circuit, [[0.1] * circuit.num_parameters] * 4)])
     assert seen, "no progress while the job ran"
     assert {name for name, _, _ in seen} == {circuit.name}

@@ -115,7 +115,8 @@ def test_repeated_experiment_submits_nothing(store):
     first = RuntimeSampler(connect("fake_manila"), JobOptions(shots=300), cache=cache,
                            ledger=ledger)
     a = first.run([(paper_ansatz(2, 2, num_outputs=2).circuit, values)]).result()[0]
-    assert first.stats() == {"pubs": 1, "jobs_submitted": 1, "jobs_fetched": 0, "cache_hits": 0}
+    assert first.stats() == {"pubs": 1, "jobs_submitted": 1, "pubs_submitted": 1,
+                             "jobs_fetched": 0, "cache_hits": 0}
     # a separately built, identical circuit: same key, answered from the cache
     second = RuntimeSampler(connect("fake_manila"), JobOptions(shots=300), cache=cache,
                             ledger=ledger)
@@ -358,3 +359,68 @@ def test_missing_or_rejected_account_fails_clearly_without_the_token(monkeypatch
         connect("ibm_brisbane", channel="ibm_quantum")
     with pytest.raises(ConfigError, match="fake_manila"):
         connect("fake_nowhere")
+
+
+# ------------------------------------------------------------------ one job per pass, limits
+def test_a_pass_goes_out_as_one_job_and_large_pubs_are_split_at_the_limit(store):
+    """Every job holds at most max_executions (bindings x shots); a PUB over it is split by
+    rows, its slices cached one by one, and the answer is the PUB's rows in order."""
+    from qmoe_qiskit.jobs.sampler import pack
+
+    cache, ledger = store
+    big, small = paper_ansatz(2, 2, num_outputs=4).circuit, sel_ansatz(2, 1).circuit
+    small.measure_all()
+    xb, xs = _values(big, 25), _values(small, 5)
+    ideal = ExactSampler().run([(big, xb)]).result()[0]
+    sampler = RuntimeSampler(connect(_noiseless()), JobOptions(shots=400), cache=cache,
+                             ledger=ledger, max_executions=4000, seed=3)
+
+    def forward():
+        return sampler.run([(big, xb), (small, xs)]).result()
+
+    a, b = sampler.run_together(forward)
+    assert a.data.meas.shape == (25,) and b.data.meas.shape == (5,)
+    counts = a.data.meas.get_int_counts
+    freq = np.array([[counts(i).get(k, 0) for k in range(4)] for i in range(25)]) / 400
+    exact = np.array([[ideal.data.meas.get_probabilities(i).get(format(k, "02b"), 0)
+                       for k in range(4)] for i in range(25)])  # same rows, same order
+    assert np.abs(freq - exact).sum(axis=1).max() / 2 < 0.12
+    # slices of 10, 10 and 5 rows (4000, 4000, 2000 executions) and the small PUB (2000)
+    assert [r.bindings for r in sampler.records] == [10, 10, 5, 5]
+    assert [r.circuit.endswith(s) for r, s in zip(sampler.records[:3],
+                                                  ("[0:10]", "[10:20]", "[20:25]"))] == [True] * 3
+    entries = ledger.entries()
+    jobs = {}
+    for e in entries:
+        jobs.setdefault(e.job_id, []).append(e)
+    assert len(jobs) == 3 == sampler.stats()["jobs_submitted"]
+    assert all(sum(e.bindings * e.shots for e in es) <= 4000 for es in jobs.values())
+    assert [len(es) for es in jobs.values()] == [1, 1, 2]  # the last job carries two PUBs
+    assert pack([4000, 4000, 2000, 2000], 4000) == [[0], [1], [2, 3]]
+    # the PUB's outcome, as a later analysis reads it, is whole
+    assert len(sampler.outcomes) == 2 and sampler.outcomes[0].values.shape == (25, 6)
+    assert sampler.outcomes[0].counts["meas"].sum(axis=1).tolist() == [400] * 25
+    # a repeat is four cache hits and the same counts
+    again = RuntimeSampler(connect(_noiseless()), JobOptions(shots=400), cache=cache,
+                           ledger=ledger, max_executions=4000)
+    c, _ = again.run_together(lambda: again.run([(big, xb), (small, xs)]).result())
+    assert again.stats()["cache_hits"] == 4 and again.stats()["jobs_submitted"] == 0
+    np.testing.assert_array_equal(c.data.meas.array, a.data.meas.array)
+
+
+def test_a_pass_without_a_cache_still_runs_as_one_job(store):
+    _, ledger = store
+    big = paper_ansatz(2, 2, num_outputs=4).circuit
+    other = paper_ansatz(2, 1, num_outputs=2).circuit
+    pubs = [(big, _values(big, 3)), (other, _values(other, 4))]
+    sampler = RuntimeSampler(connect(_noiseless()), JobOptions(shots=100), ledger=ledger)
+    results = sampler.run_together(lambda: sampler.run(pubs).result())
+    assert [r.data.meas.num_shots for r in results] == [100, 100]
+    assert sampler.stats() == {"pubs": 2, "jobs_submitted": 1, "pubs_submitted": 2,
+                               "jobs_fetched": 0, "cache_hits": 0}
+    assert [e.index for e in ledger.entries()] == [0, 1]
+
+
+def test_max_executions_below_one_binding_is_refused():
+    with pytest.raises(ConfigError, match="below the shots of one binding"):
+        RuntimeSampler(connect("fake_manila"), JobOptions(shots=500), max_executions=100)

@@ -30,7 +30,13 @@ def test_run_writes_results_and_a_repeat_costs_nothing(q_experts, cache, tmp_pat
     assert main([*argv, "--out", str(tmp_path / "r1")]) == 0
     first = _results(tmp_path / "r1")
     assert first["backend"] == "fake_manila" and first["shots"] == 256
-    assert first["jobs_submitted"] == 3 and first["cache_hits"] == 0  # router + 2 experts
+    # one forward pass is one job: the router's and both experts' PUBs go together
+    assert first["jobs_submitted"] == 1 and first["pubs_submitted"] == 3
+    assert first["cache_hits"] == 0 and first["jobs"] == 1
+    assert len({pub["job_id"] for pub in first["pubs"]}) == 1
+    assert [pub["job_pubs"] for pub in first["pubs"]] == [3, 3, 3]
+    assert first["qpu_seconds"] == 0.0  # local testing mode charges nothing (job.usage())
+    assert first["estimated_qpu_seconds"] > 0
     assert first["samples"] == 30 and len(first["router"]["distributions"]) == 30
     assert all(abs(sum(row) - 1) < 1e-6 for row in first["router"]["distributions"])
     agree = [p == y for p, y in zip(first["predictions"], first["labels"])]
@@ -51,7 +57,8 @@ def test_dry_run_prints_the_cost_and_submits_nothing(q_experts, cache, tmp_path,
     assert main(["run", "--model", str(q_experts), "--backend", "fake_brisbane", "--samples", "20",
                  "--shots", "100", "--dry-run", "--no-progress", "--out", str(out)]) == 0
     text = capsys.readouterr().out
-    assert "nothing submitted" in text and "circuits: 3 (3 not cached), bindings: 60" in text
+    assert "nothing submitted" in text
+    assert "circuits: 3 (3 not cached, in 1 job), bindings: 60" in text
     assert "shots: 6,000" in text and "estimated QPU time:" in text
     assert not out.exists() and not (cache / "ledger.jsonl").exists()
 
@@ -77,8 +84,13 @@ def test_interrupted_run_resumes_by_fetching(q_experts, cache, tmp_path, capsys,
     assert "submitted" in listing and "fake_manila" in listing
     assert main([*argv, "--out", str(tmp_path / "b")]) == 0
     resumed = _results(tmp_path / "b")
-    assert resumed["jobs_fetched"] == 1 and resumed["jobs_submitted"] == 2
-    assert all(e.status == "done" for e in Ledger(cache / "ledger.jsonl").entries())
+    # the interrupted pass's one job carried all three PUBs: fetched, nothing paid twice
+    assert resumed["jobs_fetched"] == 1 and resumed["jobs_submitted"] == 0
+    assert [pub["source"] for pub in resumed["pubs"]] == ["fetched"] * 3
+    entries = Ledger(cache / "ledger.jsonl").entries()
+    assert len(entries) == 3 and len({e.job_id for e in entries}) == 1
+    assert sorted(e.index for e in entries) == [0, 1, 2]
+    assert all(e.status == "done" for e in entries)
 
 
 def test_jobs_fetch_brings_a_remote_result_into_the_cache(tmp_path):
@@ -166,3 +178,23 @@ def test_a_classical_model_has_nothing_to_run(tmp_path, capsys):
     assert main(["run", "--model", str(model), "--backend", "fake_manila",
                  "--out", str(tmp_path / "r")]) == 2
     assert "no quantum circuits" in capsys.readouterr().err
+
+
+def test_the_qpu_time_a_job_was_charged_is_recorded_beside_the_estimate(q_experts, tmp_path,
+                                                                        monkeypatch):
+    """job.usage() is what IBM Quantum charges (0 in local testing mode): stand a charge in."""
+    monkeypatch.setattr(LocalRuntimeJob, "usage", lambda self: 2.5)
+    cache = tmp_path / "c"
+    argv = ["run", "--model", str(q_experts), "--backend", "fake_manila", "--samples", "10",
+            "--shots", "128", "--no-progress", "--cache", str(cache)]
+    assert main([*argv, "--out", str(tmp_path / "a")]) == 0
+    first = _results(tmp_path / "a")
+    assert first["qpu_seconds"] == 2.5  # one job, charged once, whatever its PUB count
+    assert [pub["qpu_seconds"] for pub in first["pubs"]] == [2.5] * 3
+    assert first["estimated_qpu_seconds"] > 0
+    assert "QPU time charged: 2.5 s" in (tmp_path / "a" / "report.md").read_text()
+    meta = ResultCache(cache).meta(first["pubs"][0]["key"])
+    assert meta["qpu_seconds"] == 2.5 and meta["index"] == 0
+    assert main([*argv, "--out", str(tmp_path / "b")]) == 0
+    again = _results(tmp_path / "b")
+    assert again["cache_hits"] == 3 and again["qpu_seconds"] == 0.0  # nothing charged again

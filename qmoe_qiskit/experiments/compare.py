@@ -17,6 +17,11 @@ hardware's frequencies (TVD, Hellinger), its log-likelihood, how often it routes
 the hardware's top expert, and the accuracy it gives; the distance is set against the
 shot-noise floor: the TVD a perfect model shows from the same number of shots.
 
+Readout mitigation: when the run measured a readout calibration (``--mitigate readout``), the
+hardware's counts are also corrected with mthree, and the mitigated distributions are set
+against each model with its readout errors removed (what mitigation claims to leave), beside
+the raw counts against the same readout-free models.
+
 Cells: the run (recorded, or done first through the job layer, in this process), then one cell
 per model, each a pure function of the measurements.
 """
@@ -32,13 +37,12 @@ from typing import Any, ClassVar
 
 import numpy as np
 import torch
-from qiskit.primitives import DataBin, SamplerPubResult
-from qiskit.primitives.containers.sampler_pub import SamplerPub
 from qiskit_aer.noise import NoiseModel
 
 from ..backends import get_backend
 from ..errors import ConfigError, DataError
 from ..jobs.outcomes import MeasuredPub, read_measurements
+from ..jobs.readout import ReadoutCalibration, check_mitigation
 from ..metrics import (
     ProfileFit,
     accuracy,
@@ -53,10 +57,10 @@ from ..noise_models import depolarizing, device
 from ..noise_models.evaluate import IsaEvaluator, gate_names
 from ..noise_models.factories import calibrated_readout, device_readout, largest_scale
 from ..plots import compare_figures
-from ..primitives import ExactDistributions, SamplerEstimator, SyncSampler, binding_rows
 from ..transpile import used_qubits
 from .base import Outcome, folder_writers, load_trained
-from .run import RunConfig
+from .replay import replay
+from .run import RunConfig, mitigated_tables
 
 __all__ = ["CompareConfig", "MODELS", "MIN_SHOTS"]
 
@@ -77,6 +81,7 @@ class CompareConfig:
     backend_run: RunConfig | None = None
     tolerance: float = 1.5
     seed: int = 0
+    mitigate: str | None = None  # with ``run``: require the run's readout calibration
 
     def __post_init__(self):
         if (self.run is None) == (self.backend_run is None):
@@ -84,6 +89,10 @@ class CompareConfig:
                               "run it on (--model, --backend), not both")
         if self.run is not None:
             object.__setattr__(self, "run", str(self.run))
+        check_mitigation(self.mitigate)
+        if self.mitigate is not None and self.backend_run is not None:
+            raise ConfigError("give the mitigation to the run (RunConfig(mitigate=...)); "
+                              "CompareConfig(mitigate=...) is for a finished run folder")
         if self.backend_run is not None and self.backend_run.dry_run:
             raise ConfigError("compare needs measurements; a dry run makes none")
         if not (isinstance(self.tolerance, (int, float)) and np.isfinite(self.tolerance)
@@ -106,9 +115,15 @@ class CompareConfig:
             recorded = _load_run(Path(self.run))
         else:
             recorded = _do_run(self.backend_run, progress)
+        mitigated = recorded.results.get("mitigation") is not None
+        if self.mitigate is not None and not mitigated:
+            raise ConfigError(f"the run in {self.run} measured no readout calibration; run it "
+                              f"again with --mitigate readout (its model circuits come from the "
+                              f"cache: only the calibration circuits are submitted)")
         device_backend = _calibration(recorded.results)
         used = sorted({q for pub in recorded.pubs for q in used_qubits(pub.isa)})
-        common = dict(pubs=tuple(recorded.pubs), device=device_backend, used=tuple(used))
+        common = dict(pubs=tuple(recorded.pubs), device=device_backend, used=tuple(used),
+                      readout_free=mitigated)
         return [recorded, *(ModelCell(name=name, **common) for name in MODELS)]
 
     def aggregate(self, cells, results: list, seconds: float) -> Outcome:
@@ -247,6 +262,7 @@ class ModelFit:
     probabilities: list[np.ndarray]  # per PUB, (bindings, outcomes)
     fit: ProfileFit | None = None  # for the fitted models
     parameter: str | None = None
+    readout_free: list[np.ndarray] | None = None  # the same model without its readout errors
 
 
 @dataclass(frozen=True)
@@ -258,12 +274,30 @@ class ModelCell:
     pubs: tuple[MeasuredPub, ...]
     device: str | Snapshot
     used: tuple[int, ...]
+    readout_free: bool = False  # also evaluate the model without readout errors
 
     @property
     def label(self) -> str:
         return self.name
 
     def __call__(self, *, progress: bool = False) -> ModelFit:
+        fit = self._fit()
+        if not self.readout_free:
+            return fit
+        evaluate = IsaEvaluator([(pub.isa, pub.values) for pub in self.pubs])
+        backend = _snapshot(self.device)
+        if self.name in ("ideal", "readout_only"):
+            model = NoiseModel()
+        elif self.name == "depolarizing_fit":
+            eps = fit.fit.estimate
+            model = depolarizing(p1=eps, p2=eps, readout=0.0,
+                                 basis_gates=gate_names([pub.isa for pub in self.pubs]))
+        else:
+            scale = 1.0 if self.name == "device" else fit.fit.estimate
+            model = device(backend, qubits=self.used, scale=scale, readout=False)
+        return dataclasses.replace(fit, readout_free=evaluate(model))
+
+    def _fit(self) -> ModelFit:
         evaluate = IsaEvaluator([(pub.isa, pub.values) for pub in self.pubs])
         backend = _snapshot(self.device)  # properties read once, not at every fit step
         if self.name == "ideal":
@@ -290,38 +324,6 @@ class ModelCell:
 
 
 # ------------------------------------------------------------------ scoring
-class ReplaySampler(SyncSampler):
-    """A sampler answering a model's PUBs, in order, with given distributions: replays a run
-    through the model under any model's (or the hardware's) outcome probabilities."""
-
-    def __init__(self, pubs: list[MeasuredPub], tables: list[np.ndarray]):
-        self._queue = list(zip(pubs, tables))
-
-    def _run_pub(self, pub: SamplerPub) -> SamplerPubResult:
-        if not self._queue:
-            raise DataError("the model runs more circuits than the run measured; was the "
-                            "model file changed after the run?")
-        measured, table = self._queue.pop(0)
-        names = [p.name for p in measured.isa.parameters]
-        by_name = {p.name: p for p in pub.circuit.parameters}
-        values = binding_rows(pub.parameter_values, [by_name[n] for n in names if n in by_name])
-        if values.shape != measured.values.shape or not np.allclose(values, measured.values,
-                                                                    atol=1e-6):
-            raise DataError("the model's circuits or inputs differ from those the run measured; "
-                            "was the model file changed after the run?")
-        register = pub.circuit.cregs[0].name
-        field = ExactDistributions(table.reshape(pub.shape + table.shape[-1:]),
-                                   measured.isa.num_clbits)
-        return SamplerPubResult(DataBin(**{register: field}, shape=pub.shape))
-
-
-def _replay(model, x: torch.Tensor, pubs: list[MeasuredPub], tables: list[np.ndarray]):
-    sampler = ReplaySampler(pubs, tables)
-    with model.using(sampler=sampler, estimator=SamplerEstimator(sampler)), torch.no_grad():
-        outputs, gates = model.forward_with_gates(x)
-    return outputs.argmax(dim=-1).numpy(), gates.numpy()
-
-
 def _analyse(recorded: RecordedRun, fits: dict[str, ModelFit], *, tolerance: float,
              seed: int) -> dict[str, Any]:
     results, pubs = recorded.results, recorded.pubs
@@ -331,13 +333,13 @@ def _analyse(recorded: RecordedRun, fits: dict[str, ModelFit], *, tolerance: flo
     labels = data.y_test[:samples]
     shots = pubs[0].shots
     hardware = [pub.counts / pub.counts.sum(axis=1, keepdims=True) for pub in pubs]
-    hw_pred, hw_gates = _replay(model, x, pubs, hardware)
+    hw_pred, hw_gates = replay(model, x, pubs, hardware)
     rng = np.random.default_rng(seed)
     floor_hw = shot_noise_tvd(hardware[0], shots, rng=rng)
     out: dict[str, Any] = {}
     for name in MODELS:
         probs = fits[name].probabilities
-        pred, gates = _replay(model, x, pubs, probs)
+        pred, gates = replay(model, x, pubs, probs)
         per_sample = tvd(hardware[0], probs[0])
         floor = shot_noise_tvd(probs[0], shots, rng=rng)
         mean = float(per_sample.mean())
@@ -356,6 +358,7 @@ def _analyse(recorded: RecordedRun, fits: dict[str, ModelFit], *, tolerance: flo
                          for pub, h, p in zip(pubs, hardware, probs)],
         }
     eps, k = fits["depolarizing_fit"].fit, fits["device_scaled_fit"].fit
+    mitigation = _mitigated(recorded, fits, model, x, labels, hardware, rng=rng)
     return {
         "backend": results["backend"], "device": results.get("device", results["backend"]),
         "calibration": results.get("calibration"), "run": results.get("model"),
@@ -378,8 +381,35 @@ def _analyse(recorded: RecordedRun, fits: dict[str, ModelFit], *, tolerance: flo
                                        "near": k.near, "near_log_likelihood": k.near_profile}}},
         "hellinger_formula": "H = sqrt(1 - sum_k sqrt(p_k q_k)); qiskit's hellinger_fidelity "
                              "is (1 - H^2)^2",
+        "mitigation": mitigation,
         "analysed_at": datetime.now(timezone.utc).isoformat(timespec="seconds"),
     }
+
+
+def _mitigated(recorded: RecordedRun, fits: dict[str, ModelFit], model, x, labels,
+               hardware: list[np.ndarray], *, rng) -> dict[str, Any] | None:
+    """Raw and readout-mitigated hardware distributions against each model without its
+    readout errors (the router circuit, as the main table)."""
+    block = recorded.results.get("mitigation")
+    if block is None:
+        return None
+    readout = ReadoutCalibration.from_dict(block["calibration"])
+    mitigated = mitigated_tables(readout, recorded.pubs)
+    predictions, _ = replay(model, x, recorded.pubs, mitigated)
+    shots = recorded.pubs[0].shots
+    rows = {}
+    for name in MODELS:
+        free = fits[name].readout_free[0]
+        raw, fixed = tvd(hardware[0], free), tvd(mitigated[0], free)
+        floor = float(shot_noise_tvd(free, shots, rng=rng).mean())
+        rows[name] = {"raw_mean_tvd": float(raw.mean()),
+                      "raw_mean_tvd_ci": list(bootstrap_mean(raw, rng=rng)),
+                      "mitigated_mean_tvd": float(fixed.mean()),
+                      "mitigated_mean_tvd_ci": list(bootstrap_mean(fixed, rng=rng)),
+                      "floor_tvd": floor, "mitigated_tvd_over_floor": float(fixed.mean()) / floor}
+    return {"method": "readout (mthree)", "calibration": block["calibration"],
+            "hardware_accuracy": accuracy(labels, predictions),
+            "mitigated_router_distributions": mitigated[0].tolist(), "models": rows}
 
 
 def _readout_table(backend: str | Snapshot, used: tuple[int, ...],
@@ -437,8 +467,43 @@ def _summary(a: dict[str, Any]) -> str:
         lines.append(f"  {name:<18} TVD {m['mean_tvd']:.4f} ({m['tvd_over_floor']:.2f}× floor) "
                      f"log-lik {m['log_likelihood']:.1f} accuracy {m['accuracy']:.3f}"
                      + ("  explains" if m["explains_within_shot_noise"] else ""))
+    if a["mitigation"] is not None:
+        ideal = a["mitigation"]["models"]["ideal"]
+        lines.append(f"readout-mitigated: TVD to ideal {ideal['raw_mean_tvd']:.4f} raw -> "
+                     f"{ideal['mitigated_mean_tvd']:.4f} mitigated; accuracy "
+                     f"{a['mitigation']['hardware_accuracy']:.3f}")
     lines.append(_verdict(a).replace("**", ""))
     return "\n".join(lines)
+
+
+def _mitigation_section(a: dict[str, Any]) -> list[str]:
+    m = a["mitigation"]
+    if m is None:
+        return ["No readout mitigation (run with `--mitigate readout` to measure a readout "
+                "calibration in the same job and compare mitigated counts too).", ""]
+    measured = ", ".join(f"{q}: {e['p10']:.4f} / {e['p01']:.4f}"
+                         for q, e in m["calibration"]["qubits"].items())
+    lines = ["## Readout-mitigated hardware", "",
+             f"mthree corrected the counts with the readout calibration measured in the run's "
+             f"job (P(1|0) / P(0|1) per qubit: {measured}). Mitigation removes readout error, so "
+             f"each model is taken here without its readout errors; the raw column sets the "
+             f"uncorrected counts against the same readout-free model. Mitigated distributions "
+             f"are not multinomial samples (correction amplifies shot noise), so the floor, "
+             f"taken from the model at {a['shots']} shots, is a lower bound.", "",
+             "| model, readout removed | raw TVD [95% CI] | mitigated TVD [95% CI] | floor | "
+             "mitigated / floor |", "|---|---|---|---:|---:|"]
+    for name in MODELS:
+        r = m["models"][name]
+        lines.append(f"| {_TITLES[name]} | {r['raw_mean_tvd']:.4f} {_ci(r['raw_mean_tvd_ci'])} | "
+                     f"{r['mitigated_mean_tvd']:.4f} {_ci(r['mitigated_mean_tvd_ci'])} | "
+                     f"{r['floor_tvd']:.4f} | {r['mitigated_tvd_over_floor']:.2f} |")
+    lines += ["", f"Accuracy on the mitigated distributions: {m['hardware_accuracy']:.3f} "
+                  f"(raw: {a['hardware_accuracy']:.3f}).", ""]
+    return lines
+
+
+def _ci(ci: list) -> str:
+    return f"[{ci[0]:.4f}, {ci[1]:.4f}]"
 
 
 def _report(a: dict[str, Any]) -> str:
@@ -492,7 +557,7 @@ def _report(a: dict[str, Any]) -> str:
                      f"{r['scaled_fit_p10']:.4f} | {r['scaled_fit_p01']:.4f} | "
                      f"{r['depolarizing_fit']:.4f} |")
     source = a["readout"][0]["source"] if a["readout"] else "none"
-    lines += ["", f"Readout calibration source: {source}.",
+    lines += ["", f"Readout calibration source: {source}.", "", *_mitigation_section(a),
               "", "![hardware against model probabilities](scatter.png)", "",
               "![TVD per sample with the shot-noise floor](tvd_histograms.png)", "",
               "![likelihood profiles](profiles.png)", "", "![readout](readout.png)", ""]

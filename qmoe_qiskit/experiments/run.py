@@ -3,10 +3,16 @@
 Every quantum part of the model (router, quantum experts) runs on a
 :class:`~qmoe_qiskit.jobs.RuntimeSampler` for the backend (estimator-read circuits through a
 :class:`~qmoe_qiskit.primitives.SamplerEstimator` on top of it): one PUB per circuit carrying
-the bindings of all test samples, answered from the result cache when it was run before, and
-recorded in the job ledger before the run waits on it. The same samples are also evaluated
-exactly, so the report sets the backend against the ideal model. ``dry_run`` stops after
-planning: circuits, bindings, shots and an estimated QPU time; it writes nothing.
+the bindings of all test samples, all PUBs of the forward pass in one job (more only where
+they exceed the service's execution limit), answered from the result cache when they were run
+before, and recorded in the job ledger before the run waits on them. The same samples are
+also evaluated exactly, so the report sets the backend against the ideal model. ``dry_run``
+stops after planning: circuits, bindings, shots and an estimated QPU time; it writes nothing.
+
+``mitigate="readout"`` adds mthree's balanced readout calibration of the measured qubits to the
+same job (:mod:`qmoe_qiskit.jobs.readout`) and reports the model again on the mitigated
+distributions, beside the raw ones. The raw counts are what the run keeps; mitigation is a
+post-processing of them, so the model's PUBs keep their cache keys.
 
 One cell: the backend pass needs every sample's bindings in one PUB per circuit.
 """
@@ -34,17 +40,19 @@ from ..jobs import (
 )
 from ..jobs.cache import library_versions
 from ..jobs.outcomes import MeasuredPub, measurement_files
-from ..jobs.sampler import PubOutcome
+from ..jobs.readout import ReadoutCalibration, calibrate, check_mitigation
+from ..jobs.sampler import MAX_EXECUTIONS, PubOutcome, pack
 from ..metrics import accuracy, mean_tvd
 from ..noise_models.standin import StandIn, stand_in
 from ..plots import router_agreement
 from ..primitives import SamplerEstimator
 from ..resources import check_memory
+from ..transpile import measured_qubits
 from .base import Outcome, load_trained
+from .replay import replay
 
 __all__ = ["RunConfig", "RunCell", "BackendPass", "plan_text"]
 
-MAX_EXECUTIONS = 10_000_000  # bindings x shots a sampler job may hold on IBM Quantum
 BYTES_PER_LOCAL_SHOT = 120  # the runtime's local simulator (Aer keeps every shot): 101-115 measured
 BYTES_PER_REMOTE_SHOT = 8  # the returned outcomes, their cached copy and decoding
 
@@ -66,6 +74,7 @@ class RunConfig:
     instance: str | None = None
     dry_run: bool = False
     noise_scale: float | None = None  # a stand-in: the fake backend with every rate times this
+    mitigate: str | None = None  # "readout": mthree readout mitigation, calibrated in the job
 
     def __post_init__(self):
         object.__setattr__(self, "model", str(self.model))
@@ -76,6 +85,7 @@ class RunConfig:
         if self.samples is not None and self.samples < 1:
             raise ConfigError(f"samples must be >= 1, got {self.samples}")
         check_seed(self.seed)
+        check_mitigation(self.mitigate)
         self.job_options()  # validates shots, optimization level
 
     @property
@@ -122,16 +132,13 @@ class RunConfig:
         return [RunCell(self)]
 
     def _check_size(self, samples: int) -> None:
-        """One job holds every sample of a circuit: refuse what the service or this machine
-        cannot hold, before anything is allocated or submitted (a dry run included)."""
+        """Refuse what this machine cannot hold, before anything is allocated or submitted (a
+        dry run included). Jobs over the service's limit are split, not refused."""
         executions = samples * self.shots
         what = f"{samples} samples x {self.shots:,} shots"
         if self.backend.startswith("fake_"):  # the runtime's local simulator keeps every shot
             check_memory(executions * BYTES_PER_LOCAL_SHOT, f"{what} in local testing mode",
                          "use fewer --samples or --shots")
-        elif executions > MAX_EXECUTIONS:
-            raise ConfigError(f"{what} is {executions:,} executions in one job; IBM Quantum "
-                              f"takes at most {MAX_EXECUTIONS:,}: use fewer --samples or --shots")
         else:
             check_memory(executions * BYTES_PER_REMOTE_SHOT, what,
                          "use fewer --samples or --shots")
@@ -141,7 +148,7 @@ class RunConfig:
         plan = {"command": "run", "model": str(Path(self.model)), "backend": done.backend,
                 "device": done.device, "noise_scale": self.noise_scale, "ran_at": done.ran_at,
                 "local_testing_mode": done.local, "calibration": done.calibration,
-                "shots": self.shots, "samples": done.records[0]["bindings"] if done.records else 0,
+                "shots": self.shots, "samples": len(done.labels),
                 "options": asdict(self.job_options()), "dry_run": self.dry_run,
                 **_costs(done.records), "pubs": done.records, "versions": library_versions()}
         if self.dry_run:
@@ -152,20 +159,27 @@ class RunConfig:
             "accuracy": accuracy(done.labels, done.predictions),
             "ideal_accuracy": accuracy(done.labels, done.ideal_predictions),
             "jobs_submitted": done.stats["jobs_submitted"],
+            "pubs_submitted": done.stats["pubs_submitted"],
             "jobs_fetched": done.stats["jobs_fetched"],
             "cache_hits": done.stats["cache_hits"],
             "mean_tvd_to_ideal": mean_tvd(gates, ideal),
             "router": {"distributions": gates.tolist(), "ideal": ideal.tolist()},
             "predictions": done.predictions.tolist(),
             "labels": done.labels.tolist(),
+            "mitigation": _mitigation(done, ideal),
             "wall_seconds": seconds,
         }
         summary = "\n".join([
             f"{results['backend']}: accuracy {results['accuracy']:.3f} on {results['samples']} "
             f"test samples (ideal {results['ideal_accuracy']:.3f}), {results['shots']} shots; "
-            f"router TVD to ideal {results['mean_tvd_to_ideal']:.4f}",
-            f"jobs submitted {results['jobs_submitted']}, fetched {results['jobs_fetched']}, "
-            f"cache hits {results['cache_hits']}"])
+            f"router TVD to ideal {results['mean_tvd_to_ideal']:.4f}"
+            + ("" if results["mitigation"] is None else
+               f"; readout-mitigated: accuracy {results['mitigation']['accuracy']:.3f}, "
+               f"router TVD to ideal {results['mitigation']['mean_tvd_to_ideal']:.4f}"),
+            f"jobs submitted {results['jobs_submitted']} (carrying {results['pubs_submitted']} "
+            f"PUBs), fetched {results['jobs_fetched']}, cache hits {results['cache_hits']}; "
+            f"QPU time {_seconds(results['qpu_seconds'])} charged, "
+            f"{_seconds(results['estimated_qpu_seconds'])} estimated"])
         figure = router_agreement(ideal, gates,
                                   title=f"router on {done.backend}, {self.shots} shots")
         return Outcome(results=results, report=_report(results), summary=summary,
@@ -191,6 +205,9 @@ class BackendPass:
     predictions: np.ndarray | None
     ideal_predictions: np.ndarray | None
     labels: np.ndarray
+    readout: ReadoutCalibration | None = None  # measured in the run's job (``mitigate``)
+    mitigated_gates: np.ndarray | None = None  # the router on readout-mitigated distributions
+    mitigated_predictions: np.ndarray | None = None
 
 
 @dataclass(frozen=True)
@@ -214,25 +231,42 @@ class RunCell:
                 connection, config.job_options(), cache=cache, ledger=ledger,
                 plan_only=config.dry_run, seed=config.seed,
                 on_record=lambda record: bar.update(),
-                on_wait=lambda record, state, seconds: bar.set_postfix_str(
-                    f"{record.circuit}: job {state.lower()}, {seconds:.0f} s"))
+                on_wait=lambda what, state, seconds: bar.set_postfix_str(
+                    f"job of {what}: {state.lower()}, {seconds:.0f} s"))
+            marks = [0, 0]  # where the model's PUBs start and end among the sampler's outcomes
+
+            def forward():
+                marks[0] = len(sampler.outcomes)
+                result = model.forward_with_gates(x)
+                marks[1] = len(sampler.outcomes)
+                readout = calibrate(sampler, sampler.measured_qubits()) \
+                    if config.mitigate else None
+                return result, readout
+
             with sampler, model.using(sampler=sampler, estimator=SamplerEstimator(sampler)), \
                     torch.no_grad():
-                outputs, gates = model.forward_with_gates(x)
+                (outputs, gates), readout = sampler.run_together(forward)
+        measured = [_measured(o) for o in sampler.outcomes[marks[0]:marks[1]]]
         common = dict(backend=connection.name, local=connection.local,
                       calibration=connection.calibration,
                       device=getattr(connection.backend, "device", connection.name),
                       ran_at=ran_at,
                       records=[asdict(r) for r in sampler.records], stats=sampler.stats(),
-                      labels=y, measured=[_measured(o) for o in sampler.outcomes])
+                      labels=y, measured=measured)
         if config.dry_run:
             return BackendPass(gates=None, ideal_gates=None, predictions=None,
                                ideal_predictions=None, **common)
         with torch.no_grad():
             ideal_outputs, ideal_gates = model.forward_with_gates(x)
+        mitigated = {}
+        if readout is not None:
+            predictions, router = replay(model, x, measured, mitigated_tables(readout, measured))
+            mitigated = dict(readout=readout, mitigated_gates=router,
+                             mitigated_predictions=predictions)
         return BackendPass(gates=gates.numpy(), ideal_gates=ideal_gates.numpy(),
                            predictions=outputs.argmax(dim=-1).numpy(),
-                           ideal_predictions=ideal_outputs.argmax(dim=-1).numpy(), **common)
+                           ideal_predictions=ideal_outputs.argmax(dim=-1).numpy(), **common,
+                           **mitigated)
 
 
 def check_noise_scale(scale: float, backend: str) -> None:
@@ -245,21 +279,47 @@ def check_noise_scale(scale: float, backend: str) -> None:
         raise ConfigError(f"noise scale must be a finite number >= 0, got {scale!r}")
 
 
+def mitigated_tables(readout: ReadoutCalibration, pubs: list[MeasuredPub]) -> list[np.ndarray]:
+    """Each PUB's readout-mitigated outcome distributions ``(bindings, outcomes)``."""
+    return [readout.correct(pub.counts, measured_qubits(pub.isa)) for pub in pubs]
+
+
+def _mitigation(done: BackendPass, ideal: np.ndarray) -> dict[str, Any] | None:
+    if done.readout is None:
+        return None
+    return {"method": "readout", "calibration": done.readout.to_dict(),
+            "accuracy": accuracy(done.labels, done.mitigated_predictions),
+            "mean_tvd_to_ideal": mean_tvd(done.mitigated_gates, ideal),
+            "router": done.mitigated_gates.tolist()}
+
+
 def _measured(outcome: PubOutcome) -> MeasuredPub:
     [counts] = outcome.counts.values()  # QNN circuits measure into one register
     return MeasuredPub(outcome.isa, outcome.values, counts)
 
 
 def _costs(records: list[dict]) -> dict[str, Any]:
+    """What the run's uncached PUBs cost: estimated beforehand (bindings x shots x (circuit
+    duration + repetition delay)) and, once run, the QPU seconds each job was charged."""
     pending = [r for r in records if r["source"] in ("planned", "submitted", "fetched")]
     known = [r["shot_seconds"] for r in pending if r["shot_seconds"] is not None]
+    planned = [r for r in pending if r["source"] == "planned"]
+    charged = {r["job_id"]: r["qpu_seconds"] for r in pending if r["source"] != "planned"}
     return {
         "circuits": len(records),
         "bindings": sum(r["bindings"] for r in records),
         "total_shots": sum(r["bindings"] * r["shots"] for r in records),
         "uncached_circuits": len(pending),
+        "jobs": len({r["job_id"] for r in pending if r["source"] != "planned"}) + len(
+            pack([r["bindings"] * r["shots"] for r in planned], MAX_EXECUTIONS)),
         "estimated_qpu_seconds": (float(sum(known)) if len(known) == len(pending) else None),
+        "qpu_seconds": (None if planned or None in charged.values()
+                        else float(sum(charged.values()))),
     }
+
+
+def _seconds(value: float | None) -> str:
+    return "unknown" if value is None else f"{value:.1f} s"
 
 
 def plan_text(plan: dict[str, Any]) -> str:
@@ -277,7 +337,8 @@ def plan_text(plan: dict[str, Any]) -> str:
                      f"{est:>8}  {status}")
     seconds = plan["estimated_qpu_seconds"]
     lines += [
-        f"circuits: {plan['circuits']} ({plan['uncached_circuits']} not cached), "
+        f"circuits: {plan['circuits']} ({plan['uncached_circuits']} not cached, in "
+        f"{plan['jobs']} job{'s' if plan['jobs'] != 1 else ''}), "
         f"bindings: {plan['bindings']}, shots: {plan['total_shots']:,}",
         "estimated QPU time: " + ("unknown (the backend reports no gate durations)"
                                   if seconds is None else f"{seconds:.1f} s")
@@ -285,6 +346,18 @@ def plan_text(plan: dict[str, Any]) -> str:
           "per-job overhead not included)",
     ]
     return "\n".join(lines)
+
+
+def _mitigation_lines(mitigation: dict[str, Any] | None) -> list[str]:
+    if mitigation is None:
+        return []
+    rows = [f"| {q} | {e['p10']:.4f} | {e['p01']:.4f} |"
+            for q, e in mitigation["calibration"]["qubits"].items()]
+    return [f"Readout-mitigated (mthree, balanced calibration of the measured qubits in the same "
+            f"job, {mitigation['calibration']['shots']} shots per calibration circuit): accuracy "
+            f"{mitigation['accuracy']:.3f}, mean router TVD to ideal "
+            f"{mitigation['mean_tvd_to_ideal']:.4f}.", "",
+            "| qubit | measured P(1\\|0) | measured P(0\\|1) |", "|---:|---:|---:|", *rows, ""]
 
 
 def _report(results: dict[str, Any]) -> str:
@@ -299,8 +372,11 @@ def _report(results: dict[str, Any]) -> str:
         f"| ideal (exact simulation, same samples) | {results['ideal_accuracy']:.3f} |", "",
         f"Mean TVD between the measured and the ideal router distribution: "
         f"{results['mean_tvd_to_ideal']:.4f}.", "",
-        f"Jobs submitted: {results['jobs_submitted']}, fetched from earlier runs: "
-        f"{results['jobs_fetched']}, cache hits: {results['cache_hits']}.", "",
+        *_mitigation_lines(results.get("mitigation")),
+        f"Jobs submitted: {results['jobs_submitted']} (carrying {results['pubs_submitted']} "
+        f"PUBs), fetched from earlier runs: {results['jobs_fetched']}, cache hits: "
+        f"{results['cache_hits']}. QPU time charged: {_seconds(results['qpu_seconds'])} "
+        f"(estimated beforehand: {_seconds(results['estimated_qpu_seconds'])}).", "",
         "| circuit | layout | depth | 2q gates | bindings | source | job |",
         "|---|---|---:|---:|---:|---|---|",
     ]

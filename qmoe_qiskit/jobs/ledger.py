@@ -1,6 +1,7 @@
 """The job ledger: every job, recorded before it is submitted and again once it has an id.
 
-An append-only JSON-lines file: each line is one state of one submission. ``submitting`` is
+An append-only JSON-lines file: each line is one state of one PUB's submission (a job that
+carries several PUBs has one line per PUB, sharing its tag and id). ``submitting`` is
 written (and synced) before the job goes to the service, carrying a unique tag that the job is
 submitted with; ``submitted`` follows with the service's job id, then ``done``, ``failed``,
 ``cancelled`` or ``lost``. The last line of a submission is its state. A run that was
@@ -45,10 +46,11 @@ class LedgerEntry:
     tag: str = ""  # the job tag it was submitted with; identifies the submission
     pid: int = 0  # the process that submitted it, on ``host``
     host: str = ""
+    index: int = 0  # the PUB's position in its job (a job carries the PUBs of one pass)
 
     @property
     def identity(self) -> str:
-        return self.tag or self.job_id
+        return f"{self.tag or self.job_id}#{self.index}"
 
     @classmethod
     def from_json(cls, line: str) -> "LedgerEntry":

@@ -19,11 +19,11 @@ _FINAL = {"DONE": "done", "ERROR": "failed", "CANCELLED": "cancelled"}
 def job_table(entries: Sequence[LedgerEntry]) -> str:
     if not entries:
         return "no jobs recorded"
-    lines = [f"{'job id':<38} {'backend':<16} {'status':<10} {'submitted':<26} "
+    lines = [f"{'job id':<38} {'pub':>3} {'backend':<16} {'status':<10} {'submitted':<26} "
              f"{'circuit':<14} {'bindings':>8} {'shots':>6}"]
     for e in entries:
-        lines.append(f"{e.job_id or e.tag:<38} {e.backend:<16} {e.status:<10} {e.submitted:<26} "
-                     f"{e.circuit:<14} {e.bindings:>8} {e.shots:>6}")
+        lines.append(f"{e.job_id or e.tag:<38} {e.index:>3} {e.backend:<16} {e.status:<10} "
+                     f"{e.submitted:<26} {e.circuit:<14} {e.bindings:>8} {e.shots:>6}")
     return "\n".join(lines)
 
 
@@ -32,12 +32,13 @@ def select(ledger: Ledger, job_ids: Sequence[str]) -> list[LedgerEntry]:
     entries = ledger.entries()
     if not job_ids:
         return entries
-    known = {name: e for e in entries for name in (e.job_id, e.tag) if name}
+    known = {name for e in entries for name in (e.job_id, e.tag) if name}
     missing = [j for j in job_ids if j not in known]
     if missing:
         raise ConfigError(f"job(s) {missing} are not in the ledger {ledger.path} "
-                          f"({len(entries)} jobs recorded; see `qmoe jobs list`)")
-    return [known[j] for j in job_ids]
+                          f"({len(entries)} PUBs recorded; see `qmoe jobs list`)")
+    wanted = set(job_ids)  # every PUB of each named job
+    return [e for e in entries if e.job_id in wanted or e.tag in wanted]
 
 
 def refresh_status(ledger: Ledger, entries: Sequence[LedgerEntry],
@@ -85,8 +86,8 @@ def fetch_results(ledger: Ledger, cache: ResultCache, entries: Sequence[LedgerEn
         if runtime is None:
             runtime = service()
         try:
-            _, entry = collect(remote_job(runtime, entry.job_id), entry, ledger=ledger,
-                               cache=cache)
+            [(_, entry)], _ = collect(remote_job(runtime, entry.job_id), [entry], ledger=ledger,
+                                   cache=cache)
         except JobError as exc:
             rows.append((entry, f"unavailable: {exc}"))
             continue

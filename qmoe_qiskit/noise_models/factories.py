@@ -158,6 +158,7 @@ def device(
     qubits: Sequence[int] | None = None,
     scale: float = 1.0,
     clip: bool = False,
+    readout: bool = True,
 ) -> NoiseModel:
     """A device-calibrated model: each gate's depolarizing error and thermal relaxation during
     it (as ``NoiseModel.from_backend`` builds them from the target), and each qubit's readout
@@ -170,7 +171,8 @@ def device(
     127-qubit model takes seconds). ``scale`` multiplies every error rate: gate errors,
     readout errors and relaxation rates (T1 and T2 divided by ``scale``); ``scale=0`` is
     noiseless. A scaled error above its largest physical value is refused, or with ``clip``
-    held at that value. Qubit indices stay physical. Not modelled: relaxation while a qubit idles
+    held at that value. ``readout=False`` leaves readout errors out (the gate part alone, what
+    readout-mitigated counts are compared with). Qubit indices stay physical. Not modelled: relaxation while a qubit idles
     (circuits are not scheduled) and during measurement, crosstalk, leakage.
     """
     if isinstance(backend, str):
@@ -191,7 +193,8 @@ def device(
         return model
     for name, gate_qubits, error in basic_device_gate_errors(target=restricted):
         model.add_quantum_error(error, name, list(gate_qubits), warnings=False)
-    _add_readout(model, backend, used, scale, clip)
+    if readout:
+        _add_readout(model, backend, used, scale, clip)
     return model
 
 

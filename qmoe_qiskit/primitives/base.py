@@ -155,7 +155,11 @@ class CircuitCache(Generic[T]):
         hit = self._entries.get(slot)
         if hit is not None and hit[0]() is circuit and hit[1] == len(circuit.data):
             return hit[2]
-        value = self._make(circuit, *key)
+        return self.put(circuit, self._make(circuit, *key), *key)
+
+    def put(self, circuit: QuantumCircuit, value: T, *key: Any) -> T:
+        """Store ``value`` for ``circuit`` (and ``key``): what a later call returns."""
+        slot = (id(circuit), key)
         self._entries[slot] = (weakref.ref(circuit), len(circuit.data), value)
         if len(self._entries) > self._maxsize:
             for stale in [s for s, entry in self._entries.items() if entry[0]() is None]:
