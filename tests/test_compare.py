@@ -234,3 +234,59 @@ def test_bad_compare_input_is_one_line_and_writes_nothing(sel_model, tmp_path, c
     err = capsys.readouterr().err.strip()
     assert message in err and "\n" not in err, err
     assert not out.exists()
+
+
+def test_an_ibm_run_is_compared_with_the_calibration_in_force_when_it_ran(sel_model, tmp_path,
+                                                                          monkeypatch):
+    """Offline stand-in of IBM Quantum: a backend whose calibration history answers by date.
+    compare must ask for the run's own time (ran_at), not today's calibration."""
+    from datetime import datetime
+
+    import qmoe_qiskit.jobs as jobs_module
+    from qmoe_qiskit.jobs.service import Connection
+
+    manila = FakeManilaV2()
+    asked = []
+
+    class HistoricalBackend:
+        name = "ibm_history"
+        num_qubits = manila.num_qubits
+
+        def target_history(self, datetime=None):
+            asked.append(("target", datetime))
+            return manila.target
+
+        def properties(self, datetime=None, refresh=False):
+            asked.append(("properties", datetime))
+            return manila.properties()
+
+    def connect(name, **kwargs):
+        assert name == "ibm_history"
+        return Connection(HistoricalBackend(), service=object())
+
+    monkeypatch.setattr(jobs_module, "connect", connect)
+    run = _run_folder(sel_model, tmp_path, 200)
+    results = json.loads((run / "results.json").read_text())
+    results["device"] = results["backend"] = "ibm_history"
+    results["ran_at"] = "2026-03-14T09:26:53+00:00"
+    results["local_testing_mode"] = False
+    (run / "results.json").write_text(json.dumps(results))
+    outcome, _ = run_experiment(CompareConfig(run=str(run)), tmp_path / "cmp", progress=False)
+    when = datetime.fromisoformat("2026-03-14T09:26:53+00:00")
+    assert ("target", when) in asked and ("properties", when) in asked
+    assert all(moment == when for _, moment in asked)  # never today's calibration
+    assert outcome.results["device"] == "ibm_history"
+    # the models are the calibration's: the device model's readout is manila's own
+    readout = {row["qubit"]: row for row in outcome.results["readout"]}
+    for q, row in readout.items():
+        p10, p01 = calibrated_readout(manila, [q]).errors[q]
+        assert (row["calibrated_p10"], row["calibrated_p01"]) == (p10, p01)
+
+    def unavailable(self, datetime=None):
+        raise RuntimeError("no calibration stored for that date")
+
+    monkeypatch.setattr(HistoricalBackend, "target_history", unavailable)
+    with pytest.raises(Exception, match=r"calibration of ibm_history at 2026-03-14T09:26:53"
+                                        r"\+00:00 is unavailable \(RuntimeError: no calibration"):
+        run_experiment(CompareConfig(run=str(run)), tmp_path / "cmp2", progress=False)
+    assert not (tmp_path / "cmp2").exists()
