@@ -56,6 +56,27 @@ def test_device_readout_model_has_no_gate_noise():
     assert {e["type"] for e in model.to_dict()["errors"]} == {"roerror"}
 
 
+def test_the_device_model_without_readout_keeps_its_gates_only():
+    """What mitigated counts are compared with: the same gate noise, no assignment errors."""
+    full, gates = device("fake_manila", qubits=[3, 4]), device("fake_manila", qubits=[3, 4],
+                                                               readout=False)
+    assert "roerror" not in {e["type"] for e in gates.to_dict()["errors"]}
+
+    def errors(model, keep):
+        return [{k: v for k, v in e.items() if k != "id"}  # ids are random per error
+                for e in model.to_dict()["errors"] if keep(e)]
+
+    assert errors(full, lambda e: e["type"] != "roerror") == errors(gates, lambda e: True)
+
+
+def test_a_readout_scale_past_one_is_refused_or_clipped():
+    with pytest.raises(Exception, match="readout error of qubit 5 of fake_brisbane"):
+        device_readout("fake_brisbane", qubits=[5], scale=3)
+    clipped = readout_matrices(device_readout("fake_brisbane", qubits=[5], scale=3, clip=True),
+                               [5])[0]
+    assert clipped.max() == 1.0 and np.allclose(clipped.sum(axis=1), 1)
+
+
 def test_a_stand_in_carries_the_scaled_device_model_under_its_own_name():
     backend = stand_in("fake_manila", scale=2.5)
     assert backend.name == "fake_manila_noise_x2.5" and backend.device == "fake_manila"

@@ -230,14 +230,15 @@ def _largest_error(op_name: str, num_qubits: int) -> float:
 
 
 def device_readout(backend: str | BackendV2, *, qubits: Sequence[int],
-                   scale: float = 1.0) -> NoiseModel:
+                   scale: float = 1.0, clip: bool = False) -> NoiseModel:
     """Only the device's readout errors (as :func:`device` reads them) on ``qubits``: gates
-    are ideal. Set beside the full device model, it separates gate noise from readout noise."""
+    are ideal. Set beside the full device model, it separates gate noise from readout noise.
+    ``scale`` and ``clip`` as in :func:`device`."""
     if isinstance(backend, str):
         backend = get_backend(backend)
     basis = [name for name in backend.target.operation_names if name not in _NOT_GATES]
     model = NoiseModel(basis_gates=basis)
-    _add_readout(model, backend, sorted({int(q) for q in qubits}), float(scale), False)
+    _add_readout(model, backend, sorted({int(q) for q in qubits}), float(scale), clip)
     return model
 
 
