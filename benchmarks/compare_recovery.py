@@ -60,17 +60,24 @@ def truths(device: str) -> dict:
     }
 
 
-def main() -> None:
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+def setup(description: str, prefix: str) -> tuple[argparse.Namespace, Path, Path]:
+    """The stand-in studies' command line (--devices, --samples, --shots), a scratch folder
+    and the router they run: the published one (sel, 3 layers), 30 epochs on Two Moons."""
+    parser = argparse.ArgumentParser(description=description)
     parser.add_argument("--devices", default="fake_manila,fake_brisbane")
     parser.add_argument("--samples", type=int, default=100)
     parser.add_argument("--shots", type=int, default=2000)
     args = parser.parse_args()
-    work = Path(tempfile.mkdtemp(prefix="compare-recovery-"))
+    work = Path(tempfile.mkdtemp(prefix=prefix))
     model = work / "model"
     run_experiment(TrainRun(data=DataSpec(dataset="moons", n_samples=1000, seed=0),
                             model=ModelSpec(router="quantum", ansatz="sel"),
                             train=TrainConfig(epochs=30, seed=0)), model, progress=False)
+    return args, work, model
+
+
+def main() -> None:
+    args, work, model = setup(__doc__.splitlines()[0], "compare-recovery-")
     rows = []
     for device in args.devices.split(","):
         print(f"\n### {device} ({args.samples} samples x {args.shots} shots)\n")

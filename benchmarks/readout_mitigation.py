@@ -18,21 +18,18 @@ floor, accuracy raw and mitigated, jobs and PUBs) and writes JSON to
 
 from __future__ import annotations
 
-import argparse
 import json
 import platform
-import tempfile
 import time
 from pathlib import Path
 
 import numpy as np
+from compare_recovery import setup  # the same study setup and router
 
-from qmoe_qiskit.data import DataSpec
-from qmoe_qiskit.experiments import CompareConfig, RunConfig, TrainRun, run_experiment
-from qmoe_qiskit.models import ModelSpec
+from qmoe_qiskit.backends import get_backend
+from qmoe_qiskit.experiments import CompareConfig, RunConfig, run_experiment
 from qmoe_qiskit.noise_models import stand_in
 from qmoe_qiskit.noise_models.factories import calibrated_readout, device_readout
-from qmoe_qiskit.training import TrainConfig
 
 
 def truths(device: str, qubits: list[int]) -> dict:
@@ -45,20 +42,9 @@ def truths(device: str, qubits: list[int]) -> dict:
 
 
 def main() -> None:
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--devices", default="fake_manila,fake_brisbane")
-    parser.add_argument("--samples", type=int, default=100)
-    parser.add_argument("--shots", type=int, default=2000)
-    args = parser.parse_args()
-    work = Path(tempfile.mkdtemp(prefix="readout-mitigation-"))
-    model = work / "model"
-    run_experiment(TrainRun(data=DataSpec(dataset="moons", n_samples=1000, seed=0),
-                            model=ModelSpec(router="quantum", ansatz="sel"),
-                            train=TrainConfig(epochs=30, seed=0)), model, progress=False)
+    args, work, model = setup(__doc__.splitlines()[0], "readout-mitigation-")
     rows = []
     for device in args.devices.split(","):
-        from qmoe_qiskit.backends import get_backend
-
         backend = get_backend(device)
         print(f"\n### {device} ({args.samples} samples x {args.shots} shots)\n")
         print("| hidden truth | qubit: P(1\\|0), P(0\\|1) measured (truth) | raw / floor vs "

@@ -182,14 +182,19 @@ def test_a_classical_model_has_nothing_to_run(tmp_path, capsys):
 
 def test_the_qpu_time_a_job_was_charged_is_recorded_beside_the_estimate(q_experts, tmp_path,
                                                                         monkeypatch):
-    """job.usage() is what IBM Quantum charges (0 in local testing mode): stand a charge in."""
+    """job.usage() is what IBM Quantum charges (0 in local testing mode): stand a charge in,
+    and a start time from the job's metrics (the moment whose calibration describes it)."""
     monkeypatch.setattr(LocalRuntimeJob, "usage", lambda self: 2.5)
+    monkeypatch.setattr(LocalRuntimeJob, "metrics", lambda self: {
+        "timestamps": {"created": "2026-03-14T08:00:00Z", "running": "2026-03-14T09:26:53.5Z",
+                       "finished": "2026-03-14T09:27:10Z"}})
     cache = tmp_path / "c"
     argv = ["run", "--model", str(q_experts), "--backend", "fake_manila", "--samples", "10",
             "--shots", "128", "--no-progress", "--cache", str(cache)]
     assert main([*argv, "--out", str(tmp_path / "a")]) == 0
     first = _results(tmp_path / "a")
     assert first["qpu_seconds"] == 2.5  # one job, charged once, whatever its PUB count
+    assert first["ran_at"] == "2026-03-14T09:26:53+00:00"  # the job's start, not the run's
     assert [pub["qpu_seconds"] for pub in first["pubs"]] == [2.5] * 3
     assert first["estimated_qpu_seconds"] > 0
     assert "QPU time charged: 2.5 s" in (tmp_path / "a" / "report.md").read_text()
@@ -198,3 +203,4 @@ def test_the_qpu_time_a_job_was_charged_is_recorded_beside_the_estimate(q_expert
     assert main([*argv, "--out", str(tmp_path / "b")]) == 0
     again = _results(tmp_path / "b")
     assert again["cache_hits"] == 3 and again["qpu_seconds"] == 0.0  # nothing charged again
+    assert again["ran_at"] == first["ran_at"]  # cached counts keep the time they were measured

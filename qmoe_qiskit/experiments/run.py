@@ -196,7 +196,8 @@ class BackendPass:
     local: bool
     calibration: str
     device: str  # the device whose calibration describes the backend (a stand-in's device)
-    ran_at: str  # when the run started (UTC): the calibration in force is the one to compare
+    ran_at: str  # when its jobs ran (UTC; the run's start where the service does not say):
+    # the calibration in force then is the one to compare with
     records: list[dict[str, Any]]
     measured: list[MeasuredPub]  # what each PUB that ran measured (none for a dry run)
     stats: dict[str, int]
@@ -226,11 +227,11 @@ class RunCell:
         cache, ledger = config.stores()
         verb = "planning" if config.dry_run else "running"
         with tqdm(total=len(model.quantum_layers()), desc=f"{verb} on {connection.name}",
-                  disable=not progress, unit="circuit", leave=False) as bar:
+                  disable=not progress, unit="PUB", leave=False) as bar:
             sampler = RuntimeSampler(
                 connection, config.job_options(), cache=cache, ledger=ledger,
                 plan_only=config.dry_run, seed=config.seed,
-                on_record=lambda record: bar.update(),
+                on_record=lambda record: _advance(bar),
                 on_wait=lambda what, state, seconds: bar.set_postfix_str(
                     f"job of {what}: {state.lower()}, {seconds:.0f} s"))
             marks = [0, 0]  # where the model's PUBs start and end among the sampler's outcomes
@@ -250,7 +251,7 @@ class RunCell:
         common = dict(backend=connection.name, local=connection.local,
                       calibration=connection.calibration,
                       device=getattr(connection.backend, "device", connection.name),
-                      ran_at=ran_at,
+                      ran_at=min((r.ran_at for r in sampler.records if r.ran_at), default=ran_at),
                       records=[asdict(r) for r in sampler.records], stats=sampler.stats(),
                       labels=y, measured=measured)
         if config.dry_run:
@@ -267,6 +268,14 @@ class RunCell:
                            predictions=outputs.argmax(dim=-1).numpy(),
                            ideal_predictions=ideal_outputs.argmax(dim=-1).numpy(), **common,
                            **mitigated)
+
+
+def _advance(bar) -> None:
+    """One more PUB done; calibration circuits and split PUBs add to the model's circuits."""
+    if bar.total is not None and bar.n >= bar.total:
+        bar.total = bar.n + 1
+        bar.refresh()
+    bar.update()
 
 
 def check_noise_scale(scale: float, backend: str) -> None:

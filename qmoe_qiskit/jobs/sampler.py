@@ -28,6 +28,7 @@ import uuid
 from collections.abc import Callable, Iterable, Iterator, Sequence
 from contextlib import contextmanager
 from dataclasses import asdict, dataclass, replace
+from datetime import datetime, timezone
 from typing import Any, TypeVar
 
 import numpy as np
@@ -109,6 +110,7 @@ class PubRecord:
     shot_seconds: float | None  # bindings × shots × (duration + repetition delay)
     job_pubs: int = 1  # how many PUBs its job carried
     qpu_seconds: float | None = None  # the job's charged QPU time (``job.usage()``), if known
+    ran_at: str | None = None  # when its job started running (UTC), if the service says
 
 
 @dataclass(frozen=True)
@@ -174,7 +176,7 @@ class RuntimeSampler(SyncSampler):
                                  optimization_level=o.optimization_level,
                                  seed_transpiler=o.seed_transpiler)
         self._batch = None
-        self._held: dict[str, tuple[SamplerPubResult, str, str | None, int, float | None]] = {}
+        self._held: dict[str, tuple[SamplerPubResult, str, str | None, int, dict]] = {}
         self._gathering: list[tuple[QuantumCircuit, np.ndarray]] | None = None
         self._measured: dict[int, list[int]] = {}  # physical qubits each circuit measures
         if not plan_only:
@@ -280,7 +282,8 @@ class RuntimeSampler(SyncSampler):
             first = first or record
             result = self._held.pop(part.key, None)
             if result is not None:
-                result, record.source, record.job_id, record.job_pubs, record.qpu_seconds = result
+                result, record.source, record.job_id, record.job_pubs, facts = result
+                record.qpu_seconds, record.ran_at = facts["qpu_seconds"], facts["ran_at"]
             else:
                 result = self._cached(part.key, record)
             if result is None and self.plan_only:
@@ -291,8 +294,9 @@ class RuntimeSampler(SyncSampler):
                     result = self._cached(part.key, record)
                     if result is None:
                         self._obtain([part])
-                        result, record.source, record.job_id, record.job_pubs, \
-                            record.qpu_seconds = self._held.pop(part.key)
+                        result, record.source, record.job_id, record.job_pubs, facts = \
+                            self._held.pop(part.key)
+                        record.qpu_seconds, record.ran_at = facts["qpu_seconds"], facts["ran_at"]
             results.append(result)
             if self.on_record is not None:
                 self.on_record(record)
@@ -324,6 +328,7 @@ class RuntimeSampler(SyncSampler):
             record.source = "cache"
             meta = self.cache.meta(key) or {}
             record.job_id, record.qpu_seconds = meta.get("job_id"), meta.get("qpu_seconds")
+            record.ran_at = meta.get("ran_at")
         return result
 
     @contextmanager
@@ -379,10 +384,10 @@ class RuntimeSampler(SyncSampler):
         if self.on_wait is not None:
             what = "+".join(dict.fromkeys(p.label for _, p in pairs))
             wait(job, lambda state, seconds: self.on_wait(what, state, seconds))
-        done, usage = collect(job, [entry for entry, _ in pairs], ledger=self.ledger,
+        done, facts = collect(job, [entry for entry, _ in pairs], ledger=self.ledger,
                               cache=self.cache)
         for result, entry in done:
-            self._held[entry.key] = (result, source, entry.job_id, len(pairs), usage)
+            self._held[entry.key] = (result, source, entry.job_id, len(pairs), facts)
 
     def _resume(self, entry: LedgerEntry):
         """``(job, entry)`` for a recorded submission that can still be fetched, else
@@ -494,11 +499,13 @@ def wait(job, report: Callable[[str, float], None], *, longest: float = 5.0) -> 
 
 
 def collect(job, entries: Sequence[LedgerEntry], *, ledger: Ledger | None,
-            cache: ResultCache | None) -> tuple[list[tuple[Any, LedgerEntry]], float | None]:
+            cache: ResultCache | None) -> tuple[list[tuple[Any, LedgerEntry]], dict[str, Any]]:
     """Wait for ``job``, store the result of each PUB ``entries`` name (by index) in the
-    cache and mark it ``done``; returns each result with its entry's new state, and the QPU
-    seconds the job was charged (``None`` if the service does not say). A failure is marked
-    ``failed`` on every entry and raised as :class:`JobError` (token scrubbed)."""
+    cache and mark it ``done``; returns each result with its entry's new state, and what the
+    service says of the job: ``qpu_seconds`` charged and ``ran_at``, when it started running
+    (the calibration in force then is the one that describes it; ``None`` where unknown). A
+    failure is marked ``failed`` on every entry and raised as :class:`JobError` (token
+    scrubbed)."""
     try:
         results = job.result()
         picked = [results[entry.index] for entry in entries]
@@ -509,13 +516,13 @@ def collect(job, entries: Sequence[LedgerEntry], *, ledger: Ledger | None,
         name = entries[0].job_id if entries else "?"
         raise JobError(f"job {name} on {entries[0].backend if entries else '?'} failed: "
                        f"{one_line(exc)}") from exc
-    done, usage = [], _usage(job)
+    done, facts = [], {"qpu_seconds": _usage(job), "ran_at": _running_since(job)}
     for result, entry in zip(picked, entries):
         if cache is not None:
             try:
                 cache.put(entry.key, result, {"job_id": entry.job_id, "backend": entry.backend,
                                               "shots": entry.shots, "bindings": entry.bindings,
-                                              "index": entry.index, "qpu_seconds": usage,
+                                              "index": entry.index, **facts,
                                               "stored": now()})
             except StorageError as exc:  # a disk that filled up while the job ran
                 logger.warning("the result of job %s was not cached (%s); it stays in the "
@@ -524,7 +531,7 @@ def collect(job, entries: Sequence[LedgerEntry], *, ledger: Ledger | None,
         if ledger is not None and entry.status != "done":
             entry = ledger.update(entry, "done")
         done.append((result, entry))
-    return done, usage
+    return done, facts
 
 
 def _usage(job) -> float | None:
@@ -535,6 +542,25 @@ def _usage(job) -> float | None:
         logger.debug("the usage of job %s is unknown (%s)", getattr(job, "job_id", "?"), exc)
         return None
     return float(usage) if isinstance(usage, (int, float)) else None
+
+
+def _running_since(job) -> str | None:
+    """When ``job`` started running (ISO, UTC), from the service's job metrics."""
+    try:
+        stamp = job.metrics()["timestamps"]["running"]
+    except Exception as exc:  # no metrics (older runtimes), a network blip
+        logger.debug("the start time of job %s is unknown (%s)", getattr(job, "job_id", "?"),
+                     exc)
+        return None
+    if isinstance(stamp, datetime):
+        return stamp.astimezone(timezone.utc).isoformat(timespec="seconds")
+    if not isinstance(stamp, str):
+        return None
+    try:
+        return datetime.fromisoformat(stamp.replace("Z", "+00:00")).astimezone(
+            timezone.utc).isoformat(timespec="seconds")
+    except ValueError:
+        return None
 
 
 def _check_measured(circuit: QuantumCircuit) -> None:
