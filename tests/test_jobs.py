@@ -247,7 +247,7 @@ def test_estimator_measures_all_observables_of_a_binding_set_once():
     result = SamplerEstimator(sampler).run(
         [(sel.circuit, obs, values) for obs in sel.observables]).result()
     assert sampler.stats()["pubs"] == 1  # three observables, one measurement
-    exact = ExactSampler()
+    exact = ExactSampler(default_shots=None)
     for q, pub in enumerate(result):
         probs = exact.run([(_measure_all(sel.circuit), values)]).result()[0].data.c.probabilities
         z = (probs * (1 - 2 * ((np.arange(8) >> q) & 1))).sum(axis=1)
@@ -371,7 +371,7 @@ def test_a_pass_goes_out_as_one_job_and_large_pubs_are_split_at_the_limit(store)
     big, small = paper_ansatz(2, 2, num_outputs=4).circuit, sel_ansatz(2, 1).circuit
     small.measure_all()
     xb, xs = _values(big, 25), _values(small, 5)
-    ideal = ExactSampler().run([(big, xb)]).result()[0]
+    ideal = ExactSampler(default_shots=None).run([(big, xb)]).result()[0]
     sampler = RuntimeSampler(connect(_noiseless()), JobOptions(shots=400), cache=cache,
                              ledger=ledger, max_executions=4000, seed=3)
 

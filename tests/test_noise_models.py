@@ -79,7 +79,7 @@ def test_noiseless_primitives_match_the_exact_simulator():
     sampler, estimator = aer_primitives(depolarizing(0.0))
     v = _values(paper.circuit)
     ours = sampler.run([(paper.circuit, v)]).result()[0].data.meas.probabilities
-    ref = ExactSampler().run([(paper.circuit, v)]).result()[0].data.meas.probabilities
+    ref = ExactSampler(default_shots=None).run([(paper.circuit, v)]).result()[0].data.meas.probabilities
     np.testing.assert_allclose(ours, ref, atol=1e-12)
     v = _values(sel.circuit)[:, None, :]
     obs = list(sel.observables)
@@ -110,7 +110,7 @@ def test_exact_noisy_probabilities_match_aer_shot_sampling(noise):
                         for i in range(3)])
     sigma = np.sqrt(exact * (1 - exact) / shots)
     assert np.all(np.abs(sampled - exact) < 5 * sigma + 1e-3)
-    ideal = ExactSampler().run([(circuit, v)]).result()[0].data.meas.probabilities
+    ideal = ExactSampler(default_shots=None).run([(circuit, v)]).result()[0].data.meas.probabilities
     assert np.abs(exact - ideal).max() > 0.01  # the noise is really there
 
 
@@ -128,7 +128,7 @@ def test_device_model_is_restricted_and_scaled():
     base = NoisySimulation(None, backend=backend)
     used = base.used_qubits(circuit)  # the low-error qubits the transpiler placed it on
     v = _values(circuit)
-    ideal = ExactSampler().run([(circuit, v)]).result()[0].data.meas.probabilities
+    ideal = ExactSampler(default_shots=None).run([(circuit, v)]).result()[0].data.meas.probabilities
     tvd = [np.abs(NoisySampler(base.with_noise(device(backend, qubits=used, scale=k)))
                   .run([(circuit, v)]).result()[0].data.meas.probabilities - ideal).sum(1).mean()
            for k in (0, 1, 4)]

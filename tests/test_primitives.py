@@ -41,7 +41,7 @@ def test_sampler_estimator_on_an_exact_sampler_is_exact():
     sel = sel_ansatz(3, 2)
     v = _values(sel.circuit)
     observables = [*sel.observables, SparsePauliOp(["ZZI", "IIZ"], [0.5, -1.5]), "III"]
-    ours = SamplerEstimator(ExactSampler()).run(
+    ours = SamplerEstimator(ExactSampler(default_shots=None)).run(
         [(sel.circuit, obs, v) for obs in observables]).result()
     reference = StatevectorEstimator().run(
         [(sel.circuit, obs, v) for obs in observables]).result()
@@ -70,10 +70,10 @@ def test_sampler_estimator_works_through_a_wrapping_sampler():
 def test_sampler_estimator_rejects_measured_circuits_and_non_diagonal_observables():
     measured = paper_ansatz(2, 1, num_outputs=2).circuit
     with pytest.raises(UnsupportedCircuitError, match="must not measure"):
-        SamplerEstimator(ExactSampler()).run([(measured, "ZI", _values(measured))])
+        SamplerEstimator(ExactSampler(default_shots=None)).run([(measured, "ZI", _values(measured))])
     sel = sel_ansatz(2, 1)
     with pytest.raises(UnsupportedCircuitError, match="only I/Z Paulis"):
-        SamplerEstimator(ExactSampler()).run([(sel.circuit, "XI", _values(sel.circuit))])
+        SamplerEstimator(ExactSampler(default_shots=None)).run([(sel.circuit, "XI", _values(sel.circuit))])
 
 
 def test_exact_estimator_matches_the_reference_on_pubs_of_several_shapes():
@@ -109,5 +109,5 @@ def test_outcome_probabilities_of_samples_are_their_frequencies():
             expected[outcome] = count / 300
         np.testing.assert_array_equal(probs[index], expected)
     assert outcome_counts(field).sum() == 6 * 300
-    exact = ExactSampler().run([(circuit, _values(circuit))]).result()[0].data.meas
+    exact = ExactSampler(default_shots=None).run([(circuit, _values(circuit))]).result()[0].data.meas
     assert outcome_probabilities(exact) is exact.probabilities

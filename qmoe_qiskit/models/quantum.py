@@ -72,7 +72,7 @@ class QuantumLayer(nn.Module):
                       weight_params=list(a.weights), input_gradients=self.input_gradients)
         if a.readout == "probabilities":
             if primitive is None:
-                primitive = ExactSampler()
+                primitive = ExactSampler(default_shots=None)  # exact distributions
                 gradient = gradient or ExactSamplerGradient(primitive)
             return SamplerQNN(sampler=primitive, gradient=gradient, interpret=a.interpret,
                               output_shape=a.num_outputs, **common)

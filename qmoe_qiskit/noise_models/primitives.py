@@ -18,25 +18,22 @@ from collections.abc import Sequence
 
 import numpy as np
 from qiskit import QuantumCircuit
-from qiskit.primitives import BitArray, DataBin, PubResult, SamplerPubResult
+from qiskit.primitives import PubResult
 from qiskit.primitives.containers.estimator_pub import EstimatorPub
-from qiskit.primitives.containers.sampler_pub import SamplerPub
 from qiskit.providers import BackendV2
 from qiskit_aer import AerSimulator
 from qiskit_aer.noise import NoiseModel
 
-from ..errors import ConfigError, UnsupportedCircuitError
+from ..errors import ConfigError
 from ..primitives import (
     CircuitCache,
-    ExactDistributions,
     SyncEstimator,
-    SyncSampler,
     binding_rows,
     diagonal_eigenvalues,
     estimator_pub_result,
     expectations_from_counts,
-    one_register,
 )
+from ..primitives.sampling import FinalMeasurements, ProbabilitySampler
 from ..transpile import Compiled, Compiler
 from .factories import readout_matrices
 
@@ -156,53 +153,28 @@ def _apply_readout(probs: np.ndarray, matrices: list) -> np.ndarray:
     return np.clip(tensor.reshape(rows, -1), 0.0, None)
 
 
-class _OnSimulation:
-    """What both noisy primitives hold: the simulation, default shots (None: exact), an RNG."""
+class NoisySampler(ProbabilitySampler):
+    """A ``BaseSamplerV2`` under noise, on the same contract as the exact sampler
+    (:class:`~qmoe_qiskit.primitives.sampling.ProbabilitySampler`): ``default_shots=None``
+    (the default here) gives exact noisy distributions as
+    :class:`~qmoe_qiskit.primitives.ExactDistributions`; shots give one ``BitArray`` per
+    classical register, drawn from them; ``seed`` repeats a run's samples.
+    """
 
     def __init__(self, simulation: NoisySimulation, *, default_shots: int | None = None,
                  seed: int | None = None):
         _check_shots(default_shots)
+        super().__init__(default_shots=default_shots, seed=seed)
         self.simulation = simulation
-        self.default_shots = default_shots
-        self._rng = np.random.default_rng(seed)
+
+    def _probabilities(self, circuit: QuantumCircuit, layout: FinalMeasurements,
+                       values: np.ndarray) -> np.ndarray:
+        compiled = self.simulation.compile(circuit)
+        physical = [compiled.layout[q] for q in layout.qubits]
+        return self.simulation.probabilities(circuit, values, physical)
 
 
-class NoisySampler(_OnSimulation, SyncSampler):
-    """A ``BaseSamplerV2`` under noise: exact probabilities (``default_shots=None``) or samples.
-
-    Exact results come as :class:`~qmoe_qiskit.primitives.ExactDistributions`; sampled ones as
-    ``BitArray``. Circuits must measure into one classical register.
-    """
-
-    def _resolve_shots(self, shots: int | None) -> int | None:
-        shots = super()._resolve_shots(shots)
-        _check_shots(shots)
-        return shots
-
-    def _run_pub(self, pub: SamplerPub) -> SamplerPubResult:
-        circuit = pub.circuit
-        register = one_register(circuit, "NoisySampler")
-        measured = self.simulation.compile(circuit).measured
-        if -1 in measured:
-            raise UnsupportedCircuitError("every clbit of the circuit must be measured")
-        values = binding_rows(pub.parameter_values, circuit.parameters)
-        probs = self.simulation.probabilities(circuit, values, measured)
-        shape, bits = pub.shape, len(measured)
-        if pub.shots is None:
-            data = ExactDistributions(probs.reshape(shape + probs.shape[-1:]), bits)
-        else:
-            counts = [self._rng.multinomial(pub.shots, p / p.sum()) for p in probs]
-            samples = np.concatenate([np.repeat(np.arange(len(c)), c) for c in counts])
-            samples = samples.reshape(len(probs), pub.shots)
-            for row in samples:
-                self._rng.shuffle(row)
-            data = BitArray.from_samples(samples.ravel().tolist(), bits).reshape(
-                shape + (pub.shots,))
-        return SamplerPubResult(DataBin(**{register: data}, shape=shape),
-                                metadata={"shots": pub.shots, "exact": pub.shots is None})
-
-
-class NoisyEstimator(_OnSimulation, SyncEstimator):
+class NoisyEstimator(SyncEstimator):
     """A ``BaseEstimatorV2`` under noise for diagonal (I/Z) observables, measured as hardware
     measures them: in the computational basis, readout error included.
 
@@ -210,6 +182,13 @@ class NoisyEstimator(_OnSimulation, SyncEstimator):
     shots per binding (one shared measurement for all observables of a PUB) and reports
     standard errors.
     """
+
+    def __init__(self, simulation: NoisySimulation, *, default_shots: int | None = None,
+                 seed: int | None = None):
+        _check_shots(default_shots)
+        self.simulation = simulation
+        self.default_shots = default_shots
+        self._rng = np.random.default_rng(seed)
 
     def _resolve_precision(self, precision: float | None) -> float:
         if precision is not None and precision > 0 and self.default_shots is None:

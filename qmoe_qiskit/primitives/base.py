@@ -81,18 +81,19 @@ class ExactDistributions:
         return self.probabilities.shape[:-1]
 
     def get_probabilities(self, loc: int | tuple[int, ...] | None = None) -> dict[str, float]:
-        """Bitstring -> probability at ``loc`` (required unless the PUB has shape ``()``)."""
+        """Bitstring -> probability at ``loc`` (required unless the PUB has shape ``()``, whose
+        one binding ``loc=0`` also names, as ``SamplerQNN`` asks for it)."""
+        if self.shape == () and loc in (0, (0,)):
+            loc = None
         row = self.probabilities[() if loc is None else loc]
         if row.ndim != 1:
             raise ValueError(f"loc must select one binding of a PUB of shape {self.shape}")
         return {format(k, f"0{self.num_bits}b"): float(p) for k, p in enumerate(row) if p > 0}
 
     def get_counts(self, loc: int | tuple[int, ...] | None = None) -> dict[str, float]:
-        """The exact distribution as weights that sum to one (no shots are drawn).
-
-        Provided so that consumers that normalise counts, such as ``SamplerQNN``, read the
-        exact probabilities.
-        """
+        """The exact distribution as weights that sum to one: the limit of counts / shots (an
+        exact-mode result draws no shots). Consumers that normalise counts, such as
+        ``SamplerQNN``, read the exact probabilities through it."""
         return self.get_probabilities(loc)
 
 
@@ -108,7 +109,8 @@ class SyncSampler(BaseSamplerV2):
     def run(self, pubs: Iterable, *, shots: int | None = None) -> DoneJob:
         shots = self._resolve_shots(shots)
         coerced = [SamplerPub.coerce(pub, shots) for pub in pubs]
-        return DoneJob(PrimitiveResult([self._run_pub(pub) for pub in coerced]))
+        return DoneJob(PrimitiveResult([self._run_pub(pub) for pub in coerced],
+                                       metadata={"version": 2}))
 
     def _resolve_shots(self, shots: int | None) -> int | None:
         return self.default_shots if shots is None else shots
@@ -127,7 +129,7 @@ class SyncEstimator(BaseEstimatorV2):
     def run(self, pubs: Iterable, *, precision: float | None = None) -> DoneJob:
         precision = self._resolve_precision(precision)
         coerced = [EstimatorPub.coerce(pub, precision) for pub in pubs]
-        return DoneJob(PrimitiveResult(self._run_pubs(coerced)))
+        return DoneJob(PrimitiveResult(self._run_pubs(coerced), metadata={"version": 2}))
 
     def _resolve_precision(self, precision: float | None) -> float | None:
         return precision

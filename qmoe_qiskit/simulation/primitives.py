@@ -9,23 +9,39 @@ per-binding statevector runs and parameter-shift gradients without changing the 
 
 from __future__ import annotations
 
+import warnings
+
 import numpy as np
 from qiskit.circuit import QuantumCircuit
-from qiskit.primitives import BaseEstimatorV2, BaseSamplerV2, DataBin, PubResult, SamplerPubResult
+from qiskit.exceptions import QiskitError
+from qiskit.primitives import (
+    BaseEstimatorV2,
+    BaseSamplerV2,
+    DataBin,
+    PubResult,
+    SamplerPubResult,
+    StatevectorEstimator,
+    StatevectorSampler,
+)
 from qiskit.primitives.containers.estimator_pub import EstimatorPub
 from qiskit.primitives.containers.sampler_pub import SamplerPub
 from qiskit.providers import Options
-from qiskit.quantum_info import SparsePauliOp
+from qiskit.quantum_info import DensityMatrix, SparsePauliOp
 from qiskit_machine_learning.gradients.utils import DerivativeType
 
+from ..errors import UnsupportedCircuitError
 from ..primitives import (
-    ExactDistributions,
+    CircuitCache,
     SyncEstimator,
     SyncEstimatorGradient,
-    SyncSampler,
     SyncSamplerGradient,
     binding_rows,
-    one_register,
+)
+from ..primitives.sampling import (
+    FinalMeasurements,
+    ProbabilitySampler,
+    final_measurements,
+    marginal,
 )
 from .statevector import DiagonalOrPauli, compile_circuit
 
@@ -37,42 +53,74 @@ __all__ = [
 ]
 
 
-class ExactSampler(SyncSampler):
-    """Exact (shot-free) sampler: returns outcome probabilities, not samples.
+class ExactSampler(ProbabilitySampler):
+    """Qiskit's V2 sampler contract (as ``StatevectorSampler``) on the fast exact simulator.
 
-    Circuits must measure into a single classical register with terminal measurements.
+    ``default_shots`` (1024 by default), ``shots`` per run or PUB and ``seed`` behave as in the
+    reference: results are ``BitArray`` samples, one field per classical register, drawn from
+    the exact distribution (the same distribution, not bit-identical samples). With
+    ``default_shots=None`` the fields are :class:`~qmoe_qiskit.primitives.ExactDistributions`
+    (``get_probabilities(loc)``): the exact, fast path that the QNNs of this toolkit use.
+
+    Any gate with a definition is unrolled by Qiskit's transpiler once per circuit; angles that
+    are not affine in the parameters are evaluated per binding. A circuit this simulator cannot
+    run (reset, ``initialize``, more than 24 qubits) runs on Qiskit's reference simulator, with
+    one warning per circuit; what the reference refuses (control flow, mid-circuit
+    measurement) raises its ``QiskitError``.
     """
 
-    def _resolve_shots(self, shots: int | None) -> None:
-        if shots is not None:
-            raise ValueError(
-                f"ExactSampler returns exact probabilities and takes no shots (got shots={shots}); "
-                "use an Aer sampler to draw samples"
-            )
-        return None
-
-    def _run_pub(self, pub: SamplerPub) -> SamplerPubResult:
+    def _sample_pub(self, pub: SamplerPub, rng: np.random.Generator) -> SamplerPubResult:
+        layout = final_measurements(pub.circuit)
+        reason = _unsupported(layout.unmeasured)
+        if reason is None:
+            return super()._sample_pub(pub, rng)
+        _warn_once(pub.circuit, reason)
         if pub.shots is not None:
-            raise ValueError("ExactSampler takes no shots; remove the shots from the PUB")
-        circuit = pub.circuit
-        register = one_register(circuit, "ExactSampler")
-        program = compile_circuit(circuit)
-        probs = program.probabilities(binding_rows(pub.parameter_values, circuit.parameters))
-        shape = pub.shape
-        dist = ExactDistributions(probs.reshape(shape + probs.shape[-1:]), program.num_clbits)
-        data = DataBin(**{register: dist}, shape=shape)
-        return SamplerPubResult(data, metadata={"shots": None, "exact": True})
+            return StatevectorSampler(seed=rng).run([pub]).result()[0]
+        return self._exact_reference(pub, layout)
+
+    def _probabilities(self, circuit: QuantumCircuit, layout: FinalMeasurements,
+                       values: np.ndarray) -> np.ndarray:
+        program = compile_circuit(layout.unmeasured)
+        return marginal(np.abs(program.states(values)) ** 2, program.num_qubits, layout.qubits)
+
+    def _exact_reference(self, pub: SamplerPub, layout: FinalMeasurements) -> SamplerPubResult:
+        """Exact distributions of a circuit the fast simulator cannot run: Qiskit's density
+        matrix of each bound circuit (reset included), as the reference would sample them."""
+        circuit = layout.unmeasured
+        if any(inst.is_control_flow() for inst in circuit.data):
+            raise QiskitError("ExactSampler cannot handle ControlFlowOp")
+        if any(inst.operation.name == "measure" for inst in circuit.data):
+            raise QiskitError("ExactSampler cannot handle mid-circuit measurements")
+        bound = pub.parameter_values.bind_all(circuit)
+        probs = np.stack([DensityMatrix(c).probabilities(list(layout.qubits))
+                          for c in bound.ravel()])
+        return self._result(pub, layout, probs, None)
 
 
 class ExactEstimator(SyncEstimator):
-    """Exact estimator. ``precision > 0`` adds Gaussian noise of that standard deviation, as
-    Qiskit's ``StatevectorEstimator`` does; the default precision is 0 (exact)."""
+    """Qiskit's V2 estimator contract (as ``StatevectorEstimator``) on the fast exact simulator.
 
-    def __init__(self, *, default_precision: float = 0.0, seed: int | None = None):
+    ``precision > 0`` adds Gaussian noise of that standard deviation to every expectation
+    value, any PUB shape; the generator is made from ``seed`` afresh for every PUB, so one seed
+    repeats its results, as in the reference. The default precision is 0 (exact). Circuits
+    this simulator cannot run go to Qiskit's reference estimator, with one warning each.
+    """
+
+    def __init__(self, *, default_precision: float = 0.0,
+                 seed: np.random.Generator | int | None = None):
         if default_precision < 0:
             raise ValueError(f"default_precision must be >= 0, got {default_precision}")
         self._default_precision = default_precision
-        self._rng = np.random.default_rng(seed)
+        self._seed = seed
+
+    @property
+    def default_precision(self) -> float:
+        return self._default_precision
+
+    @property
+    def seed(self) -> np.random.Generator | int | None:
+        return self._seed
 
     def _resolve_precision(self, precision: float | None) -> float:
         return self._default_precision if precision is None else precision
@@ -85,6 +133,10 @@ class ExactEstimator(SyncEstimator):
 
     def _run_pub(self, pub: EstimatorPub, states: list) -> PubResult:
         circuit = pub.circuit
+        reason = _unsupported(circuit)
+        if reason is not None:
+            _warn_once(circuit, reason)
+            return StatevectorEstimator(seed=self._seed).run([pub]).result()[0]
         program = compile_circuit(circuit)
         bindings = pub.parameter_values
         values = binding_rows(bindings, circuit.parameters)
@@ -96,13 +148,35 @@ class ExactEstimator(SyncEstimator):
         obs_idx = np.arange(len(obs_list)).reshape(pub.observables.shape)
         val_idx = np.arange(max(1, bindings.size)).reshape(bindings.shape)
         obs_idx, val_idx = np.broadcast_arrays(obs_idx, val_idx)
-        evs = table[obs_idx, val_idx]
+        evs = np.asarray(table[obs_idx, val_idx], dtype=float)
         stds = np.zeros_like(evs)
-        if pub.precision and pub.precision > 0:
-            evs = self._rng.normal(evs, pub.precision)
+        if pub.precision:
+            rng = self._seed if isinstance(self._seed, np.random.Generator) \
+                else np.random.default_rng(self._seed)
+            evs = np.asarray(rng.normal(evs, pub.precision), dtype=float).reshape(evs.shape)
             stds = np.full_like(evs, pub.precision)
         data = DataBin(evs=evs, stds=stds, shape=evs.shape)
-        return PubResult(data, metadata={"target_precision": pub.precision, "exact": True})
+        return PubResult(data, metadata={"target_precision": pub.precision,
+                                         "circuit_metadata": circuit.metadata})
+
+
+def _unsupported(circuit: QuantumCircuit) -> str | None:
+    """Why the fast simulator cannot run ``circuit``, or ``None`` when it can."""
+    try:
+        compile_circuit(circuit)
+    except UnsupportedCircuitError as exc:
+        return str(exc)
+    return None
+
+
+_WARNED: CircuitCache[bool] = CircuitCache(lambda circuit: False)
+
+
+def _warn_once(circuit: QuantumCircuit, reason: str) -> None:
+    if not _WARNED(circuit):
+        warnings.warn(f"circuit {circuit.name!r} runs on Qiskit's reference simulator: {reason}",
+                      UserWarning, stacklevel=4)
+        _WARNED.put(circuit, True)
 
 
 def _shared_states(cache: list, circuit: QuantumCircuit, values: np.ndarray) -> np.ndarray:
@@ -119,7 +193,7 @@ class ExactSamplerGradient(SyncSamplerGradient):
     """Adjoint gradients of exact outcome probabilities (no parameter shift)."""
 
     def __init__(self, sampler: BaseSamplerV2 | None = None, options: Options | None = None):
-        super().__init__(sampler or ExactSampler(), options=options)
+        super().__init__(sampler or ExactSampler(default_shots=None), options=options)
 
     def _circuit_gradients(self, circuit: QuantumCircuit, values: np.ndarray) -> np.ndarray:
         program = compile_circuit(circuit)

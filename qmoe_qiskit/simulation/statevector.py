@@ -17,14 +17,21 @@ Every gradient of a layer comes from the same pair of swept states: the 2x2 "cro
 ``E[a, b] = sum conj(lam[.., a, ..]) phi[.., b, ..]`` of each qubit, after which each gate's
 derivative is a product of 2x2 matrices.
 Amplitude order follows Qiskit: qubit 0 is the least significant bit of the basis index.
+
+Any other gate with a definition (library circuits, feature maps, ``unitary``) is first unrolled
+to these gates by Qiskit's own transpiler, once per circuit object. Angles that are not affine
+in the parameters (the ZZ feature map's ``2(π - x0)(π - x1)``) are evaluated per binding, and
+their gradients follow the chain rule through ``ParameterExpression.gradient``.
 """
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass
 from functools import cached_property, lru_cache
 
 import numpy as np
+from qiskit import transpile
 from qiskit.circuit import ParameterExpression, QuantumCircuit
 
 from ..errors import UnsupportedCircuitError, choices
@@ -122,6 +129,8 @@ class Program:
     measured: tuple[tuple[int, int], ...]  # (qubit, clbit) pairs
     num_clbits: int
     real: bool  # every gate is real: states stay real and are held as float64
+    # angle columns that are not affine: (column, angle(values), ((parameter, d angle(values)),))
+    expressions: tuple[tuple[int, Callable, tuple[tuple[int, Callable], ...]], ...] = ()
 
     @property
     def dtype(self):
@@ -133,7 +142,10 @@ class Program:
 
     # ---------------------------------------------------------------- forward
     def angles(self, values: np.ndarray) -> np.ndarray:
-        return values @ self.angle_coeffs.T + self.angle_offsets
+        angles = values @ self.angle_coeffs.T + self.angle_offsets
+        for column, value, _ in self.expressions:
+            angles[:, column] = value(values)
+        return angles
 
     def states(self, values: np.ndarray) -> np.ndarray:
         """Final statevectors, shape ``(rows, 2**n)``, for parameter rows ``values``."""
@@ -238,11 +250,12 @@ class Program:
             psi = self._evolve(matrices, sl.stop - sl.start)[:, 0, :]
             lam = np.stack([obs.apply(psi) for obs in observables], axis=1)
             evs[sl] = np.einsum("rs,rks->rk", psi.conj(), lam).real
-            grads[sl] = self._adjoint(psi, lam, table, matrices)
+            grads[sl] = self._adjoint(psi, lam, table, matrices, values[sl])
         return evs, grads
 
     def _adjoint(
-        self, psi: np.ndarray, lam: np.ndarray, table: np.ndarray, matrices: list
+        self, psi: np.ndarray, lam: np.ndarray, table: np.ndarray, matrices: list,
+        values: np.ndarray,
     ) -> np.ndarray:
         rows, k, _ = lam.shape
         angle_grads = np.zeros((rows, k, len(self.angle_offsets)))
@@ -261,7 +274,11 @@ class Program:
             if i > first:  # layers before the first trainable one need no undoing
                 for (lo, width, _), matrix in zip(op.chunks, matrices[i]):
                     state = _apply_chunk(state, lo, width, np.conj(np.swapaxes(matrix, -1, -2)))
-        return angle_grads @ self.angle_coeffs
+        grads = angle_grads @ self.angle_coeffs
+        for column, _, slopes in self.expressions:  # chain rule, per binding
+            for param, slope in slopes:
+                grads[:, :, param] += angle_grads[:, :, column] * slope(values)[:, None]
+        return grads
 
     @cached_property
     def _first_trainable(self) -> int:
@@ -336,6 +353,8 @@ def compile_circuit(circuit: QuantumCircuit) -> Program:
 
 
 def _compile(circuit: QuantumCircuit) -> Program:
+    parameters = list(circuit.parameters)  # columns follow the circuit as given
+    circuit = _unrolled(circuit)
     n = circuit.num_qubits
     if n > 24:
         raise UnsupportedCircuitError(
@@ -343,7 +362,7 @@ def _compile(circuit: QuantumCircuit) -> Program:
         )
     qubit_index = {q: i for i, q in enumerate(circuit.qubits)}
     clbit_index = {c: i for i, c in enumerate(circuit.clbits)}
-    param_index = {p: i for i, p in enumerate(circuit.parameters)}
+    param_index = {p: i for i, p in enumerate(parameters)}
     # Single-qubit gates are collected as (qubit, ("angle", column) | ("constant", matrix));
     # a monomial gate closes the current layer.
     items: list = []
@@ -352,6 +371,7 @@ def _compile(circuit: QuantumCircuit) -> Program:
     kinds: list[str] = []
     measured: dict[int, int] = {}
     written: set[int] = set()
+    expressions: list = []
 
     for inst in circuit.data:
         op = inst.operation
@@ -372,8 +392,14 @@ def _compile(circuit: QuantumCircuit) -> Program:
                 "only terminal measurements are supported"
             )
         if name in _PARAMETRIC:
-            row, offset = _affine(op.params[0], param_index, name)
-            items.append((qubits[0], len(offsets), bool(np.any(row))))
+            angle = op.params[0]
+            if _is_affine(angle):
+                row, offset = _affine(angle, param_index)
+                trainable = bool(np.any(row))
+            else:
+                row, offset, trainable = np.zeros(len(param_index)), 0.0, True
+                expressions.append(_expression(len(offsets), angle, param_index))
+            items.append((qubits[0], len(offsets), trainable))
             coeffs.append(row)
             offsets.append(offset)
             kinds.append(name)
@@ -386,8 +412,8 @@ def _compile(circuit: QuantumCircuit) -> Program:
                 items.append(_monomial(name, qubits, n))
         else:
             raise UnsupportedCircuitError(
-                f"gate {name!r} is not supported by the exact simulator; supported gates: "
-                f"{choices(SUPPORTED_GATES)} (transpile the circuit to these first)"
+                f"instruction {name!r} is not supported by the exact simulator, which runs "
+                f"unitary gates (unrolled to {choices(SUPPORTED_GATES)}) and final measurements"
             )
     if written and written != set(range(circuit.num_clbits)):
         missing = sorted(set(range(circuit.num_clbits)) - written)
@@ -425,6 +451,7 @@ def _compile(circuit: QuantumCircuit) -> Program:
         measured=tuple(sorted(measured.items())),
         num_clbits=len(written),
         real=real,
+        expressions=tuple(expressions),
     )
 
 
@@ -476,21 +503,78 @@ def _realify(op: _Mono) -> _Mono:
     return op
 
 
-def _affine(angle, param_index: dict, gate: str) -> tuple[np.ndarray, float]:
+def _is_affine(angle) -> bool:
+    if not isinstance(angle, ParameterExpression):
+        return True
+    return not any(isinstance(slope, ParameterExpression) and slope.parameters
+                   for slope in (angle.gradient(p) for p in angle.parameters))
+
+
+def _affine(angle, param_index: dict) -> tuple[np.ndarray, float]:
     """Coefficients and offset of an angle that is affine in the circuit's parameters."""
     row = np.zeros(len(param_index))
     if not isinstance(angle, ParameterExpression):
         return row, float(angle)
     for param in angle.parameters:
-        slope = angle.gradient(param)
-        if isinstance(slope, ParameterExpression) and slope.parameters:
-            raise UnsupportedCircuitError(
-                f"the angle {angle} of gate {gate!r} is not affine in its parameters; "
-                "the exact simulator supports angles of the form a*x + b*y + c"
-            )
-        row[param_index[param]] = float(np.real(complex(slope)))
+        row[param_index[param]] = float(np.real(complex(angle.gradient(param))))
     offset = angle.bind({p: 0.0 for p in angle.parameters}) if angle.parameters else angle
     return row, float(np.real(complex(offset)))
+
+
+def _expression(column: int, angle: ParameterExpression, param_index: dict) -> tuple:
+    """A non-affine angle as numpy functions of the parameter rows: its value, and for each of
+    its parameters ``ParameterExpression.gradient`` (the chain rule's factor)."""
+    slopes = []
+    for param in sorted(angle.parameters, key=lambda p: param_index[p]):
+        slope = angle.gradient(param)
+        slopes.append((param_index[param], _numeric(slope, param_index)))
+    return column, _numeric(angle, param_index), tuple(slopes)
+
+
+def _numeric(expr, param_index: dict) -> Callable[[np.ndarray], np.ndarray]:
+    """``expr`` evaluated on every row of a parameter-value matrix (columns: ``param_index``)."""
+    import sympy  # a Qiskit dependency (ParameterExpression.sympify)
+
+    if not isinstance(expr, ParameterExpression) or not expr.parameters:
+        constant = float(np.real(complex(expr)))
+        return lambda values: np.full(len(values), constant)
+    params = sorted(expr.parameters, key=lambda p: param_index[p])
+    symbolic = expr.sympify()
+    by_name = {str(symbol): symbol for symbol in symbolic.free_symbols}
+    symbols = [by_name.get(p.name, sympy.Dummy()) for p in params]  # a factor may cancel
+    function = sympy.lambdify(symbols, symbolic, modules="numpy")
+    columns = [param_index[p] for p in params]
+
+    def evaluate(values: np.ndarray) -> np.ndarray:
+        out = np.real(np.asarray(function(*(values[:, c] for c in columns)), dtype=complex))
+        return np.broadcast_to(out, (len(values),)).astype(float)
+
+    return evaluate
+
+
+# Gates Qiskit's transpiler unrolls other gates into: those this simulator runs directly.
+_UNROLL_BASIS = tuple(sorted(set(_PARAMETRIC) | set(_DENSE_1Q) | _MONOMIAL))
+_KEPT = set(_UNROLL_BASIS) | {"measure", "barrier", "delay"}
+
+
+def _unrolled(circuit: QuantumCircuit) -> QuantumCircuit:
+    """``circuit`` with every gate outside the simulator's set unrolled by Qiskit's transpiler
+    (at optimization level 0: nothing merged, parameters kept); as it is when nothing is."""
+    names = {inst.operation.name for inst in circuit.data}
+    if names <= _KEPT:
+        return circuit
+    if any(inst.operation.name in _NOT_UNROLLED or inst.is_control_flow()
+           for inst in circuit.data):
+        return circuit  # refused below with the instruction's name
+    try:
+        return transpile(circuit, basis_gates=list(_UNROLL_BASIS), optimization_level=0)
+    except Exception as exc:  # the transpiler raises several types for gates it cannot unroll
+        raise UnsupportedCircuitError(
+            f"the circuit's gates {sorted(names - _KEPT)} cannot be unrolled to the exact "
+            f"simulator's gates ({type(exc).__name__}: {' '.join(str(exc).split())})") from None
+
+
+_NOT_UNROLLED = ("reset", "initialize", "store")
 
 
 def _monomial(name: str, qubits: list[int], n: int) -> _Mono:
