@@ -27,6 +27,10 @@ from qiskit.primitives.containers.estimator_pub import EstimatorPub
 from qiskit.primitives.containers.sampler_pub import SamplerPub
 from qiskit.providers import Options
 from qiskit.quantum_info import DensityMatrix, SparsePauliOp
+from qiskit_machine_learning.gradients import (
+    ParamShiftEstimatorGradient,
+    ParamShiftSamplerGradient,
+)
 from qiskit_machine_learning.gradients.utils import DerivativeType
 
 from ..errors import UnsupportedCircuitError
@@ -190,12 +194,22 @@ def _shared_states(cache: list, circuit: QuantumCircuit, values: np.ndarray) -> 
 
 
 class ExactSamplerGradient(SyncSamplerGradient):
-    """Adjoint gradients of exact outcome probabilities (no parameter shift)."""
+    """Adjoint gradients of exact outcome probabilities (no parameter shift). A circuit the fast
+    simulator cannot run gets qiskit-ml's parameter shift on the sampler instead (one warning),
+    as the reference path would compute it."""
 
     def __init__(self, sampler: BaseSamplerV2 | None = None, options: Options | None = None):
         super().__init__(sampler or ExactSampler(default_shots=None), options=options)
 
     def _circuit_gradients(self, circuit: QuantumCircuit, values: np.ndarray) -> np.ndarray:
+        reason = _unsupported(circuit)
+        if reason is not None:  # parameter shift on the sampler, which runs the reference
+            _warn_once(circuit, reason)
+            shift = ParamShiftSamplerGradient(self._sampler)
+            result = shift.run([circuit] * len(values), values).result()
+            size = 1 << circuit.num_clbits
+            return np.array([[[d.get(k, 0.0) for k in range(size)] for d in row]
+                             for row in result.gradients])
         program = compile_circuit(circuit)
         outcome = program.outcome_index()
         # Probabilities sum to one, so the last outcome's gradient is minus the others'.
@@ -209,7 +223,8 @@ class ExactSamplerGradient(SyncSamplerGradient):
 
 
 class ExactEstimatorGradient(SyncEstimatorGradient):
-    """Adjoint gradients of exact expectation values (no parameter shift)."""
+    """Adjoint gradients of exact expectation values (no parameter shift); circuits the fast
+    simulator cannot run get parameter shift on the estimator (one warning)."""
 
     def __init__(self, estimator: BaseEstimatorV2 | None = None, options: Options | None = None):
         super().__init__(estimator or ExactEstimator(), options=options)
@@ -218,6 +233,12 @@ class ExactEstimatorGradient(SyncEstimatorGradient):
                            values: list[np.ndarray]) -> list[np.ndarray]:
         if self.derivative_type != DerivativeType.REAL:
             raise ValueError("ExactEstimatorGradient computes real derivatives only")
+        reason = _unsupported(circuit)
+        if reason is not None:  # parameter shift on the estimator, which runs the reference
+            _warn_once(circuit, reason)
+            shift = ParamShiftEstimatorGradient(self._estimator)
+            return [np.array(shift.run([circuit] * len(v), [obs] * len(v), v).result().gradients)
+                    for obs, v in zip(observables, values)]
         program = compile_circuit(circuit)
         operators = [_observable(obs, program.num_qubits).operator for obs in observables]
         if all(v.shape == values[0].shape and np.array_equal(v, values[0]) for v in values):
