@@ -172,8 +172,9 @@ def device(
     readout errors and relaxation rates (T1 and T2 divided by ``scale``); ``scale=0`` is
     noiseless. A scaled error above its largest physical value is refused, or with ``clip``
     held at that value. ``readout=False`` leaves readout errors out (the gate part alone, what
-    readout-mitigated counts are compared with). Qubit indices stay physical. Not modelled: relaxation while a qubit idles
-    (circuits are not scheduled) and during measurement, crosstalk, leakage.
+    readout-mitigated counts are compared with). Qubit indices stay physical. Not modelled:
+    relaxation while a qubit idles (circuits are not scheduled) and during measurement,
+    crosstalk, leakage.
     """
     if isinstance(backend, str):
         backend = get_backend(backend)
