@@ -255,3 +255,25 @@ def test_dropping_final_measurements_keeps_the_fused_layers():
     circuit = paper_ansatz(12, 6, num_outputs=4).circuit
     assert len(compile_circuit(final_measurements(circuit).unmeasured).ops) == \
         len(compile_circuit(circuit).ops) == 12
+
+
+def test_the_noisy_sampler_keeps_the_same_contract():
+    """Same base: registers, shots per PUB, a seed that repeats; noise-free it is the exact
+    sampler's distribution."""
+    from qmoe_qiskit.noise_models import aer_primitives
+
+    circuit = QuantumCircuit(QuantumRegister(2), ClassicalRegister(1, "a"),
+                             ClassicalRegister(1, "b"))
+    circuit.ry(Parameter("t"), 0)
+    circuit.cx(0, 1)
+    circuit.measure(0, 0)
+    circuit.measure(1, 1)
+    sampler, _ = aer_primitives(None, seed=7)
+    exact = sampler.run([(circuit, [[1.0]])]).result()[0].data
+    np.testing.assert_allclose(exact.a.probabilities[0], [np.cos(0.5) ** 2, np.sin(0.5) ** 2],
+                               atol=1e-9)
+    first = sampler.run([(circuit, [[1.0]], 500)]).result()[0]
+    again = sampler.run([(circuit, [[1.0]], 500)]).result()[0]
+    assert first.data.a.num_shots == 500 and first.metadata["shots"] == 500
+    np.testing.assert_array_equal(first.data.b.array, again.data.b.array)
+    np.testing.assert_array_equal(first.data.a.array, first.data.b.array)  # perfectly correlated

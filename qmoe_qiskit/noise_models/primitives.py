@@ -188,7 +188,7 @@ class NoisyEstimator(SyncEstimator):
         _check_shots(default_shots)
         self.simulation = simulation
         self.default_shots = default_shots
-        self._rng = np.random.default_rng(seed)
+        self.seed = seed  # a fresh generator per PUB: one seed repeats its results, as in Qiskit
 
     def _resolve_precision(self, precision: float | None) -> float:
         if precision is not None and precision > 0 and self.default_shots is None:
@@ -210,7 +210,9 @@ class NoisyEstimator(SyncEstimator):
         if self.default_shots is None:
             table = probs @ eig.T  # (bindings, observables)
             return estimator_pub_result(pub, table, np.zeros_like(table), shots=None)
-        counts = np.array([self._rng.multinomial(self.default_shots, p / p.sum())
+        rng = self.seed if isinstance(self.seed, np.random.Generator) \
+            else np.random.default_rng(self.seed)
+        counts = np.array([rng.multinomial(self.default_shots, p / p.sum())
                            for p in probs])
         return estimator_pub_result(pub, *expectations_from_counts(counts, eig),
                                     shots=self.default_shots)
