@@ -32,10 +32,11 @@ from functools import cached_property, lru_cache
 
 import numpy as np
 from qiskit import transpile
-from qiskit.circuit import ParameterExpression, QuantumCircuit
+from qiskit.circuit import QuantumCircuit
 
 from ..errors import UnsupportedCircuitError, choices
 from ..primitives import CircuitCache, popcount
+from ..primitives.angles import affine_row, angle_expression, is_affine
 
 __all__ = ["Program", "compile_circuit", "SUPPORTED_GATES"]
 
@@ -393,12 +394,12 @@ def _compile(circuit: QuantumCircuit) -> Program:
             )
         if name in _PARAMETRIC:
             angle = op.params[0]
-            if _is_affine(angle):
-                row, offset = _affine(angle, param_index)
+            if is_affine(angle):
+                row, offset = affine_row(angle, param_index)
                 trainable = bool(np.any(row))
             else:
                 row, offset, trainable = np.zeros(len(param_index)), 0.0, True
-                expressions.append(_expression(len(offsets), angle, param_index))
+                expressions.append(angle_expression(len(offsets), angle, param_index))
             items.append((qubits[0], len(offsets), trainable))
             coeffs.append(row)
             offsets.append(offset)
@@ -501,55 +502,6 @@ def _realify(op: _Mono) -> _Mono:
     if op.phase is not None and not np.any(op.phase.imag):
         return _Mono(op.perm, op.phase.real.copy())
     return op
-
-
-def _is_affine(angle) -> bool:
-    if not isinstance(angle, ParameterExpression):
-        return True
-    return not any(isinstance(slope, ParameterExpression) and slope.parameters
-                   for slope in (angle.gradient(p) for p in angle.parameters))
-
-
-def _affine(angle, param_index: dict) -> tuple[np.ndarray, float]:
-    """Coefficients and offset of an angle that is affine in the circuit's parameters."""
-    row = np.zeros(len(param_index))
-    if not isinstance(angle, ParameterExpression):
-        return row, float(angle)
-    for param in angle.parameters:
-        row[param_index[param]] = float(np.real(complex(angle.gradient(param))))
-    offset = angle.bind({p: 0.0 for p in angle.parameters}) if angle.parameters else angle
-    return row, float(np.real(complex(offset)))
-
-
-def _expression(column: int, angle: ParameterExpression, param_index: dict) -> tuple:
-    """A non-affine angle as numpy functions of the parameter rows: its value, and for each of
-    its parameters ``ParameterExpression.gradient`` (the chain rule's factor)."""
-    slopes = []
-    for param in sorted(angle.parameters, key=lambda p: param_index[p]):
-        slope = angle.gradient(param)
-        slopes.append((param_index[param], _numeric(slope, param_index)))
-    return column, _numeric(angle, param_index), tuple(slopes)
-
-
-def _numeric(expr, param_index: dict) -> Callable[[np.ndarray], np.ndarray]:
-    """``expr`` evaluated on every row of a parameter-value matrix (columns: ``param_index``)."""
-    import sympy  # a Qiskit dependency (ParameterExpression.sympify)
-
-    if not isinstance(expr, ParameterExpression) or not expr.parameters:
-        constant = float(np.real(complex(expr)))
-        return lambda values: np.full(len(values), constant)
-    params = sorted(expr.parameters, key=lambda p: param_index[p])
-    symbolic = expr.sympify()
-    by_name = {str(symbol): symbol for symbol in symbolic.free_symbols}
-    symbols = [by_name.get(p.name, sympy.Dummy()) for p in params]  # a factor may cancel
-    function = sympy.lambdify(symbols, symbolic, modules="numpy")
-    columns = [param_index[p] for p in params]
-
-    def evaluate(values: np.ndarray) -> np.ndarray:
-        out = np.real(np.asarray(function(*(values[:, c] for c in columns)), dtype=complex))
-        return np.broadcast_to(out, (len(values),)).astype(float)
-
-    return evaluate
 
 
 # Gates Qiskit's transpiler unrolls other gates into: those this simulator runs directly.

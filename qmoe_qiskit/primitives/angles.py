@@ -1,0 +1,67 @@
+"""Gate angles as functions of a circuit's parameters, for simulators that batch bindings.
+
+An angle affine in the parameters (``a*x + b*y + c``) becomes a row of coefficients and an
+offset: all angles of a binding matrix are one matrix product. Any other angle (the ZZ feature
+map's ``2(π - x0)(π - x1)``) becomes numpy functions, lambdified from
+``ParameterExpression.sympify()``: its value per binding and, for the chain rule, each
+parameter's ``ParameterExpression.gradient``.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+
+import numpy as np
+from qiskit.circuit import ParameterExpression
+
+__all__ = ["is_affine", "affine_row", "angle_expression", "numeric"]
+
+
+def is_affine(angle) -> bool:
+    """Whether ``angle`` (a number or a ``ParameterExpression``) is affine in its parameters."""
+    if not isinstance(angle, ParameterExpression):
+        return True
+    return not any(isinstance(slope, ParameterExpression) and slope.parameters
+                   for slope in (angle.gradient(p) for p in angle.parameters))
+
+
+def affine_row(angle, param_index: dict) -> tuple[np.ndarray, float]:
+    """Coefficients and offset of an angle that is affine in the circuit's parameters."""
+    row = np.zeros(len(param_index))
+    if not isinstance(angle, ParameterExpression):
+        return row, float(angle)
+    for param in angle.parameters:
+        row[param_index[param]] = float(np.real(complex(angle.gradient(param))))
+    offset = angle.bind({p: 0.0 for p in angle.parameters}) if angle.parameters else angle
+    return row, float(np.real(complex(offset)))
+
+
+def angle_expression(column: int, angle: ParameterExpression, param_index: dict) -> tuple:
+    """A non-affine angle as numpy functions of the parameter rows: its value, and for each of
+    its parameters ``ParameterExpression.gradient`` (the chain rule's factor)."""
+    slopes = []
+    for param in sorted(angle.parameters, key=lambda p: param_index[p]):
+        slope = angle.gradient(param)
+        slopes.append((param_index[param], numeric(slope, param_index)))
+    return column, numeric(angle, param_index), tuple(slopes)
+
+
+def numeric(expr, param_index: dict) -> Callable[[np.ndarray], np.ndarray]:
+    """``expr`` evaluated on every row of a parameter-value matrix (columns: ``param_index``)."""
+    import sympy  # a Qiskit dependency (ParameterExpression.sympify)
+
+    if not isinstance(expr, ParameterExpression) or not expr.parameters:
+        constant = float(np.real(complex(expr)))
+        return lambda values: np.full(len(values), constant)
+    params = sorted(expr.parameters, key=lambda p: param_index[p])
+    symbolic = expr.sympify()
+    by_name = {str(symbol): symbol for symbol in symbolic.free_symbols}
+    symbols = [by_name.get(p.name, sympy.Dummy()) for p in params]  # a factor may cancel
+    function = sympy.lambdify(symbols, symbolic, modules="numpy")
+    columns = [param_index[p] for p in params]
+
+    def evaluate(values: np.ndarray) -> np.ndarray:
+        out = np.real(np.asarray(function(*(values[:, c] for c in columns)), dtype=complex))
+        return np.broadcast_to(out, (len(values),)).astype(float)
+
+    return evaluate
