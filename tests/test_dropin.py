@@ -277,3 +277,21 @@ def test_the_noisy_sampler_keeps_the_same_contract():
     assert first.data.a.num_shots == 500 and first.metadata["shots"] == 500
     np.testing.assert_array_equal(first.data.b.array, again.data.b.array)
     np.testing.assert_array_equal(first.data.a.array, first.data.b.array)  # perfectly correlated
+
+
+def test_a_wrong_symbolic_translation_is_caught_and_bound_instead(monkeypatch):
+    """Qiskit 2.6's sympify can swap parameters (seen on gradient expressions, depending on
+    hash order). Every lambdified angle is checked against Qiskit's bind at a probe point;
+    here the translation is made wrong on purpose, and the results stay right."""
+    from qmoe_qiskit.primitives import angles
+
+    real = angles._function
+    monkeypatch.setattr(angles, "_function",
+                        lambda *a: (lambda f: (lambda v: f(v) + 0.5))(real(*a)))
+    x = ParameterVector("x", 2)
+    circuit = zz_feature_map(2).assign_parameters(x)
+    program = compile_circuit(circuit.copy())  # a fresh object: compiled under the patch
+    values = RNG.uniform(-1, 1, (3, 2))
+    for row, psi in zip(values, program.states(values)):
+        ref = Statevector(circuit.assign_parameters(dict(zip(circuit.parameters, row)))).data
+        assert abs(np.vdot(ref, psi)) ** 2 == pytest.approx(1.0, abs=1e-12)

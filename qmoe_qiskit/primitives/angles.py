@@ -38,30 +38,75 @@ def affine_row(angle, param_index: dict) -> tuple[np.ndarray, float]:
 
 def angle_expression(column: int, angle: ParameterExpression, param_index: dict) -> tuple:
     """A non-affine angle as numpy functions of the parameter rows: its value, and for each of
-    its parameters ``ParameterExpression.gradient`` (the chain rule's factor)."""
+    its parameters the derivative (the chain rule's factor)."""
+    value, symbolic, symbols = _lambdified(angle, param_index)
     slopes = []
     for param in sorted(angle.parameters, key=lambda p: param_index[p]):
-        slope = angle.gradient(param)
-        slopes.append((param_index[param], numeric(slope, param_index)))
-    return column, numeric(angle, param_index), tuple(slopes)
+        if symbolic is not None:  # differentiate the expression that was checked
+            import sympy
+
+            derivative = sympy.diff(symbolic, symbols[param])
+            slopes.append((param_index[param], _function(derivative, symbols, param_index)))
+        else:
+            slopes.append((param_index[param], _bound(angle.gradient(param), param_index)))
+    return column, value, tuple(slopes)
 
 
 def numeric(expr, param_index: dict) -> Callable[[np.ndarray], np.ndarray]:
     """``expr`` evaluated on every row of a parameter-value matrix (columns: ``param_index``)."""
-    import sympy  # a Qiskit dependency (ParameterExpression.sympify)
+    return _lambdified(expr, param_index)[0]
 
+
+def _lambdified(expr, param_index: dict):
+    """``(function, sympy expression, {parameter: symbol})``: a vectorised evaluation of
+    ``expr``, checked against Qiskit's own ``bind`` at a probe point. Qiskit 2.6's
+    ``sympify`` can map a symbol to the wrong parameter (seen on the results of
+    ``ParameterExpression.gradient``, depending on hash order); where the check fails the
+    expression is bound row by row instead (slower, always right)."""
     if not isinstance(expr, ParameterExpression) or not expr.parameters:
         constant = float(np.real(complex(expr)))
-        return lambda values: np.full(len(values), constant)
+        return (lambda values: np.full(len(values), constant)), None, {}
+    import sympy  # a Qiskit dependency (ParameterExpression.sympify)
+
     params = sorted(expr.parameters, key=lambda p: param_index[p])
     symbolic = expr.sympify()
     by_name = {str(symbol): symbol for symbol in symbolic.free_symbols}
-    symbols = [by_name.get(p.name, sympy.Dummy()) for p in params]  # a factor may cancel
-    function = sympy.lambdify(symbols, symbolic, modules="numpy")
+    symbols = {p: by_name.get(p.name, sympy.Dummy()) for p in params}  # a factor may cancel
+    function = _function(symbolic, symbols, param_index)
+    probe = np.zeros((1, max(param_index.values()) + 1))
+    rng = np.random.default_rng(12345)
+    for p in params:
+        probe[0, param_index[p]] = rng.uniform(0.3, 1.7)
+    exact = float(np.real(complex(expr.bind({p: probe[0, param_index[p]] for p in params}))))
+    if not np.isclose(function(probe)[0], exact, rtol=1e-9, atol=1e-12):
+        return _bound(expr, param_index), None, {}
+    return function, symbolic, symbols
+
+
+def _function(symbolic, symbols: dict, param_index: dict) -> Callable[[np.ndarray], np.ndarray]:
+    import sympy
+
+    params = list(symbols)
+    function = sympy.lambdify([symbols[p] for p in params], symbolic, modules="numpy")
     columns = [param_index[p] for p in params]
 
     def evaluate(values: np.ndarray) -> np.ndarray:
         out = np.real(np.asarray(function(*(values[:, c] for c in columns)), dtype=complex))
         return np.broadcast_to(out, (len(values),)).astype(float)
+
+    return evaluate
+
+
+def _bound(expr, param_index: dict) -> Callable[[np.ndarray], np.ndarray]:
+    """``expr`` bound with Qiskit, one row at a time."""
+    if not isinstance(expr, ParameterExpression) or not expr.parameters:
+        constant = float(np.real(complex(expr)))
+        return lambda values: np.full(len(values), constant)
+    params = list(expr.parameters)
+    columns = [param_index[p] for p in params]
+
+    def evaluate(values: np.ndarray) -> np.ndarray:
+        return np.array([float(np.real(complex(expr.bind(
+            {p: row[c] for p, c in zip(params, columns)})))) for row in values])
 
     return evaluate
