@@ -135,6 +135,9 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--repetitions", type=int, default=5, help="repetitions with --shots (default 5)")
     p.add_argument("--retrain", action="store_true",
                    help="train a fresh model under each noise level instead of evaluating one")
+    p.add_argument("--engine", default="fast",
+                   help="fast (default): batched density matrix with reverse-mode gradients; "
+                        "aer: Aer's density-matrix simulator with parameter shift")
     p.add_argument("--no-baseline", action="store_true",
                    help="skip training the classical baseline shown in the plot")
     p.add_argument("--seed", type=int, default=0)
@@ -283,6 +286,7 @@ def _sweep(args) -> int:
     config = SweepConfig(
         model=args.model, noise=args.noise, levels=args.levels, scales=args.scales,
         shots=args.shots, repetitions=args.repetitions, retrain=args.retrain,
+        engine=args.engine,
         train=_train_config(args, args.seed, TrainConfig(epochs=30, patience=5)),
         baseline=not args.no_baseline, seed=args.seed)
     _finish(config, args)

@@ -28,6 +28,8 @@ from ..errors import ConfigError, check_seed, choices
 from ..metrics import mean_tvd, summarize
 from ..models import ModelSpec, build_model
 from ..noise_models import (
+    AdjointNoisyEstimatorGradient,
+    AdjointNoisySamplerGradient,
     BatchedShiftEstimatorGradient,
     BatchedShiftSamplerGradient,
     NoisyEstimator,
@@ -37,6 +39,7 @@ from ..noise_models import (
     device,
     gates_without_noise,
 )
+from ..noise_models.primitives import ENGINES
 from ..plots import noise_sweep
 from ..resources import check_memory
 from ..training import TrainConfig, evaluate, gates, seed_everything, train
@@ -72,9 +75,13 @@ class SweepConfig:
     baseline: bool = True  # train a classical (linear) router on the same data for reference
     seed: int = 0
     optimization_level: int = 1
+    engine: str = "fast"  # "fast": batched density matrix + reverse mode; "aer": Aer + shift
 
     def __post_init__(self):
         object.__setattr__(self, "model", str(self.model))
+        if self.engine not in ENGINES:
+            raise ConfigError(f"unknown engine {self.engine!r}; valid engines: "
+                              f"{choices(ENGINES)}")
         noise = str(self.noise).strip().lower()
         if noise != "depolarizing":
             noise = noise if noise.startswith("fake_") else "fake_" + noise
@@ -133,7 +140,7 @@ class SweepConfig:
         backend = get_backend(self.noise) if self.is_device else None
         return NoisySimulation(self.noise_model(level, qubits), backend=backend,
                                optimization_level=self.optimization_level,
-                               seed_transpiler=self.seed, seed=self.seed)
+                               seed_transpiler=self.seed, seed=self.seed, engine=self.engine)
 
     def to_dict(self) -> dict[str, Any]:
         return dataclasses.asdict(self)
@@ -175,6 +182,7 @@ class SweepConfig:
             "shots": self.shots,
             "repetitions": self.repetitions if self.shots else 1,
             "retrain": self.retrain,
+            "engine": self.engine,
             "protocol": ("retrained at each noise level" if self.retrain
                          else "one trained model evaluated at each noise level"),
             "train": dataclasses.asdict(self.train) if self.retrain else None,
@@ -285,13 +293,19 @@ class LevelCell:
 
 def _retrained(spec: ModelSpec, data, simulation: NoisySimulation, config: SweepConfig,
                progress: bool):
-    """A fresh model trained under this noise: exact noisy values, parameter-shift gradients."""
+    """A fresh model trained under this noise: exact noisy values; reverse-mode gradients
+    (the fast engine) or parameter shift (Aer)."""
     seed_everything(config.seed)
     model = build_model(spec)
     sampler, estimator = NoisySampler(simulation), NoisyEstimator(simulation)
-    model.set_primitives(sampler=sampler, estimator=estimator,
-                         sampler_gradient=BatchedShiftSamplerGradient(sampler),
-                         estimator_gradient=BatchedShiftEstimatorGradient(estimator))
+    if simulation.engine == "fast":
+        gradients = (AdjointNoisySamplerGradient(sampler),
+                     AdjointNoisyEstimatorGradient(estimator))
+    else:
+        gradients = (BatchedShiftSamplerGradient(sampler),
+                     BatchedShiftEstimatorGradient(estimator))
+    model.set_primitives(sampler=sampler, estimator=estimator, sampler_gradient=gradients[0],
+                         estimator_gradient=gradients[1])
     train(model, data.x_train, data.y_train, data.x_val, data.y_val, config.train,
           progress=progress, desc="retraining under noise")
     return model

@@ -38,7 +38,13 @@ from qiskit.primitives import BitArray, DataBin, SamplerPubResult
 from qiskit.primitives.containers.sampler_pub import SamplerPub
 from qiskit_ibm_runtime.executor_sampler import Sampler as ExecutorSampler
 
-from ..errors import ConfigError, JobError, StorageError, UnsupportedCircuitError, choices
+from ..errors import (
+    ConfigError,
+    JobError,
+    StorageError,
+    UnsupportedCircuitError,
+    choices,
+)
 from ..primitives import SyncSampler, binding_rows, outcome_counts
 from ..transpile import Compiled, Compiler, check_optimization_level, measured_qubits
 from .cache import ResultCache, pub_key

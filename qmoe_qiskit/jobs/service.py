@@ -25,7 +25,14 @@ from qiskit_ibm_runtime.accounts import AccountNotFoundError
 from qiskit_ibm_runtime.exceptions import IBMError
 
 from ..backends import fake_backend_names, get_backend
-from ..errors import AccountError, ConfigError, JobError, QMoEError, ServiceUnreachable, choices
+from ..errors import (
+    AccountError,
+    ConfigError,
+    JobError,
+    QMoEError,
+    ServiceUnreachable,
+    choices,
+)
 
 __all__ = ["Connection", "connect", "runtime_service", "remote_job", "scrub", "one_line",
            "CHANNELS"]

@@ -18,7 +18,12 @@ from torch import nn
 
 from ..circuits import AnsatzCircuit, build_ansatz
 from ..errors import DataError
-from ..simulation import ExactEstimator, ExactEstimatorGradient, ExactSampler, ExactSamplerGradient
+from ..simulation import (
+    ExactEstimator,
+    ExactEstimatorGradient,
+    ExactSampler,
+    ExactSamplerGradient,
+)
 
 __all__ = ["QuantumLayer", "QuantumRouter", "QuantumExpert", "Primitive", "Gradient"]
 

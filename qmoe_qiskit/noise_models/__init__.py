@@ -21,7 +21,12 @@ from .factories import (
     readout_matrices,
     thermal_relaxation,
 )
-from .gradients import BatchedShiftEstimatorGradient, BatchedShiftSamplerGradient
+from .gradients import (
+    AdjointNoisyEstimatorGradient,
+    AdjointNoisySamplerGradient,
+    BatchedShiftEstimatorGradient,
+    BatchedShiftSamplerGradient,
+)
 from .primitives import (
     NoisyEstimator,
     NoisySampler,
@@ -50,4 +55,6 @@ __all__ = [
     "IsaEvaluator",
     "BatchedShiftSamplerGradient",
     "BatchedShiftEstimatorGradient",
+    "AdjointNoisySamplerGradient",
+    "AdjointNoisyEstimatorGradient",
 ]

@@ -1,9 +1,12 @@
-"""Parameter-shift gradients that send every shifted binding of a call in one PUB.
+"""Gradients of the noisy primitives.
 
-Under noise there is no adjoint method; parameter shift is exact for noisy expectation values
-too. qiskit-machine-learning's ``ParamShift*Gradient`` sends one PUB per shifted point (one
-simulator call each); these send one PUB per circuit, so a batch costs one Aer call. They are
-used to train under noise (``qmoe sweep --retrain``).
+``AdjointNoisy*Gradient``: reverse-mode gradients from the fast density-matrix engine
+(:mod:`.density`), the default for training under noise (``qmoe sweep --retrain``).
+
+``BatchedShift*Gradient``: parameter shift, exact for noisy expectation values too, on any
+noisy primitive (the Aer engine, ``--engine aer``). qiskit-machine-learning's
+``ParamShift*Gradient`` sends one PUB per shifted point (one simulator call each); these send
+one PUB per circuit, so a batch costs one Aer call.
 
 Valid for circuits in which each differentiated parameter enters exactly one ``rx``/``ry``/
 ``rz``/``p`` gate, as ``a * theta + b``: the shift is ``pi / (2a)`` and the derivative
@@ -19,11 +22,14 @@ from ..errors import UnsupportedCircuitError
 from ..primitives import (
     SyncEstimatorGradient,
     SyncSamplerGradient,
+    diagonal_eigenvalues,
     one_register,
     outcome_probabilities,
 )
+from ..primitives.sampling import final_measurements, register_probabilities
 
-__all__ = ["BatchedShiftSamplerGradient", "BatchedShiftEstimatorGradient"]
+__all__ = ["BatchedShiftSamplerGradient", "BatchedShiftEstimatorGradient",
+           "AdjointNoisySamplerGradient", "AdjointNoisyEstimatorGradient"]
 
 _ROTATIONS = ("rx", "ry", "rz", "p")
 
@@ -98,3 +104,40 @@ class BatchedShiftEstimatorGradient(SyncEstimatorGradient):
             ).result()[0].data.evs  # (rows, 2, P)
             grads.append(_combine(evs[:, 0], evs[:, 1], cols, slopes))
         return grads
+
+
+class AdjointNoisySamplerGradient(SyncSamplerGradient):
+    """Reverse-mode gradients of a :class:`~qmoe_qiskit.noise_models.NoisySampler`'s exact
+    noisy outcome probabilities (the fast density-matrix engine): one forward pass and one
+    backward sweep per batch, whatever the number of parameters."""
+
+    def _circuit_gradients(self, circuit: QuantumCircuit, values: np.ndarray) -> np.ndarray:
+        simulation = self._sampler.simulation
+        layout = final_measurements(circuit)
+        if len(layout.registers) != 1:
+            raise UnsupportedCircuitError("noisy sampler gradients need a circuit with exactly "
+                                          f"one classical register, not {len(layout.registers)}")
+        compiled = simulation.compile(circuit)
+        physical = [compiled.layout[q] for q in layout.qubits]
+        _, grads = simulation.probabilities_and_gradients(circuit, values, physical)
+        rows, params, outcomes = grads.shape
+        register = register_probabilities(grads.reshape(rows * params, outcomes),
+                                          layout.registers[0])
+        return register.reshape(rows, params, -1)
+
+
+class AdjointNoisyEstimatorGradient(SyncEstimatorGradient):
+    """Reverse-mode gradients of a :class:`~qmoe_qiskit.noise_models.NoisyEstimator`'s exact
+    noisy I/Z expectation values (the fast density-matrix engine)."""
+
+    def _circuit_gradients(self, circuit: QuantumCircuit, observables: list,
+                           values: list[np.ndarray]) -> list[np.ndarray]:
+        simulation = self._estimator.simulation
+        compiled = simulation.compile(circuit)
+        out = []
+        for observable, rows in zip(observables, values):
+            support, eig = diagonal_eigenvalues([observable])
+            physical = [compiled.layout[q] for q in support]
+            _, grads = simulation.probabilities_and_gradients(circuit, rows, physical)
+            out.append(grads @ eig[0])  # (rows, parameters)
+        return out

@@ -34,11 +34,16 @@ from ..primitives import (
     expectations_from_counts,
 )
 from ..primitives.sampling import FinalMeasurements, ProbabilitySampler
+from ..resources import check_memory
 from ..transpile import Compiled, Compiler
+from .density import ENGINE_HINT, DensityProgram, compile_density
 from .factories import readout_matrices
 
 __all__ = ["NoisySimulation", "NoisySampler", "NoisyEstimator", "aer_simulator", "aer_primitives",
-           "probe_circuit", "probe_probabilities"]
+           "probe_circuit", "probe_probabilities", "ENGINES"]
+
+ENGINES = ("fast", "aer")
+CHUNK_BYTES = 256 << 20  # density matrices held at once while a batch is evaluated
 
 
 def aer_simulator(
@@ -59,11 +64,14 @@ def aer_simulator(
 
 
 class NoisySimulation:
-    """Exact noisy probabilities of logical circuits, one Aer call per batch of bindings.
+    """Exact noisy probabilities of logical circuits, every binding of a batch at once.
 
     ``backend`` (a ``BackendV2``) makes circuits ISA circuits of that device, placed on
     ``initial_layout`` if given (else the transpiler's choice), with ``optimization_level``
     and ``seed_transpiler``; without it circuits are transpiled to ``noise_model.basis_gates``.
+    ``engine``: ``"fast"`` (the default) is this toolkit's batched density matrix with
+    reverse-mode gradients (:mod:`.density`); ``"aer"`` is one Aer density-matrix call per
+    batch (no gradients of its own: parameter shift). Both give the same probabilities.
     """
 
     def __init__(
@@ -75,7 +83,12 @@ class NoisySimulation:
         optimization_level: int = 1,
         seed_transpiler: int = 0,
         seed: int | None = None,
+        engine: str = "fast",
     ):
+        if engine not in ENGINES:
+            raise ConfigError(f"unknown simulation engine {engine!r}; valid engines: "
+                              f"{', '.join(ENGINES)}")
+        self.engine = engine
         self.noise_model = noise_model if noise_model is not None else NoiseModel()
         self.compiler = Compiler(backend, basis_gates=self.noise_model.basis_gates,
                                  initial_layout=initial_layout,
@@ -84,6 +97,7 @@ class NoisySimulation:
         self._seed = seed
         self.simulator = aer_simulator(self.noise_model, seed=seed)
         self._probes = CircuitCache(self._probe)
+        self._programs = CircuitCache(self._program)
 
     @property
     def backend(self) -> BackendV2 | None:
@@ -91,7 +105,8 @@ class NoisySimulation:
 
     def with_noise(self, noise_model: NoiseModel | None) -> "NoisySimulation":
         """The same transpilation (shared cache, same layouts) under another noise model."""
-        other = NoisySimulation(noise_model, seed=self._seed, backend=self.backend)
+        other = NoisySimulation(noise_model, seed=self._seed, backend=self.backend,
+                                engine=self.engine)
         other.compiler, other._probes = self.compiler, self._probes
         return other
 
@@ -108,9 +123,33 @@ class NoisySimulation:
         """Noisy outcome probabilities ``(rows, 2**len(physical))`` of the physical qubits
         ``physical`` (the first is the least significant bit), readout error included."""
         key = tuple(physical)
+        if self.engine == "fast":
+            program = self.program(circuit)
+            return _in_chunks(lambda rows: program.probabilities(rows, key), values,
+                              program.bytes_per_row(0, False))
         return probe_probabilities(self.simulator, self._probes(circuit, key), values,
                                    circuit.parameters,
                                    readout_matrices(self.noise_model, key))
+
+    def probabilities_and_gradients(self, circuit: QuantumCircuit, values: np.ndarray,
+                                    physical: Sequence[int]) -> tuple[np.ndarray, np.ndarray]:
+        """:meth:`probabilities` and their reverse-mode gradients ``(rows, parameters,
+        outcomes)`` (columns: ``circuit.parameters``); the fast engine only."""
+        if self.engine != "fast":
+            raise ConfigError("gradients of the Aer engine come from parameter shift "
+                              "(BatchedShift*Gradient); the fast engine computes them itself")
+        program = self.program(circuit)
+        key = tuple(physical)
+        outcomes = 1 << len(key)
+        return _in_chunks(lambda rows: program.probabilities_and_gradients(rows, key), values,
+                          program.bytes_per_row(outcomes, True))
+
+    def program(self, circuit: QuantumCircuit) -> DensityProgram:
+        """The fast engine's compiled form of ``circuit`` under this noise (once per circuit)."""
+        return self._programs(circuit)
+
+    def _program(self, circuit: QuantumCircuit) -> DensityProgram:
+        return compile_density(self.compile(circuit).isa, self.noise_model, circuit.parameters)
 
     def _probe(self, circuit: QuantumCircuit, physical: tuple[int, ...]) -> QuantumCircuit:
         return probe_circuit(self.compile(circuit).isa, physical)
@@ -232,6 +271,22 @@ def aer_primitives(
 
 
 # ------------------------------------------------------------------ helpers
+def _in_chunks(evaluate, values: np.ndarray, bytes_per_row: int):
+    """``evaluate`` on slices of ``values`` small enough to hold, results joined by row; a
+    :class:`ConfigError` before anything is allocated when one row does not fit in memory."""
+    check_memory(bytes_per_row, "one binding's density matrices (with what its gradients keep)",
+                 f"use a narrower circuit, or {ENGINE_HINT}")
+    values = np.asarray(values, dtype=float)
+    step = max(1, CHUNK_BYTES // max(1, bytes_per_row))
+    if len(values) <= step:
+        return evaluate(values)
+    parts = [evaluate(values[i:i + step]) for i in range(0, len(values), step)]
+    if isinstance(parts[0], tuple):
+        return tuple(np.concatenate(column) for column in zip(*parts))
+    return np.concatenate(parts)
+
+
+
 def _check_shots(shots) -> None:
     if shots is not None and (not isinstance(shots, (int, np.integer)) or shots < 1):
         raise ConfigError(f"shots must be a positive integer or None (exact), got {shots!r}")

@@ -33,7 +33,8 @@ from qiskit.primitives.containers.sampler_pub import SamplerPub
 
 from .base import CircuitCache, DoneJob, ExactDistributions, SyncSampler, binding_rows
 
-__all__ = ["FinalMeasurements", "ProbabilitySampler", "final_measurements", "marginal"]
+__all__ = ["FinalMeasurements", "ProbabilitySampler", "final_measurements", "marginal",
+           "register_probabilities"]
 
 DEFAULT_SHOTS = 1024
 
@@ -158,7 +159,7 @@ class ProbabilitySampler(SyncSampler):
         shape = pub.shape
         if pub.shots is None:
             fields = {reg.name: ExactDistributions(
-                _register_probabilities(probs, reg).reshape(shape + (1 << reg.num_bits,)),
+                register_probabilities(probs, reg).reshape(shape + (1 << reg.num_bits,)),
                 reg.num_bits) for reg in layout.registers}
         else:
             outcomes = _draw(probs, pub.shots, rng)  # (rows, shots) joint outcome integers
@@ -180,8 +181,9 @@ def _check_shots(shots) -> None:
         raise ValueError(f"shots must be a positive integer, got {shots!r}")
 
 
-def _register_probabilities(probs: np.ndarray, register: Register) -> np.ndarray:
-    """A register's distribution ``(rows, 2**num_bits)`` from the joint one."""
+def register_probabilities(probs: np.ndarray, register: Register) -> np.ndarray:
+    """A register's distribution ``(rows, 2**num_bits)`` from the joint one (also any linear
+    function of it, such as its gradient rows)."""
     size = 1 << register.num_bits
     values = _register_values(np.arange(probs.shape[1]), register)
     if register.num_bits == probs.shape[1].bit_length() - 1 and \

@@ -1,0 +1,407 @@
+"""Exact noisy simulation with reverse-mode gradients: a batched density matrix.
+
+A transpiled circuit (the noise model's basis, or a device's ISA) and an Aer ``NoiseModel``
+compile once into a :class:`DensityProgram`: operations on the density matrices of every
+binding at once, ``(rows, 2**n, 2**n)`` over the ``n`` qubits the circuit uses. Each gate is
+its unitary (Qiskit's ``Operator`` of the instruction; ``rx``/``ry``/``rz``/``p`` with angles
+that may depend on the parameters), and after it the channel Aer attaches to that gate: the
+``QuantumError`` for that instruction on those qubits, else the all-qubit one (Aer's rule: a
+specific error overrides the all-qubit error), read through ``NoiseModel.to_dict`` and
+``QuantumError.from_dict`` and turned into a superoperator from its Kraus maps
+(``qiskit.quantum_info.Kraus``). Errors on ``measure`` act before the measurement, as in Aer;
+readout errors act on the outcome probabilities through their assignment matrices.
+
+Gradients are reverse mode (the adjoint method carried over to channels): the evolution is
+linear in ρ, so the adjoint of a probability functional is swept backwards through the
+adjoint channels, ``Λ ← Σ K† Λ K``. A rotation ``U = exp(θ G)`` contributes
+``∂p/∂θ = 2 Re ⟨Λ, G ρ'⟩`` with ρ' the state right after it, kept from the forward pass. One
+forward pass and one backward sweep of all outcome functionals serve every parameter; only
+parameters that some angle depends on are differentiated.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import dataclass
+from functools import lru_cache
+
+import numpy as np
+from qiskit import QuantumCircuit
+from qiskit.quantum_info import Kraus, Operator
+from qiskit_aer.noise import NoiseModel, QuantumError
+
+from ..errors import UnsupportedCircuitError
+from ..primitives.angles import affine_row, angle_expression, is_affine
+from ..transpile import used_qubits
+from .factories import readout_matrices
+
+__all__ = ["DensityProgram", "compile_density", "noise_channels"]
+
+# d U / d theta = G U for the rotations whose angle may be a parameter.
+_GENERATORS = {
+    "rx": np.array([[0, -0.5j], [-0.5j, 0]]),
+    "ry": np.array([[0, -0.5], [0.5, 0]], dtype=complex),
+    "rz": np.array([[-0.5j, 0], [0, 0.5j]]),
+    "p": np.array([[0, 0], [0, 1j]]),
+}
+_IGNORED = ("barrier",)
+ENGINE_HINT = "use --engine aer (Aer's density-matrix simulator) for it"
+
+
+def _rotation(kind: str, angles: np.ndarray) -> np.ndarray:
+    """``(rows, 2, 2)`` matrices of a rotation kind at ``angles``."""
+    rows = len(angles)
+    out = np.zeros((rows, 2, 2), dtype=complex)
+    if kind == "p":
+        out[:, 0, 0] = 1.0
+        out[:, 1, 1] = np.exp(1j * angles)
+        return out
+    c, s = np.cos(angles / 2), np.sin(angles / 2)
+    if kind == "rx":
+        out[:, 0, 0] = out[:, 1, 1] = c
+        out[:, 0, 1] = out[:, 1, 0] = -1j * s
+    elif kind == "ry":
+        out[:, 0, 0] = out[:, 1, 1] = c
+        out[:, 0, 1], out[:, 1, 0] = -s, s
+    else:  # rz
+        out[:, 0, 0], out[:, 1, 1] = np.exp(-0.5j * angles), np.exp(0.5j * angles)
+    return out
+
+
+@dataclass(frozen=True)
+class _Fixed:
+    """A fixed superoperator (row-major vectorisation, ``(4**k, 4**k)``) on local ``qargs``."""
+
+    qargs: tuple[int, ...]
+    superop: np.ndarray
+
+
+@dataclass(frozen=True)
+class _Rotation:
+    """``exp(theta G)`` on one local qubit, ``theta`` the angle column ``column``."""
+
+    qubit: int
+    kind: str
+    column: int
+
+
+def noise_channels(noise_model: NoiseModel) -> tuple[dict, dict]:
+    """Aer's quantum errors by instruction: ``(specific, all_qubit)`` with ``specific[name]
+    [qubits]`` and ``all_qubit[name]`` each a ``QuantumError``, read from the model's public
+    dictionary form."""
+    specific: dict[str, dict[tuple[int, ...], QuantumError]] = {}
+    everywhere: dict[str, QuantumError] = {}
+    for entry in noise_model.to_dict()["errors"]:
+        if entry["type"] != "qerror":
+            continue
+        error = QuantumError.from_dict(entry)
+        for name in entry["operations"]:
+            if "gate_qubits" in entry:
+                for qubits in entry["gate_qubits"]:
+                    specific.setdefault(name, {})[tuple(int(q) for q in qubits)] = error
+            else:
+                everywhere[name] = error
+    return specific, everywhere
+
+
+def _superop(error: QuantumError) -> np.ndarray:
+    """Row-major superoperator ``Σ K ⊗ conj(K)`` of a CPTP error; refuses anything else."""
+    channel = Kraus(error.to_quantumchannel())
+    if not channel.is_cptp(atol=1e-10):
+        raise UnsupportedCircuitError(
+            f"the noise model holds a {error.num_qubits}-qubit error that is not CPTP; the "
+            f"fast density-matrix path runs CPTP channels only; {ENGINE_HINT}")
+    return sum(np.kron(k, k.conj()) for k in channel.data)
+
+
+@dataclass(frozen=True)
+class DensityProgram:
+    """A compiled noisy circuit: see the module docstring."""
+
+    num_qubits: int
+    physical: tuple[int, ...]  # physical qubit of each local qubit
+    ops: tuple
+    num_parameters: int
+    angle_coeffs: np.ndarray  # (angles, parameters)
+    angle_offsets: np.ndarray
+    expressions: tuple
+    readout: dict  # physical qubit -> assignment matrix M[true, seen]
+    differentiable: np.ndarray  # parameters some angle depends on
+
+    @property
+    def dim(self) -> int:
+        return 1 << self.num_qubits
+
+    def angles(self, values: np.ndarray) -> np.ndarray:
+        angles = values @ self.angle_coeffs.T + self.angle_offsets
+        for column, value, _ in self.expressions:
+            angles[:, column] = value(values)
+        return angles
+
+    def bytes_per_row(self, outcomes: int, with_gradients: bool) -> int:
+        """Memory one binding needs: its density matrix, the states kept for the backward
+        sweep and the adjoint functionals."""
+        states = 2 + (sum(isinstance(op, _Rotation) for op in self.ops) if with_gradients
+                      else 0) + (outcomes if with_gradients else 0)
+        return 16 * self.dim * self.dim * states
+
+    # ---------------------------------------------------------------- forward
+    def probabilities(self, values: np.ndarray, physical: Sequence[int]) -> np.ndarray:
+        """Outcome probabilities ``(rows, 2**len(physical))`` of the physical qubits
+        ``physical`` (the first is the least significant bit), readout error included."""
+        rho, _ = self._forward(self._values(values), keep=False)
+        return self._observed(_diagonal_marginal(rho, self._local(physical)), physical)
+
+    def probabilities_and_gradients(self, values: np.ndarray, physical: Sequence[int]
+                                    ) -> tuple[np.ndarray, np.ndarray]:
+        """Probabilities as :meth:`probabilities` and their gradients ``(rows, parameters,
+        outcomes)`` with respect to every parameter (columns: the circuit's parameters)."""
+        values = self._values(values)
+        local = self._local(physical)
+        rho, kept = self._forward(values, keep=True)
+        probs = _diagonal_marginal(rho, local)
+        lam = _projectors(self.num_qubits, local, len(values))  # (rows, K, D, D)
+        angle_grads = np.zeros((len(values), lam.shape[1], len(self.angle_offsets)))
+        for op, saved in zip(reversed(self.ops), reversed(kept)):
+            if isinstance(op, _Rotation):
+                state, matrix = saved  # the state right after the rotation, and its matrices
+                generated = _apply_left(state, _GENERATORS[op.kind], op.qubit, self.num_qubits)
+                angle_grads[:, :, op.column] += 2 * np.einsum(
+                    "rkab,rab->rk", lam.conj(), generated).real
+                inverse = np.conj(np.swapaxes(matrix, -1, -2))
+                lam = _apply_unitary(lam, inverse, (op.qubit,), self.num_qubits)
+            else:
+                lam = _apply_superop(lam, op.superop.conj().T, op.qargs, self.num_qubits)
+        grads = angle_grads @ self.angle_coeffs  # (rows, K, P)
+        for column, _, slopes in self.expressions:
+            for param, slope in slopes:
+                grads[:, :, param] += angle_grads[:, :, column] * slope(values)[:, None]
+        grads = np.swapaxes(grads, 1, 2)  # (rows, P, K)
+        return self._observed(probs, physical), self._observed(grads, physical)
+
+    def _forward(self, values: np.ndarray, *, keep: bool):
+        angles = self.angles(values)
+        rho = np.zeros((len(values), self.dim, self.dim), dtype=complex)
+        rho[:, 0, 0] = 1.0
+        kept = []  # per op: (state after it, its matrices) for rotations, for the backward sweep
+        for op in self.ops:
+            if isinstance(op, _Rotation):
+                matrix = _rotation(op.kind, angles[:, op.column])
+                rho = _apply_unitary(rho, matrix, (op.qubit,), self.num_qubits)
+                saved = (rho, matrix)
+            else:
+                rho = _apply_superop(rho, op.superop, op.qargs, self.num_qubits)
+                saved = None
+            if keep:
+                kept.append(saved)
+        return rho, kept
+
+    def _values(self, values) -> np.ndarray:
+        values = np.asarray(values, dtype=float)
+        if values.ndim == 1:
+            values = values.reshape(1, -1)
+        if values.ndim != 2 or values.shape[1] != self.num_parameters:
+            raise ValueError(f"expected parameter values of shape (rows, "
+                             f"{self.num_parameters}), got {values.shape}")
+        return values
+
+    def _local(self, physical: Sequence[int]) -> list[int]:
+        index = {q: i for i, q in enumerate(self.physical)}
+        missing = [q for q in physical if q not in index]
+        if missing:
+            raise UnsupportedCircuitError(f"physical qubits {missing} are not used by the "
+                                          f"circuit; only used qubits can be read")
+        return [index[q] for q in physical]
+
+    def _observed(self, probs: np.ndarray, physical: Sequence[int]) -> np.ndarray:
+        """True-outcome probabilities (or their gradients, last axis the outcome) pushed
+        through each measured qubit's readout assignment matrix."""
+        k = len(physical)
+        lead = probs.shape[:-1]
+        tensor = probs.reshape(lead + (2,) * k)  # axis len(lead) + j <-> bit k - 1 - j
+        for bit, q in enumerate(physical):
+            matrix = self.readout.get(q)
+            if matrix is None:
+                continue
+            axis = len(lead) + k - 1 - bit
+            tensor = np.moveaxis(np.tensordot(tensor, matrix, axes=([axis], [0])), -1, axis)
+        return tensor.reshape(probs.shape)
+
+
+# -------------------------------------------------------------------- compile
+def compile_density(isa: QuantumCircuit, noise_model: NoiseModel,
+                    parameters: Sequence | None = None) -> DensityProgram:
+    """Compile a transpiled circuit under ``noise_model`` (see the module docstring).
+    ``parameters`` orders the value columns (default: ``isa.parameters``). Raises
+    :class:`UnsupportedCircuitError`, naming what it cannot run, for mid-circuit measurement,
+    reset, instructions without a matrix and non-CPTP errors."""
+    parameters = list(isa.parameters if parameters is None else parameters)
+    param_index = {p: i for i, p in enumerate(parameters)}
+    physical = tuple(used_qubits(isa))
+    local = {q: i for i, q in enumerate(physical)}
+    n = len(physical)
+    specific, everywhere = noise_channels(noise_model)
+    ops: list = []
+    coeffs, offsets, expressions = [], [], []
+    measured: set[int] = set()
+
+    def channel(name: str, qubits: tuple[int, ...]):
+        error = specific.get(name, {}).get(qubits, everywhere.get(name))
+        if error is not None:
+            ops.append(_Fixed(tuple(local[q] for q in qubits), _superop(error)))
+
+    for inst in isa.data:
+        op = inst.operation
+        name = op.name
+        qubits = tuple(isa.find_bit(q).index for q in inst.qubits)
+        if name in _IGNORED:
+            continue
+        if name == "measure":
+            channel(name, qubits)  # Aer: errors on measure act before it
+            measured.add(qubits[0])
+            continue
+        if any(q in measured for q in qubits):
+            raise UnsupportedCircuitError(
+                f"instruction {name!r} acts on qubit {qubits} after it was measured; the fast "
+                f"density-matrix path runs final measurements only; {ENGINE_HINT}")
+        if name in _GENERATORS and op.params and _has_parameters(op.params[0]):
+            angle = op.params[0]
+            column = len(offsets)
+            if is_affine(angle):
+                row, offset = affine_row(angle, param_index)
+            else:
+                row, offset = np.zeros(len(param_index)), 0.0
+                expressions.append(angle_expression(column, angle, param_index))
+            coeffs.append(row)
+            offsets.append(offset)
+            ops.append(_Rotation(local[qubits[0]], name, column))
+        elif name == "delay":
+            pass  # no unitary; its error (if the model has one) follows
+        else:
+            try:
+                matrix = Operator(op).data
+            except Exception:  # reset, control flow, anything without a matrix
+                raise UnsupportedCircuitError(
+                    f"instruction {name!r} has no matrix; the fast density-matrix path runs "
+                    f"gates and final measurements only; {ENGINE_HINT}") from None
+            ops.append(_Fixed(tuple(local[q] for q in qubits),
+                              np.kron(matrix, matrix.conj())))
+        channel(name, qubits)
+    coeff_array = np.array(coeffs, dtype=float).reshape(len(offsets), len(param_index))
+    differentiable = coeff_array.any(axis=0)
+    for _, _, slopes in expressions:
+        for param, _ in slopes:
+            differentiable[param] = True
+    readout = {q: m for q, m in zip(physical, readout_matrices(noise_model, physical))
+               if m is not None}
+    return DensityProgram(num_qubits=n, physical=physical, ops=tuple(_merge(ops)),
+                          num_parameters=len(param_index), angle_coeffs=coeff_array,
+                          angle_offsets=np.array(offsets, dtype=float),
+                          expressions=tuple(expressions), readout=readout,
+                          differentiable=differentiable)
+
+
+def _has_parameters(angle) -> bool:
+    return bool(getattr(angle, "parameters", None))
+
+
+def _merge(ops: list) -> list:
+    """Consecutive fixed operations on the same qubits multiply into one superoperator."""
+    merged: list = []
+    for op in ops:
+        last = merged[-1] if merged else None
+        if isinstance(op, _Fixed) and isinstance(last, _Fixed) and last.qargs == op.qargs:
+            merged[-1] = _Fixed(op.qargs, op.superop @ last.superop)
+        else:
+            merged.append(op)
+    return merged
+
+
+# -------------------------------------------------------------------- kernels
+@lru_cache(maxsize=None)
+def _superop_spec(n: int, qargs: tuple[int, ...], extra: int) -> str:
+    """einsum spec applying a ``(2,)*4k`` superoperator to ``(rows, [extra], (2,)*2n)``."""
+    letters = iter("abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ")
+    batch = "".join(next(letters) for _ in range(1 + extra))
+    rows = [next(letters) for _ in range(n)]  # axis j <-> qubit n - 1 - j
+    cols = [next(letters) for _ in range(n)]
+    k = len(qargs)
+    out_i = [next(letters) for _ in range(k)]
+    out_j = [next(letters) for _ in range(k)]
+    in_i = [rows[n - 1 - qargs[k - 1 - b]] for b in range(k)]  # operator bit k-1-b first
+    in_j = [cols[n - 1 - qargs[k - 1 - b]] for b in range(k)]
+    new_rows, new_cols = list(rows), list(cols)
+    for b in range(k):
+        new_rows[n - 1 - qargs[k - 1 - b]] = out_i[b]
+        new_cols[n - 1 - qargs[k - 1 - b]] = out_j[b]
+    op = "".join(out_i + out_j + in_i + in_j)
+    return f"{op},{batch}{''.join(rows + cols)}->{batch}{''.join(new_rows + new_cols)}"
+
+
+def _apply_superop(rho: np.ndarray, superop: np.ndarray, qargs: tuple[int, ...],
+                   n: int) -> np.ndarray:
+    """A fixed superoperator on local ``qargs`` of states ``(rows, [K,] D, D)``."""
+    lead = rho.shape[:-2]
+    k = len(qargs)
+    tensor = rho.reshape(lead + (2,) * (2 * n))
+    spec = _superop_spec(n, tuple(qargs), len(lead) - 1)
+    out = np.einsum(spec, superop.reshape((2,) * (4 * k)), tensor)
+    return out.reshape(rho.shape)
+
+
+def _apply_unitary(rho: np.ndarray, matrices: np.ndarray, qargs: tuple[int, ...],
+                   n: int) -> np.ndarray:
+    """``U ρ U†`` with per-row ``U`` ``(rows, 2**k, 2**k)`` on local ``qargs``."""
+    return _apply_right(_apply_left(rho, matrices, qargs[0], n), matrices, qargs[0], n)
+
+
+def _apply_left(rho: np.ndarray, matrix: np.ndarray, qubit: int, n: int) -> np.ndarray:
+    """``M ρ`` for a one-qubit ``M`` (``(2, 2)`` or per row ``(rows, 2, 2)``) on ``qubit``."""
+    lead = rho.shape[:-2]
+    high = 1 << (n - 1 - qubit)
+    view = rho.reshape(lead + (high, 2, 1 << qubit, rho.shape[-1]))
+    if matrix.ndim == 2:
+        out = np.einsum("ab,...xbyc->...xayc", matrix, view)
+    else:
+        extra = "k" if len(lead) == 2 else ""
+        out = np.einsum(f"rab,r{extra}xbyc->r{extra}xayc", matrix, view)
+    return out.reshape(rho.shape)
+
+
+def _apply_right(rho: np.ndarray, matrix: np.ndarray, qubit: int, n: int) -> np.ndarray:
+    """``ρ M†`` for a one-qubit ``M`` on ``qubit``."""
+    lead = rho.shape[:-2]
+    high = 1 << (n - 1 - qubit)
+    view = rho.reshape(lead + (rho.shape[-2], high, 2, 1 << qubit))
+    conj = matrix.conj()
+    if matrix.ndim == 2:
+        out = np.einsum("ab,...cxby->...cxay", conj, view)
+    else:
+        extra = "k" if len(lead) == 2 else ""
+        out = np.einsum(f"rab,r{extra}cxby->r{extra}cxay", conj, view)
+    return out.reshape(rho.shape)
+
+
+def _diagonal_marginal(rho: np.ndarray, local: list[int]) -> np.ndarray:
+    """Probabilities ``(rows, 2**len(local))`` of local qubits (the first least significant)."""
+    diag = np.einsum("rii->ri", rho).real
+    n = int(np.log2(rho.shape[-1]))
+    tensor = diag.reshape((len(diag),) + (2,) * n)
+    others = tuple(1 + n - 1 - q for q in range(n) if q not in local)
+    if others:
+        tensor = tensor.sum(axis=others)
+    kept = [q for q in reversed(range(n)) if q in local]
+    order = [kept.index(q) for q in reversed(local)]
+    tensor = np.transpose(tensor, (0, *(1 + i for i in order)))
+    return np.clip(tensor.reshape(len(diag), -1), 0.0, None)
+
+
+def _projectors(n: int, local: list[int], rows: int) -> np.ndarray:
+    """``(rows, 2**m, D, D)``: the diagonal projector of each outcome of the local qubits."""
+    basis = np.arange(1 << n)
+    outcome = np.zeros(1 << n, dtype=np.int64)
+    for bit, q in enumerate(local):
+        outcome |= ((basis >> q) & 1) << bit
+    out = np.zeros((1 << len(local), 1 << n, 1 << n), dtype=complex)
+    out[outcome, basis, basis] = 1.0
+    return np.broadcast_to(out, (rows,) + out.shape).copy()
