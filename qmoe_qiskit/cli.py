@@ -114,6 +114,12 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--experts", type=int, default=2, help="number of experts")
     p.add_argument("--top-k", type=int, default=None)
     p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--noise-from", default=None, metavar="COMPARE_DIR",
+                   help="train under the noise model qmoe compare fitted to a backend's counts "
+                        "(then run on that backend again)")
+    p.add_argument("--noise-model", default="best",
+                   help="which fit: best (the more likely), device_scaled_fit or "
+                        "depolarizing_fit")
     _data_args(p)
     _train_args(p)
     _output_args(p, "train")
@@ -264,8 +270,12 @@ def _train(args) -> int:
     spec = ModelSpec(num_experts=args.experts, router=args.router, ansatz=args.ansatz,
                      num_qubits=args.qubits, num_layers=args.layers, router_hidden=args.hidden,
                      expert=args.expert, top_k=args.top_k)
+    from .experiments.noise_from import NoiseFrom
+
+    noise_from = None if args.noise_from is None else NoiseFrom(args.noise_from,
+                                                                args.noise_model)
     config = TrainRun(data=_data_spec(args, args.seed), model=spec,
-                      train=_train_config(args, args.seed))
+                      train=_train_config(args, args.seed), noise_from=noise_from)
     print(f"model: {_finish(config, args) / 'model.pt'}")
     return 0
 

@@ -367,6 +367,8 @@ def _analyse(recorded: RecordedRun, fits: dict[str, ModelFit], *, tolerance: flo
                      if results.get("noise_scale") is not None else None),
         "shots": shots, "samples": samples, "circuits": [pub.isa.name for pub in pubs],
         "hardware_accuracy": accuracy(labels, hw_pred),
+        "used_qubits": sorted({q for pub in pubs for q in used_qubits(pub.isa)}),
+        "basis_gates": gate_names([pub.isa for pub in pubs]),
         "hardware_router": hw_gates.tolist(),
         "shot_noise_floor_tvd": float(floor_hw.mean()),
         "tolerance": tolerance,

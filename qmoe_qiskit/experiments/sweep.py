@@ -28,16 +28,13 @@ from ..errors import ConfigError, check_seed, choices
 from ..metrics import mean_tvd, summarize
 from ..models import ModelSpec, build_model
 from ..noise_models import (
-    AdjointNoisyEstimatorGradient,
-    AdjointNoisySamplerGradient,
-    BatchedShiftEstimatorGradient,
-    BatchedShiftSamplerGradient,
     NoisyEstimator,
     NoisySampler,
     NoisySimulation,
     depolarizing,
     device,
     gates_without_noise,
+    training_primitives,
 )
 from ..noise_models.primitives import ENGINES
 from ..plots import noise_sweep
@@ -297,15 +294,7 @@ def _retrained(spec: ModelSpec, data, simulation: NoisySimulation, config: Sweep
     (the fast engine) or parameter shift (Aer)."""
     seed_everything(config.seed)
     model = build_model(spec)
-    sampler, estimator = NoisySampler(simulation), NoisyEstimator(simulation)
-    if simulation.engine == "fast":
-        gradients = (AdjointNoisySamplerGradient(sampler),
-                     AdjointNoisyEstimatorGradient(estimator))
-    else:
-        gradients = (BatchedShiftSamplerGradient(sampler),
-                     BatchedShiftEstimatorGradient(estimator))
-    model.set_primitives(sampler=sampler, estimator=estimator, sampler_gradient=gradients[0],
-                         estimator_gradient=gradients[1])
+    model.set_primitives(**training_primitives(simulation))
     train(model, data.x_train, data.y_train, data.x_val, data.y_val, config.train,
           progress=progress, desc="retraining under noise")
     return model

@@ -2,7 +2,9 @@
 
 The run folder holds ``model.pt`` (weights, spec and the data provenance that rebuilds the same
 split), ``results.json`` (test scores, parameter counts, history), ``report.md`` and
-``training_curves.png``.
+``training_curves.png``. With ``noise_from``, the model is trained under the noise model
+``qmoe compare`` fitted to a backend (:mod:`.noise_from`) and scored both exactly and under
+that noise.
 """
 
 from __future__ import annotations
@@ -16,10 +18,13 @@ from typing import Any, ClassVar
 import torch
 
 from ..data import DataSpec, prepare
+from ..errors import ConfigError
 from ..models import ModelSpec, build_model, model_from_state, save_model
+from ..noise_models import training_primitives
 from ..plots import training_curves
 from ..training import TrainConfig, evaluate, seed_everything, train
 from .base import Outcome, load_trained
+from .noise_from import NoiseFrom
 
 __all__ = ["TrainRun", "TrainCell", "Trained", "evaluate_saved"]
 
@@ -32,19 +37,28 @@ class TrainRun:
     data: DataSpec = field(default_factory=DataSpec)
     model: ModelSpec = field(default_factory=ModelSpec)
     train: TrainConfig = field(default_factory=TrainConfig)
+    noise_from: NoiseFrom | None = None  # train under a noise model qmoe compare fitted
 
     def to_dict(self) -> dict[str, Any]:
         return {"model": self.model.to_dict(), "data": self.data.to_dict(),
-                "train": dataclasses.asdict(self.train)}
+                "train": dataclasses.asdict(self.train),
+                "noise_from": (None if self.noise_from is None
+                               else dataclasses.asdict(self.noise_from))}
 
     def plan(self) -> list["TrainCell"]:
         data = prepare(self.data)
-        build_model(self.model.for_data(data.num_features, data.num_classes))  # validates
+        model = build_model(self.model.for_data(data.num_features, data.num_classes))
+        if self.noise_from is not None:
+            if not model.quantum_layers():
+                raise ConfigError("--noise-from trains quantum circuits under noise; this "
+                                  "model has none (choose --router quantum or quantum experts)")
+            self.noise_from.resolve()  # a bad folder fails before any training
         return [TrainCell(self)]
 
     def aggregate(self, cells, results: list["Trained"], seconds: float) -> Outcome:
         [trained] = results
         spec, scores, history = trained.spec, trained.scores, trained.history
+        noisy = trained.noisy
         model = model_from_state(spec, trained.state)
         report = "\n".join([
             "# Trained model", "",
@@ -53,12 +67,21 @@ class TrainRun:
             "| split | samples | accuracy | macro F1 |", "|---|---:|---:|---:|",
             f"| test (held out) | {trained.test_samples} | {scores['accuracy']:.3f} | "
             f"{scores['f1']:.3f} |",
+            *([] if noisy is None else [
+                f"| test under the fitted noise | {trained.test_samples} | "
+                f"{noisy['scores']['accuracy']:.3f} | {noisy['scores']['f1']:.3f} |", "",
+                f"Trained under the noise `qmoe compare` fitted in `{noisy['fit']['compare']}`: "
+                f"{noisy['fit']['model']} = {noisy['fit']['value']:.4g} on "
+                f"{noisy['fit']['device']} (qubits {noisy['fit']['qubits']}); exact values and "
+                f"reverse-mode gradients of the fast noisy engine."]),
             "", f"Parameters: {trained.parameters}. Trained {len(history['loss'])} epochs "
             f"(best {history['best_epoch'] + 1}) in {trained.seconds:.1f} s.", "",
             "![training curves](training_curves.png)", ""])
         return Outcome(
             results={"command": "train", "test": scores, "parameters": trained.parameters,
                      "history": history, "train_seconds": trained.seconds,
+                     "trained_under": None if noisy is None else noisy["fit"],
+                     "test_under_fitted_noise": None if noisy is None else noisy["scores"],
                      "wall_seconds": seconds},
             report=report,
             summary=f"test accuracy {scores['accuracy']:.3f}, macro F1 {scores['f1']:.3f}",
@@ -79,6 +102,7 @@ class Trained:
     seconds: float
     test_samples: int
     provenance: dict[str, Any]
+    noisy: dict[str, Any] | None = None  # the fit trained under and the scores under it
 
 
 @dataclass(frozen=True)
@@ -92,15 +116,24 @@ class TrainCell:
         spec = config.model.for_data(data.num_features, data.num_classes)
         seed_everything(config.train.seed)
         model = build_model(spec)
+        noisy = None
+        if config.noise_from is not None:
+            fitted = config.noise_from.resolve()
+            model.set_primitives(**training_primitives(fitted.simulation()))
         tic = time.perf_counter()
         history = train(model, data.x_train, data.y_train, data.x_val, data.y_val,
-                        config.train, progress=progress)
+                        config.train, progress=progress,
+                        desc="training" if config.noise_from is None else "training under noise")
         seconds = time.perf_counter() - tic
+        if config.noise_from is not None:
+            noisy = {"fit": fitted.to_dict(),
+                     "scores": evaluate(model, data.x_test, data.y_test)}
+            model.set_primitives()  # back to the exact simulator: scored, then saved
         return Trained(spec=spec, state=model.state_dict(),
                        scores=evaluate(model, data.x_test, data.y_test),
                        history=history.to_dict(), parameters=model.parameter_counts(),
                        seconds=seconds, test_samples=len(data.y_test),
-                       provenance=data.provenance())
+                       provenance=data.provenance(), noisy=noisy)
 
 
 def evaluate_saved(path: str | Path) -> tuple[dict[str, float], DataSpec, int]:

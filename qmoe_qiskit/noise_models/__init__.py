@@ -26,6 +26,7 @@ from .gradients import (
     AdjointNoisySamplerGradient,
     BatchedShiftEstimatorGradient,
     BatchedShiftSamplerGradient,
+    training_primitives,
 )
 from .primitives import (
     NoisyEstimator,
@@ -57,4 +58,5 @@ __all__ = [
     "BatchedShiftEstimatorGradient",
     "AdjointNoisySamplerGradient",
     "AdjointNoisyEstimatorGradient",
+    "training_primitives",
 ]

@@ -29,7 +29,7 @@ from ..primitives import (
 from ..primitives.sampling import final_measurements, register_probabilities
 
 __all__ = ["BatchedShiftSamplerGradient", "BatchedShiftEstimatorGradient",
-           "AdjointNoisySamplerGradient", "AdjointNoisyEstimatorGradient"]
+           "AdjointNoisySamplerGradient", "AdjointNoisyEstimatorGradient", "training_primitives"]
 
 _ROTATIONS = ("rx", "ry", "rz", "p")
 
@@ -141,3 +141,18 @@ class AdjointNoisyEstimatorGradient(SyncEstimatorGradient):
             _, grads = simulation.probabilities_and_gradients(circuit, rows, physical)
             out.append(grads @ eig[0])  # (rows, parameters)
         return out
+
+
+def training_primitives(simulation) -> dict:
+    """What ``model.set_primitives(**...)`` needs to train under ``simulation``'s noise: the
+    noisy sampler and estimator (exact values) with reverse-mode gradients on the fast engine,
+    batched parameter shift on the Aer engine."""
+    from .primitives import NoisyEstimator, NoisySampler
+
+    sampler, estimator = NoisySampler(simulation), NoisyEstimator(simulation)
+    if simulation.engine == "fast":
+        gradients = AdjointNoisySamplerGradient(sampler), AdjointNoisyEstimatorGradient(estimator)
+    else:
+        gradients = BatchedShiftSamplerGradient(sampler), BatchedShiftEstimatorGradient(estimator)
+    return {"sampler": sampler, "estimator": estimator, "sampler_gradient": gradients[0],
+            "estimator_gradient": gradients[1]}

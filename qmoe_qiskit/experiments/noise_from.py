@@ -1,0 +1,111 @@
+"""Training under the noise a backend showed: the model ``qmoe compare`` fitted to its counts.
+
+``qmoe compare`` fits a depolarizing ε and a device scale k to what a backend measured. A
+:class:`NoiseFrom` reads those fits back from the compare folder and makes the simulation a
+model is trained under (the fast noisy engine, reverse-mode gradients): the device's ISA on
+the same physical qubits (placed as the job layer places them), with the fitted noise. Train,
+run on the same backend again, and compare: the loop from hardware data to a model made for
+that hardware.
+"""
+
+from __future__ import annotations
+
+import json
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from ..backends import get_backend
+from ..errors import ConfigError, DataError, choices
+from ..noise_models import NoisySimulation, depolarizing, device
+
+__all__ = ["NoiseFrom", "FittedNoise", "FITTED_MODELS"]
+
+FITTED_MODELS = ("best", "device_scaled_fit", "depolarizing_fit")
+
+
+@dataclass(frozen=True)
+class FittedNoise:
+    """One fitted noise model, as training needs it."""
+
+    source: str  # the compare folder
+    model: str  # "device_scaled_fit" or "depolarizing_fit"
+    value: float  # the fitted scale k, or epsilon
+    device: str  # whose calibration (and ISA) the fit refers to
+    qubits: tuple[int, ...]  # physical qubits the run's circuits used
+    basis_gates: tuple[str, ...]  # the run's ISA gates (where depolarizing noise goes)
+
+    def simulation(self) -> NoisySimulation:
+        backend = _backend(self.device)
+        if self.model == "device_scaled_fit":
+            noise = device(backend, qubits=self.qubits, scale=self.value, clip=True)
+        else:
+            noise = depolarizing(self.value, basis_gates=self.basis_gates)
+        return NoisySimulation(noise, backend=backend)
+
+    def to_dict(self) -> dict[str, Any]:
+        return {"compare": self.source, "model": self.model, "value": self.value,
+                "device": self.device, "qubits": list(self.qubits),
+                "basis_gates": list(self.basis_gates)}
+
+
+@dataclass(frozen=True)
+class NoiseFrom:
+    """Train under the noise model fitted in the ``qmoe compare`` folder ``compare``:
+    ``model`` names the fit, or ``"best"`` for the more likely of the two."""
+
+    compare: str
+    model: str = "best"
+
+    def __post_init__(self):
+        object.__setattr__(self, "compare", str(self.compare))
+        if self.model not in FITTED_MODELS:
+            raise ConfigError(f"unknown fitted noise model {self.model!r}; valid: "
+                              f"{choices(FITTED_MODELS)}")
+
+    def resolve(self) -> FittedNoise:
+        """The fit, read and checked; one-line errors for a folder that is not a compare."""
+        folder = Path(self.compare)
+        try:
+            config = json.loads((folder / "config.json").read_text(encoding="utf-8"))
+            results = json.loads((folder / "results.json").read_text(encoding="utf-8"))
+        except FileNotFoundError as exc:
+            raise ConfigError(f"{folder} is not a finished qmoe compare folder (no "
+                              f"{Path(exc.filename).name}); give the folder qmoe compare "
+                              f"wrote") from None
+        except (OSError, ValueError) as exc:
+            raise DataError(f"{folder} cannot be read ({type(exc).__name__}: {exc})") from None
+        command = config.get("command") if isinstance(config, dict) else None
+        if command != "compare":
+            raise ConfigError(f"{folder} was written by "
+                              f"{'qmoe ' + command if command else 'something else'}, not "
+                              f"qmoe compare; give a compare folder")
+        try:
+            fit, models = results["fit"], results["models"]
+            name = self.model
+            if name == "best":
+                name = max(("device_scaled_fit", "depolarizing_fit"),
+                           key=lambda m: models[m]["log_likelihood"])
+            key = "scale" if name == "device_scaled_fit" else "epsilon"
+            qubits = results.get("used_qubits") or [row["qubit"] for row in results["readout"]]
+            basis = results.get("basis_gates") or ["rz", "sx", "x", "cx", "ecr"]
+            fitted = FittedNoise(str(folder), name, float(fit[key]), str(results["device"]),
+                                 tuple(int(q) for q in qubits), tuple(basis))
+        except (KeyError, TypeError, ValueError) as exc:
+            raise DataError(f"the compare results in {folder} lack the fit ({exc!r}); run "
+                            f"qmoe compare again") from None
+        if not fit.get(f"{key}_converged", True):
+            raise ConfigError(f"the {key} fit in {folder} did not converge "
+                              f"({fit.get(key + '_message')}); train under the other model "
+                              f"(--noise-model) or compare with more shots")
+        return fitted
+
+
+def _backend(name: str):
+    """The device whose ISA and calibration the fit refers to: a fake backend offline, an IBM
+    backend (its current calibration) with the saved account."""
+    if name.startswith("fake_"):
+        return get_backend(name)
+    from ..jobs import connect  # an account is needed only for real backends
+
+    return connect(name).backend
