@@ -116,6 +116,18 @@ def pennylane_model(device: str, diff_method: str) -> nn.Module:
     return MixtureOfExperts(Router(), [LinearExpert(2, 2) for _ in range(2)])
 
 
+def _alternate(paths: dict[str, tuple], epochs: int) -> list[dict]:
+    """Time each path (trainer, batches per timing or None for whole epochs, rounds) one epoch
+    at a time, taking turns, so all see the same machine load; the median per path."""
+    times: dict[str, list[float]] = {name: [] for name in paths}
+    for round_ in range(epochs):
+        for name, (trainer, max_batches, rounds) in paths.items():
+            if round_ < rounds:
+                times[name].append(trainer.epoch(max_batches))
+    return [{"path": name, "s_per_epoch": float(np.median(t)), "epochs_timed": len(t)}
+            for name, t in times.items()]
+
+
 def published_table(epochs: int) -> list[dict]:
     """Fast paths (a) and (c) take turns, one epoch each, ``epochs`` rounds, and report the
     median: on a noisy machine both see the same conditions. (b) and (d) are extrapolated."""
@@ -140,13 +152,7 @@ def published_table(epochs: int) -> list[dict]:
         torch.manual_seed(0)
         paths["(d) PennyLane lightning.qubit, adjoint, extrapolated"] = (
             Trainer(pennylane_model("lightning.qubit", "adjoint"), x, y), 8, 1)
-    times: dict[str, list[float]] = {name: [] for name in paths}
-    for round_ in range(epochs):
-        for name, (trainer, max_batches, rounds) in paths.items():
-            if round_ < rounds:
-                times[name].append(trainer.epoch(max_batches))
-    rows = [{"path": name, "s_per_epoch": float(np.median(t)), "epochs_timed": len(t)}
-            for name, t in times.items()]
+    rows = _alternate(paths, epochs)
     base = rows[0]["s_per_epoch"]
     for row in rows:
         row["ratio_to_a"] = row["s_per_epoch"] / base
@@ -280,7 +286,7 @@ def noisy_table(epochs: int, epsilon: float) -> list[dict]:
     paths[f"(e) qmoe-qiskit fast engine + reverse mode, depolarizing {epsilon:g}"] = (
         Trainer(ours, x, y), None, epochs)
     torch.manual_seed(0)
-    paths[f"(f) qmoe-qiskit Aer engine + batched parameter shift, extrapolated"] = (
+    paths["(f) qmoe-qiskit Aer engine + batched parameter shift, extrapolated"] = (
         Trainer(noisy_model(NoisySimulation(depolarizing(epsilon), engine="aer")), x, y), 3, 1)
     try:
         import pennylane  # noqa: F401
@@ -301,13 +307,7 @@ def noisy_table(epochs: int, epsilon: float) -> list[dict]:
     paths["(h) qmoe-qiskit fast engine, fake_brisbane device noise"] = (
         Trainer(noisy_model(NoisySimulation(device(brisbane, qubits=range(brisbane.num_qubits)),
                                             backend=brisbane)), x, y), None, epochs)
-    times: dict[str, list[float]] = {name: [] for name in paths}
-    for round_ in range(epochs):
-        for name, (trainer, max_batches, rounds) in paths.items():
-            if round_ < rounds:
-                times[name].append(trainer.epoch(max_batches))
-    rows = [{"path": name, "s_per_epoch": float(np.median(t)), "epochs_timed": len(t)}
-            for name, t in times.items()]
+    rows = _alternate(paths, epochs)
     for row in rows:
         row["ratio_to_e"] = row["s_per_epoch"] / rows[0]["s_per_epoch"]
     return rows

@@ -77,8 +77,8 @@ def test_the_cli_closes_the_loop_on_the_stand_in(fitted, tmp_path, capsys):
 
 
 @pytest.mark.parametrize("case, message", [
-    ("missing", "is not a finished qmoe compare folder"),
-    ("train", "was written by qmoe train, not qmoe compare"),
+    ("missing", "no compare folder at"),
+    ("train", "is not a qmoe compare folder (it was written by qmoe train)"),
     ("model", "unknown fitted noise model 'best_fit'; valid: 'best', 'device_scaled_fit'"),
     ("classical", "--noise-from trains quantum circuits under noise"),
 ])

@@ -40,7 +40,7 @@ import numpy as np
 from tqdm.auto import tqdm
 
 from ..data import PreparedData, restore
-from ..errors import DataError, ModelFileError, StorageError
+from ..errors import ConfigError, DataError, ModelFileError, StorageError
 from ..files import check_writable_dir
 from ..models import MixtureOfExperts, ModelSpec, load_model
 
@@ -157,6 +157,29 @@ def load_trained(path: str | Path) -> tuple[MixtureOfExperts, ModelSpec, Prepare
         raise
     except (TypeError, KeyError, ValueError) as exc:
         raise ModelFileError(f"{path} has an unreadable record of its data ({exc})") from None
+
+
+def read_results(folder: str | Path, command: str) -> tuple[dict[str, Any], dict[str, Any]]:
+    """``config.json`` and ``results.json`` of a finished ``qmoe <command>`` folder; a one-line
+    error for anything else."""
+    folder = Path(folder)
+    if not folder.is_dir():
+        raise ConfigError(f"no {command} folder at {folder}; give the folder a qmoe {command} "
+                          f"wrote")
+    try:
+        config = json.loads((folder / "config.json").read_text(encoding="utf-8"))
+        results = json.loads((folder / "results.json").read_text(encoding="utf-8"))
+    except FileNotFoundError as exc:
+        raise ConfigError(f"{folder} is not a finished qmoe {command} folder (no "
+                          f"{Path(exc.filename).name})") from None
+    except (OSError, ValueError) as exc:
+        raise DataError(f"{folder} cannot be read ({type(exc).__name__}: {exc})") from None
+    written = config.get("command") if isinstance(config, dict) else None
+    if written != command or not isinstance(results, dict):
+        raise ConfigError(f"{folder} is not a qmoe {command} folder (it was written by "
+                          f"{'qmoe ' + written if written else 'something else'}); give the "
+                          f"folder of a qmoe {command}")
+    return config, results
 
 
 def default_run_path(command: str) -> Path:

@@ -29,7 +29,6 @@ per model, each a pure function of the measurements.
 from __future__ import annotations
 
 import dataclasses
-import json
 from dataclasses import dataclass
 from datetime import datetime, timezone
 from pathlib import Path
@@ -58,7 +57,7 @@ from ..noise_models.evaluate import IsaEvaluator, gate_names
 from ..noise_models.factories import calibrated_readout, device_readout, largest_scale
 from ..plots import compare_figures
 from ..transpile import used_qubits
-from .base import Outcome, folder_writers, load_trained
+from .base import Outcome, folder_writers, load_trained, read_results
 from .replay import replay
 from .run import RunConfig, mitigated_tables
 
@@ -174,21 +173,7 @@ def _do_run(config: RunConfig, progress: bool) -> RecordedRun:
 
 
 def _load_run(folder: Path) -> RecordedRun:
-    if not folder.is_dir():
-        raise ConfigError(f"no run folder at {folder}; give the folder a qmoe run wrote")
-    try:
-        config = json.loads((folder / "config.json").read_text(encoding="utf-8"))
-        results = json.loads((folder / "results.json").read_text(encoding="utf-8"))
-    except FileNotFoundError as exc:
-        raise ConfigError(f"{folder} is not a finished qmoe run folder (no "
-                          f"{Path(exc.filename).name})") from None
-    except (OSError, ValueError) as exc:
-        raise DataError(f"{folder} cannot be read ({type(exc).__name__}: {exc})") from None
-    command = config.get("command") if isinstance(config, dict) else None
-    if command != "run":
-        raise ConfigError(f"{folder} is not a qmoe run folder (it was written by "
-                          f"{'qmoe ' + command if command else 'something else'}); give the "
-                          f"folder of a qmoe run")
+    _, results = read_results(folder, "run")
     if results.get("dry_run"):
         raise ConfigError(f"{folder} is a dry run: it measured nothing")
     pubs = read_measurements(folder)

@@ -10,7 +10,6 @@ that hardware.
 
 from __future__ import annotations
 
-import json
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -18,6 +17,7 @@ from typing import Any
 from ..backends import get_backend
 from ..errors import ConfigError, DataError, choices
 from ..noise_models import NoisySimulation, depolarizing, device
+from .base import read_results
 
 __all__ = ["NoiseFrom", "FittedNoise", "FITTED_MODELS"]
 
@@ -66,20 +66,7 @@ class NoiseFrom:
     def resolve(self) -> FittedNoise:
         """The fit, read and checked; one-line errors for a folder that is not a compare."""
         folder = Path(self.compare)
-        try:
-            config = json.loads((folder / "config.json").read_text(encoding="utf-8"))
-            results = json.loads((folder / "results.json").read_text(encoding="utf-8"))
-        except FileNotFoundError as exc:
-            raise ConfigError(f"{folder} is not a finished qmoe compare folder (no "
-                              f"{Path(exc.filename).name}); give the folder qmoe compare "
-                              f"wrote") from None
-        except (OSError, ValueError) as exc:
-            raise DataError(f"{folder} cannot be read ({type(exc).__name__}: {exc})") from None
-        command = config.get("command") if isinstance(config, dict) else None
-        if command != "compare":
-            raise ConfigError(f"{folder} was written by "
-                              f"{'qmoe ' + command if command else 'something else'}, not "
-                              f"qmoe compare; give a compare folder")
+        _, results = read_results(folder, "compare")
         try:
             fit, models = results["fit"], results["models"]
             name = self.model

@@ -30,7 +30,13 @@ from qiskit.quantum_info import Kraus, Operator
 from qiskit_aer.noise import NoiseModel, QuantumError
 
 from ..errors import UnsupportedCircuitError
-from ..primitives.angles import affine_row, angle_expression, is_affine
+from ..primitives.angles import (
+    affine_row,
+    angle_expression,
+    chain_rule,
+    evaluate_angles,
+    is_affine,
+)
 from ..transpile import used_qubits
 from .factories import readout_matrices
 
@@ -132,10 +138,7 @@ class DensityProgram:
         return 1 << self.num_qubits
 
     def angles(self, values: np.ndarray) -> np.ndarray:
-        angles = values @ self.angle_coeffs.T + self.angle_offsets
-        for column, value, _ in self.expressions:
-            angles[:, column] = value(values)
-        return angles
+        return evaluate_angles(values, self.angle_coeffs, self.angle_offsets, self.expressions)
 
     def bytes_per_row(self, outcomes: int, with_gradients: bool) -> int:
         """Memory one binding needs: its density matrix, the states kept for the backward
@@ -177,10 +180,7 @@ class DensityProgram:
                 lam = _rotate(lam, np.conj(np.swapaxes(matrix, -1, -2)), op)
             else:
                 lam = lam.applied(op.superop.conj().T, op.qargs)
-        grads = angle_grads @ self.angle_coeffs  # (rows, K, P)
-        for column, _, slopes in self.expressions:
-            for param, slope in slopes:
-                grads[:, :, param] += angle_grads[:, :, column] * slope(values)[:, None]
+        grads = chain_rule(angle_grads, values, self.angle_coeffs, self.expressions)
         grads = np.concatenate([grads, -grads.sum(axis=1, keepdims=True)], axis=1)
         grads = np.swapaxes(grads, 1, 2)  # (rows, P, K)
         return self._observed(probs, physical), self._observed(grads, physical)

@@ -14,7 +14,8 @@ from collections.abc import Callable
 import numpy as np
 from qiskit.circuit import ParameterExpression
 
-__all__ = ["is_affine", "affine_row", "angle_expression", "numeric"]
+__all__ = ["is_affine", "affine_row", "angle_expression", "numeric", "evaluate_angles",
+           "chain_rule"]
 
 
 def is_affine(angle) -> bool:
@@ -110,3 +111,24 @@ def _bound(expr, param_index: dict) -> Callable[[np.ndarray], np.ndarray]:
             {p: row[c] for p, c in zip(params, columns)})))) for row in values])
 
     return evaluate
+
+
+def evaluate_angles(values: np.ndarray, coeffs: np.ndarray, offsets: np.ndarray,
+                    expressions: tuple) -> np.ndarray:
+    """Every angle of every binding, ``(rows, angles)``: the affine ones as one product, the
+    others (``angle_expression`` tuples) evaluated per binding."""
+    angles = values @ coeffs.T + offsets
+    for column, value, _ in expressions:
+        angles[:, column] = value(values)
+    return angles
+
+
+def chain_rule(angle_grads: np.ndarray, values: np.ndarray, coeffs: np.ndarray,
+               expressions: tuple) -> np.ndarray:
+    """Gradients with respect to the parameters ``(rows, K, parameters)`` from those with
+    respect to the angles ``(rows, K, angles)``."""
+    grads = angle_grads @ coeffs
+    for column, _, slopes in expressions:
+        for param, slope in slopes:
+            grads[:, :, param] += angle_grads[:, :, column] * slope(values)[:, None]
+    return grads

@@ -36,7 +36,13 @@ from qiskit.circuit import QuantumCircuit
 
 from ..errors import UnsupportedCircuitError, choices
 from ..primitives import CircuitCache, popcount
-from ..primitives.angles import affine_row, angle_expression, is_affine
+from ..primitives.angles import (
+    affine_row,
+    angle_expression,
+    chain_rule,
+    evaluate_angles,
+    is_affine,
+)
 
 __all__ = ["Program", "compile_circuit", "SUPPORTED_GATES"]
 
@@ -143,10 +149,7 @@ class Program:
 
     # ---------------------------------------------------------------- forward
     def angles(self, values: np.ndarray) -> np.ndarray:
-        angles = values @ self.angle_coeffs.T + self.angle_offsets
-        for column, value, _ in self.expressions:
-            angles[:, column] = value(values)
-        return angles
+        return evaluate_angles(values, self.angle_coeffs, self.angle_offsets, self.expressions)
 
     def states(self, values: np.ndarray) -> np.ndarray:
         """Final statevectors, shape ``(rows, 2**n)``, for parameter rows ``values``."""
@@ -275,11 +278,7 @@ class Program:
             if i > first:  # layers before the first trainable one need no undoing
                 for (lo, width, _), matrix in zip(op.chunks, matrices[i]):
                     state = _apply_chunk(state, lo, width, np.conj(np.swapaxes(matrix, -1, -2)))
-        grads = angle_grads @ self.angle_coeffs
-        for column, _, slopes in self.expressions:  # chain rule, per binding
-            for param, slope in slopes:
-                grads[:, :, param] += angle_grads[:, :, column] * slope(values)[:, None]
-        return grads
+        return chain_rule(angle_grads, values, self.angle_coeffs, self.expressions)
 
     @cached_property
     def _first_trainable(self) -> int:
