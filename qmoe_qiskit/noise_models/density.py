@@ -15,8 +15,9 @@ Gradients are reverse mode (the adjoint method carried over to channels): the ev
 linear in ρ, so the adjoint of a probability functional is swept backwards through the
 adjoint channels, ``Λ ← Σ K† Λ K``. A rotation ``U = exp(θ G)`` contributes
 ``∂p/∂θ = 2 Re ⟨Λ, G ρ'⟩`` with ρ' the state right after it, kept from the forward pass. One
-forward pass and one backward sweep of all outcome functionals serve every parameter; only
-parameters that some angle depends on are differentiated.
+forward pass and one backward sweep of the outcome functionals (all but one: the last
+gradient is minus the others' sum) serve every parameter at once, so the cost does not grow
+with the number of parameters, inputs included.
 """
 
 from __future__ import annotations
@@ -131,7 +132,6 @@ class DensityProgram:
     angle_offsets: np.ndarray
     expressions: tuple
     readout: dict  # physical qubit -> assignment matrix M[true, seen]
-    differentiable: np.ndarray  # parameters some angle depends on
 
     @property
     def dim(self) -> int:
@@ -298,17 +298,12 @@ def compile_density(isa: QuantumCircuit, noise_model: NoiseModel,
                               np.kron(matrix, matrix.conj())))
         channel(name, qubits)
     coeff_array = np.array(coeffs, dtype=float).reshape(len(offsets), len(param_index))
-    differentiable = coeff_array.any(axis=0)
-    for _, _, slopes in expressions:
-        for param, _ in slopes:
-            differentiable[param] = True
     readout = {q: m for q, m in zip(physical, readout_matrices(noise_model, physical))
                if m is not None}
     return DensityProgram(num_qubits=n, physical=physical, ops=tuple(_merge(ops)),
                           num_parameters=len(param_index), angle_coeffs=coeff_array,
                           angle_offsets=np.array(offsets, dtype=float),
-                          expressions=tuple(expressions), readout=readout,
-                          differentiable=differentiable)
+                          expressions=tuple(expressions), readout=readout)
 
 
 def _has_parameters(angle) -> bool:

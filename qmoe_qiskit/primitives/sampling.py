@@ -142,9 +142,6 @@ class ProbabilitySampler(SyncSampler):
         return DoneJob(PrimitiveResult([self._sample_pub(pub, rng) for pub in coerced],
                                        metadata={"version": 2}))
 
-    def _run_pub(self, pub: SamplerPub) -> SamplerPubResult:
-        return self._sample_pub(pub, np.random.default_rng(self._seed))
-
     def _sample_pub(self, pub: SamplerPub, rng: np.random.Generator) -> SamplerPubResult:
         circuit = pub.circuit
         layout = final_measurements(circuit)
