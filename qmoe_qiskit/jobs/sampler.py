@@ -286,11 +286,8 @@ class RuntimeSampler(SyncSampler):
         for part in self._parts(pub.circuit.name, compiled, values):
             record = self._record(part)
             first = first or record
-            result = self._held.pop(part.key, None)
-            if result is not None:
-                result, record.source, record.job_id, record.job_pubs, facts = result
-                record.qpu_seconds, record.ran_at = facts["qpu_seconds"], facts["ran_at"]
-            else:
+            result = self._taken(part.key, record)
+            if result is None:
                 result = self._cached(part.key, record)
             if result is None and self.plan_only:
                 record.source = "planned"
@@ -300,9 +297,7 @@ class RuntimeSampler(SyncSampler):
                     result = self._cached(part.key, record)
                     if result is None:
                         self._obtain([part])
-                        result, record.source, record.job_id, record.job_pubs, facts = \
-                            self._held.pop(part.key)
-                        record.qpu_seconds, record.ran_at = facts["qpu_seconds"], facts["ran_at"]
+                        result = self._taken(part.key, record)
             results.append(result)
             if self.on_record is not None:
                 self.on_record(record)
@@ -311,6 +306,16 @@ class RuntimeSampler(SyncSampler):
             self.outcomes.append(PubOutcome(first, isa, values, {
                 name: outcome_counts(result.data[name]) for name in result.data.keys()}))
         return _reshape(result, pub)
+
+    def _taken(self, key: str, record: PubRecord):
+        """The result :meth:`_obtain` holds for ``key`` (removed), its provenance written into
+        ``record``; ``None`` when none is held."""
+        held = self._held.pop(key, None)
+        if held is None:
+            return None
+        result, record.source, record.job_id, record.job_pubs, facts = held
+        record.qpu_seconds, record.ran_at = facts["qpu_seconds"], facts["ran_at"]
+        return result
 
     def _parts(self, name: str, compiled: Compiled, values: np.ndarray) -> list[_Part]:
         """The PUBs that carry ``values``: one, or slices of rows that each fit in a job."""

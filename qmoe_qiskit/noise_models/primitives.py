@@ -33,7 +33,7 @@ from ..primitives import (
     estimator_pub_result,
     expectations_from_counts,
 )
-from ..primitives.sampling import FinalMeasurements, ProbabilitySampler
+from ..primitives.sampling import FinalMeasurements, ProbabilitySampler, generator
 from ..resources import check_memory
 from ..transpile import Compiled, Compiler
 from .density import ENGINE_HINT, DensityProgram, compile_density
@@ -249,8 +249,7 @@ class NoisyEstimator(SyncEstimator):
         if self.default_shots is None:
             table = probs @ eig.T  # (bindings, observables)
             return estimator_pub_result(pub, table, np.zeros_like(table), shots=None)
-        rng = self.seed if isinstance(self.seed, np.random.Generator) \
-            else np.random.default_rng(self.seed)
+        rng = generator(self.seed)
         counts = np.array([rng.multinomial(self.default_shots, p / p.sum())
                            for p in probs])
         return estimator_pub_result(pub, *expectations_from_counts(counts, eig),

@@ -33,8 +33,8 @@ from qiskit.primitives.containers.sampler_pub import SamplerPub
 
 from .base import CircuitCache, DoneJob, ExactDistributions, SyncSampler, binding_rows
 
-__all__ = ["FinalMeasurements", "ProbabilitySampler", "final_measurements", "marginal",
-           "register_probabilities"]
+__all__ = ["FinalMeasurements", "ProbabilitySampler", "final_measurements", "generator",
+           "marginal", "register_probabilities"]
 
 DEFAULT_SHOTS = 1024
 
@@ -137,8 +137,7 @@ class ProbabilitySampler(SyncSampler):
             warnings.warn("One of your circuits has no output classical registers and so the "
                           "result will be empty. Did you mean to add measurement instructions?",
                           UserWarning, stacklevel=2)
-        rng = self._seed if isinstance(self._seed, np.random.Generator) \
-            else np.random.default_rng(self._seed)
+        rng = generator(self._seed)
         return DoneJob(PrimitiveResult([self._sample_pub(pub, rng) for pub in coerced],
                                        metadata={"version": 2}))
 
@@ -171,6 +170,12 @@ class ProbabilitySampler(SyncSampler):
         """Joint probabilities ``(rows, 2**len(layout.qubits))`` of the measured qubits for
         each row of ``values`` (columns in the order of ``circuit.parameters``)."""
         raise NotImplementedError
+
+
+def generator(seed: np.random.Generator | int | None) -> np.random.Generator:
+    """The random generator of one run (or PUB), as Qiskit's reference primitives make it: a
+    ``Generator`` is used as it is, anything else seeds a fresh one (one seed repeats)."""
+    return seed if isinstance(seed, np.random.Generator) else np.random.default_rng(seed)
 
 
 def _check_shots(shots) -> None:

@@ -45,6 +45,7 @@ from ..primitives.sampling import (
     FinalMeasurements,
     ProbabilitySampler,
     final_measurements,
+    generator,
     marginal,
 )
 from .statevector import DiagonalOrPauli, compile_circuit
@@ -155,8 +156,7 @@ class ExactEstimator(SyncEstimator):
         evs = np.asarray(table[obs_idx, val_idx], dtype=float)
         stds = np.zeros_like(evs)
         if pub.precision:
-            rng = self._seed if isinstance(self._seed, np.random.Generator) \
-                else np.random.default_rng(self._seed)
+            rng = generator(self._seed)
             evs = np.asarray(rng.normal(evs, pub.precision), dtype=float).reshape(evs.shape)
             stds = np.full_like(evs, pub.precision)
         data = DataBin(evs=evs, stds=stds, shape=evs.shape)
