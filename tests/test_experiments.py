@@ -81,7 +81,13 @@ def test_a_killed_run_leaves_no_folder(trained, tmp_path, monkeypatch):
     with pytest.raises(KeyboardInterrupt):
         run_experiment(SweepConfig(model=str(trained), levels=(0.0,), baseline=False), out,
                        progress=False)
-    assert list(tmp_path.iterdir()) == []  # neither the folder nor its staging copy
+    # neither the folder nor its staging copy; only the finished cells, kept for a resume
+    assert [p.name for p in tmp_path.iterdir()] == [".sweep.cells"]
+    assert len(list((tmp_path / ".sweep.cells").glob("*.pkl"))) == 2  # reference + level 0
+    monkeypatch.undo()
+    run_experiment(SweepConfig(model=str(trained), levels=(0.0,), baseline=False), out,
+                   progress=False)
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["sweep"]
 
 
 def test_results_json_is_written_last_and_an_old_folder_is_replaced_whole(tmp_path):

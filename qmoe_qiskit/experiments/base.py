@@ -13,6 +13,12 @@ An experiment is a frozen config, validated on construction, with ``to_dict()`` 
    ``results.json``, all staged in a hidden sibling folder and moved into place at the end, so a
    killed run never leaves a folder that looks complete.
 
+Finished cells are kept on disk as they finish (:class:`CellStore`, a hidden sibling
+``.<out>.cells`` of the run folder): a killed run, run again with the same ``--out``, only runs
+the cells that are missing. A cell's key is its full description (every field, nested configs
+included), the package version and the size and time of the run's input files, so a changed
+setting or input never reuses an old result. The store is removed once the run folder is whole.
+
 The run folder is checked before any work: a folder that already holds files is refused unless
 ``overwrite`` is given (then it is replaced whole, never when it holds one of the run's
 inputs), and one that cannot be written is refused. If a folder turns up at the target while
@@ -22,11 +28,13 @@ the run works, the results go beside it (``<out>-1``) rather than being lost.
 from __future__ import annotations
 
 import errno
+import hashlib
 import inspect
 import json
 import logging
 import math
 import os
+import pickle
 import shutil
 import tempfile
 import time
@@ -44,9 +52,9 @@ from ..errors import ConfigError, DataError, ModelFileError, StorageError
 from ..files import check_writable_dir
 from ..models import MixtureOfExperts, ModelSpec, load_model
 
-__all__ = ["Cell", "Experiment", "Executor", "Outcome", "run_experiment", "serial",
-           "write_run_folder", "folder_writers", "check_run_folder", "default_run_path",
-           "load_trained"]
+__all__ = ["Cell", "CellStore", "Experiment", "Executor", "Outcome", "run_experiment",
+           "serial", "write_run_folder", "folder_writers", "check_run_folder",
+           "default_run_path", "load_trained"]
 
 logger = logging.getLogger(__name__)
 
@@ -99,27 +107,141 @@ def serial(cells: Sequence[Cell], *, progress: bool = True, desc: str = "") -> l
     return results
 
 
+class CellStore:
+    """Finished cells' results, one pickle file per cell, written atomically as each finishes.
+
+    A result that cannot be pickled is not kept (its cell runs again on a resume).
+    """
+
+    def __init__(self, folder: str | Path, *, salt: str = ""):
+        self.folder = Path(folder)
+        self.salt = salt
+
+    @classmethod
+    def beside(cls, run_folder: Path, salt: str = "") -> "CellStore":
+        return cls(run_folder.parent / f".{run_folder.name}.cells", salt=salt)
+
+    def key(self, cell: Cell) -> str:
+        kind = f"{type(cell).__module__}.{type(cell).__qualname__}"
+        text = f"{_version()}\n{self.salt}\n{kind}\n{cell!r}"
+        return hashlib.sha256(text.encode()).hexdigest()[:32]
+
+    def _path(self, cell: Cell) -> Path:
+        return self.folder / f"{self.key(cell)}.pkl"
+
+    def load(self, cell: Cell) -> tuple[bool, Any]:
+        """``(True, result)`` for a finished cell, ``(False, None)`` otherwise (an unreadable
+        entry counts as missing)."""
+        try:
+            with open(self._path(cell), "rb") as f:
+                return True, pickle.load(f)
+        except FileNotFoundError:
+            return False, None
+        except (OSError, pickle.UnpicklingError, EOFError, AttributeError, ImportError) as exc:
+            logger.warning("a kept cell result is unreadable (%s: %s); running it again",
+                           type(exc).__name__, exc)
+            return False, None
+
+    def save(self, cell: Cell, result: Any) -> None:
+        try:
+            data = pickle.dumps(result, protocol=pickle.HIGHEST_PROTOCOL)
+        except (pickle.PicklingError, TypeError, AttributeError) as exc:
+            logger.warning("the result of %s cannot be kept for a resume (%s)",
+                           getattr(cell, "label", cell), exc)
+            return
+        self.folder.mkdir(parents=True, exist_ok=True)
+        path = self._path(cell)
+        tmp = path.with_suffix(f".{os.getpid()}.tmp")
+        tmp.write_bytes(data)
+        os.replace(tmp, path)
+
+    def clear(self) -> None:
+        shutil.rmtree(self.folder, ignore_errors=True)
+
+
+@dataclass(frozen=True)
+class Stored:
+    """A cell whose result is saved to ``store`` the moment it finishes (picklable, so it can
+    run in another process)."""
+
+    cell: Cell
+    store: CellStore
+
+    @property
+    def label(self) -> str:
+        return self.cell.label
+
+    def __call__(self, *, progress: bool = False) -> Any:
+        result = self.cell(progress=progress)
+        self.store.save(self.cell, result)
+        return result
+
+
 def run_experiment(experiment: Experiment, out: str | Path | None = None, *,
                    overwrite: bool = False, executor: Executor = serial,
                    progress: bool = True) -> tuple[Outcome, Path | None]:
-    """Check the run folder, plan, run the cells, aggregate and write the run folder (``None``
-    for an experiment that keeps none). Nothing is written before every cell has finished."""
+    """Check the run folder, plan, run the cells (only those not already kept from an
+    interrupted run into the same folder), aggregate and write the run folder (``None`` for an
+    experiment that keeps none). Nothing is written to the run folder before every cell has
+    finished."""
     tic = time.perf_counter()
     writes = getattr(experiment, "writes", True)
     path = default_run_path(experiment.command) if out is None else out
+    inputs = experiment.inputs() if hasattr(experiment, "inputs") else ()
     if writes:
-        inputs = experiment.inputs() if hasattr(experiment, "inputs") else ()
         path = check_run_folder(path, overwrite=overwrite, inputs=inputs)
     if "progress" in inspect.signature(experiment.plan).parameters:
         cells = experiment.plan(progress=progress)  # planning the user waits on (compare's run)
     else:
         cells = experiment.plan()
-    results = executor(cells, progress=progress, desc=experiment.command)
+    store = CellStore.beside(path, _inputs_stamp(inputs)) if writes else None
+    results = _run_cells(cells, executor, store, progress, experiment.command)
     outcome = experiment.aggregate(cells, results, time.perf_counter() - tic)
     if not writes:
         return outcome, None
     config = {"command": experiment.command, **experiment.to_dict()}
-    return outcome, write_run_folder(path, config, outcome, overwrite=overwrite)
+    written = write_run_folder(path, config, outcome, overwrite=overwrite)
+    store.clear()
+    return outcome, written
+
+
+def _run_cells(cells: Sequence[Cell], executor: Executor, store: CellStore | None,
+               progress: bool, desc: str) -> list:
+    if store is None:
+        return executor(cells, progress=progress, desc=desc)
+    results: list = [None] * len(cells)
+    todo = []
+    for i, cell in enumerate(cells):
+        found, result = store.load(cell)
+        if found:
+            results[i] = result
+        else:
+            todo.append(i)
+    if len(todo) < len(cells):
+        logger.warning("resuming: %d of %d cells were already finished (kept in %s; delete it "
+                       "to start over)", len(cells) - len(todo), len(cells), store.folder)
+    fresh = executor([Stored(cells[i], store) for i in todo], progress=progress, desc=desc)
+    for i, result in zip(todo, fresh):
+        results[i] = result
+    return results
+
+
+def _inputs_stamp(inputs: Sequence[str | Path]) -> str:
+    """Each input file's path, size and modification time: a changed input is a new run."""
+    stamps = []
+    for p in inputs:
+        try:
+            st = Path(p).stat()
+            stamps.append(f"{p}:{st.st_size}:{st.st_mtime_ns}")
+        except OSError:
+            stamps.append(f"{p}:missing")
+    return "|".join(stamps)
+
+
+def _version() -> str:
+    from .. import __version__
+
+    return __version__
 
 
 def check_run_folder(out: str | Path, *, overwrite: bool = False,
