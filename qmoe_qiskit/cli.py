@@ -179,6 +179,22 @@ def build_parser() -> argparse.ArgumentParser:
     _account_args(p)
     _output_args(p, "compare")
 
+    p = sub.add_parser("reproduce", help="every claim of both QMoE papers beside a held-out "
+                                         "measurement, with a verdict")
+    p.add_argument("--claims", type=_ints, default=None,
+                   help="claim numbers to run, e.g. 1,2 (default: all, 1-8)")
+    p.add_argument("--seeds", type=int, default=None, help="number of seeds (default 5)")
+    p.add_argument("--quick", action="store_true",
+                   help="3 seeds, 6 epochs, a few Figure 2 points: every claim gets a verdict "
+                        "in minutes (indicative only)")
+    p.add_argument("--data-dir", default=None,
+                   help="folder holding mnist/ and/or fashion_mnist/ with their IDX files "
+                        "(default: the scikit-learn digits stand-in, labelled as such; "
+                        "Fashion-MNIST not run)")
+    _output_args(p, "reproduce")
+    p.epilog = ("Finished cells are kept beside the run folder as they finish: run the same "
+                "command with the same --out to resume an interrupted run.")
+
     p = sub.add_parser("jobs", help="jobs recorded in the ledger: list, status, fetch")
     p.add_argument("action", choices=("list", "status", "fetch"))
     p.add_argument("job_ids", nargs="*", help="job ids (default: every recorded job)")
@@ -223,7 +239,8 @@ def main(argv: list[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
     try:
         commands = {"ablation": _ablation, "train": _train, "evaluate": _evaluate,
-                    "sweep": _sweep, "run": _run, "compare": _compare, "jobs": _jobs}
+                    "sweep": _sweep, "run": _run, "compare": _compare, "jobs": _jobs,
+                    "reproduce": _reproduce}
         return commands[args.command](args)
     except QMoEError as exc:
         print(f"qmoe {args.command}: error: {exc}", file=sys.stderr)
@@ -260,6 +277,16 @@ def _ablation(args) -> int:
     if args.models is not None:
         fields["models"] = tuple(m.strip() for m in args.models.split(",") if m.strip())
     _finish(AblationConfig(data=_data_spec(args, 0), num_layers=args.layers, **fields), args)
+    return 0
+
+
+def _reproduce(args) -> int:
+    from .experiments.reproduce import QUICK, ReproduceConfig
+
+    fields = dict(QUICK) if args.quick else {}
+    if args.seeds is not None:
+        fields["seeds"] = tuple(range(args.seeds))
+    _finish(ReproduceConfig(claims=args.claims, data_dir=args.data_dir, **fields), args)
     return 0
 
 

@@ -33,6 +33,7 @@ __all__ = [
     "Preprocessor",
     "load_dataset",
     "load_idx_dataset",
+    "idx_available",
     "prepare",
     "read_idx",
     "restore",
@@ -222,6 +223,11 @@ def load_idx_dataset(folder: str | Path, name: str, *, download: bool = True,
     images = np.concatenate([arrays["train-images"], arrays["t10k-images"]])
     labels = np.concatenate([arrays["train-labels"], arrays["t10k-labels"]])
     return images, labels
+
+
+def idx_available(folder: str | Path, name: str) -> bool:
+    """Whether ``folder`` holds every IDX file of ``name`` (gzipped or not); never downloads."""
+    return all(_find_idx(Path(folder), f) is not None for f in IDX_FILES[name])
 
 
 def _find_idx(folder: Path, filename: str) -> Path | None:

@@ -8,7 +8,8 @@ from matplotlib.figure import Figure
 from .training import logits
 
 __all__ = ["decision_boundaries", "training_curves", "noise_sweep", "router_agreement",
-           "compare_figures"]
+           "compare_figures", "claim_bars", "accuracy_vs_level", "parameter_efficiency",
+           "threshold_curves", "expert_load"]
 
 
 def decision_boundaries(panels: list[tuple[str, object]], x: np.ndarray, y: np.ndarray,
@@ -142,3 +143,98 @@ def compare_figures(pubs, probabilities: dict[str, list[np.ndarray]], analysis: 
     ax.legend(fontsize="x-small")
     return {"scatter.png": scatter, "tvd_histograms.png": hist, "profiles.png": profiles,
             "readout.png": bars}
+
+
+def claim_bars(panels: list[tuple[str, list[tuple[str, float, float, float | None]]]]) -> Figure:
+    """One panel per ``(title, bars)``; each bar ``(label, mean, half-width of the 95%
+    interval, the paper's value or None)``: measured bars with their interval, the paper's
+    value as a red marker."""
+    fig = Figure(figsize=(4.5 * len(panels), 4), layout="constrained")
+    axes = fig.subplots(1, len(panels), squeeze=False)[0]
+    for ax, (title, bars) in zip(axes, panels):
+        x = np.arange(len(bars))
+        ax.bar(x, [b[1] for b in bars], yerr=[b[2] for b in bars], capsize=4,
+               color="tab:blue", alpha=0.7, label="measured (held-out, 95% CI)")
+        paper = [(i, b[3]) for i, b in enumerate(bars) if b[3] is not None]
+        if paper:
+            ax.scatter(*zip(*paper), color="tab:red", marker="D", zorder=3, label="paper")
+        ax.set_xticks(x, [b[0] for b in bars], fontsize="small")
+        ax.set(ylim=(0, 1.05), ylabel="test accuracy", title=title)
+        ax.legend(fontsize="small", loc="lower right")
+    return fig
+
+
+def accuracy_vs_level(curves: dict[str, tuple[list[float], list[float], list[float]]], *,
+                      paper: tuple[list[float], list[float]] | None, baseline: float | None,
+                      xlabel: str, title: str) -> Figure:
+    """``curves``: label -> (levels, means, 95% half-widths); the paper's points and a
+    baseline line if given."""
+    fig = Figure(figsize=(6.5, 4), layout="constrained")
+    ax = fig.subplots()
+    for label, (levels, means, half) in curves.items():
+        ax.errorbar(levels, means, yerr=half, marker="o", capsize=3, label=label)
+    if paper is not None:
+        ax.plot(*paper, "D--", color="tab:red", label="paper")
+    if baseline is not None:
+        ax.axhline(baseline, color="tab:gray", linestyle=":",
+                   label=f"linear router (held-out) {baseline:.3f}")
+    ax.set(xlabel=xlabel, ylabel="held-out test accuracy", title=title)
+    ax.legend(fontsize="small")
+    return fig
+
+
+def parameter_efficiency(panels: list[tuple[str, dict[str, list[tuple[int, float, float]]]]]
+                         ) -> Figure:
+    """Accuracy against trainable router parameters (log axis): one panel per ``(title,
+    family -> [(parameters, mean, std)])``."""
+    fig = Figure(figsize=(5.5 * len(panels), 4), layout="constrained")
+    axes = fig.subplots(1, len(panels), squeeze=False)[0]
+    markers = ["o", "s", "^", "v"]
+    for ax, (title, families) in zip(axes, panels):
+        for marker, (label, points) in zip(markers, families.items()):
+            points = sorted(points)
+            ax.errorbar([p[0] for p in points], [p[1] for p in points],
+                        yerr=[p[2] for p in points], marker=marker, capsize=3, label=label)
+        ax.set_xscale("log")
+        ax.set(xlabel="trainable router parameters", ylabel="test accuracy (mean ± std)",
+               title=title)
+        ax.legend(fontsize="small")
+    return fig
+
+
+def threshold_curves(curves: dict[str, list[list[float]]], *, threshold: float,
+                     marks: dict[str, float]) -> Figure:
+    """Per-seed validation accuracy per epoch (thin) and their mean (thick) for each label,
+    with the threshold and the paper's epoch marks."""
+    fig = Figure(figsize=(6.5, 4), layout="constrained")
+    ax = fig.subplots()
+    for i, (label, runs) in enumerate(curves.items()):
+        color = f"C{i}"
+        for run in runs:
+            ax.plot(np.arange(1, len(run) + 1), run, color=color, alpha=0.25, linewidth=0.8)
+        length = min(len(r) for r in runs)
+        mean = np.mean([r[:length] for r in runs], axis=0)
+        ax.plot(np.arange(1, length + 1), mean, color=color, linewidth=2, label=label)
+    ax.axhline(threshold, color="k", linestyle="--", linewidth=1,
+               label=f"{threshold:.0%} validation accuracy")
+    for label, epoch in marks.items():
+        ax.axvline(epoch, color="tab:red", linestyle=":", linewidth=1)
+        ax.text(epoch, 0.52, f" {label}", color="tab:red", fontsize="small")
+    ax.set(xlabel="epoch", ylabel="validation accuracy", ylim=(0.5, 1.01),
+           title="Training dynamics (thin: seeds, thick: mean)")
+    ax.legend(fontsize="small", loc="lower right")
+    return fig
+
+
+def expert_load(loads: dict[str, list[float]], *, ylabel: str) -> Figure:
+    """Grouped bars: each label's load per expert."""
+    fig = Figure(figsize=(6, 3.5), layout="constrained")
+    ax = fig.subplots()
+    width = 0.8 / max(len(loads), 1)
+    for i, (label, load) in enumerate(loads.items()):
+        ax.bar(np.arange(len(load)) + i * width, load, width=width, label=label)
+    count = max((len(v) for v in loads.values()), default=0)
+    ax.set_xticks(np.arange(count) + 0.4 - width / 2, [f"expert {e}" for e in range(count)])
+    ax.set(ylabel=ylabel, title="Expert load on the test split (mean over seeds)")
+    ax.legend(fontsize="small")
+    return fig

@@ -2,7 +2,8 @@
 
 ``run_experiment(config, out)`` runs any of them: :class:`TrainRun` (``qmoe train``),
 :class:`AblationConfig` (``qmoe ablation``), :class:`SweepConfig` (``qmoe sweep``),
-:class:`RunConfig` (``qmoe run``) and :class:`CompareConfig` (``qmoe compare``). See
+:class:`RunConfig` (``qmoe run``), :class:`CompareConfig` (``qmoe compare``) and
+:class:`ReproduceConfig` (``qmoe reproduce``). See
 :mod:`.base` for the shape they share. The experiment
 classes load on first use, so a command pays only for the execution packages it needs.
 """
@@ -13,7 +14,7 @@ from .base import Outcome, run_experiment, serial, write_run_folder
 
 _LAZY = {"AblationConfig": "ablation", "QUICK": "ablation", "TrainRun": "train",
          "evaluate_saved": "train", "SweepConfig": "sweep", "RunConfig": "run",
-         "plan_text": "run", "CompareConfig": "compare"}
+         "plan_text": "run", "CompareConfig": "compare", "ReproduceConfig": "reproduce"}
 
 __all__ = ["Outcome", "run_experiment", "serial", "write_run_folder", *_LAZY]
 
