@@ -89,6 +89,16 @@ def _output_args(p: argparse.ArgumentParser, command: str) -> None:
     p.add_argument("--no-progress", action="store_true", help="no progress bar")
 
 
+def _executor_args(p: argparse.ArgumentParser) -> None:
+    g = p.add_argument_group("where the cells run")
+    g.add_argument("--executor", choices=("serial", "ray"), default="serial",
+                   help="serial: this process (default); ray: a local Ray instance, or the "
+                        "cluster at --ray-address (pip install 'qmoe-qiskit[ray]')")
+    g.add_argument("--ray-address", default=None,
+                   help="join this Ray cluster (host:port, ray://host:port or auto; default: "
+                        "$RAY_ADDRESS, else a local instance)")
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = _Parser(prog="qmoe", description="Quantum mixture-of-experts toolkit.")
     sub = parser.add_subparsers(dest="command", required=True)
@@ -103,6 +113,7 @@ def build_parser() -> argparse.ArgumentParser:
     _data_args(p)
     _train_args(p)
     _output_args(p, "ablation")
+    _executor_args(p)
 
     p = sub.add_parser("train", help="train one model and save it")
     p.add_argument("--router", choices=ROUTERS, default="quantum")
@@ -149,6 +160,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--seed", type=int, default=0)
     _train_args(p)
     _output_args(p, "sweep")
+    _executor_args(p)
 
     p = sub.add_parser("run", help="a trained model's test accuracy on an IBM Quantum backend "
                                    "(or a fake backend, offline)")
@@ -178,6 +190,7 @@ def build_parser() -> argparse.ArgumentParser:
                         "times its shot-noise floor (default 1.5)")
     _account_args(p)
     _output_args(p, "compare")
+    _executor_args(p)
 
     p = sub.add_parser("reproduce", help="every claim of both QMoE papers beside a held-out "
                                          "measurement, with a verdict")
@@ -192,6 +205,7 @@ def build_parser() -> argparse.ArgumentParser:
                         "(default: the scikit-learn digits stand-in, labelled as such; "
                         "Fashion-MNIST not run)")
     _output_args(p, "reproduce")
+    _executor_args(p)
     p.epilog = ("Finished cells are kept beside the run folder as they finish: run the same "
                 "command with the same --out to resume an interrupted run.")
 
@@ -256,9 +270,12 @@ def main(argv: list[str] | None = None) -> int:
 def _finish(config, args):
     """Run an experiment config, print its summary and run folder; return the folder."""
     from .experiments import run_experiment
+    from .experiments.executors import make_executor
 
+    executor = make_executor(getattr(args, "executor", "serial"),
+                             address=getattr(args, "ray_address", None))
     outcome, path = run_experiment(config, args.out, overwrite=args.overwrite,
-                                   progress=not args.no_progress)
+                                   progress=not args.no_progress, executor=executor)
     print(outcome.summary)
     if path is not None:
         print(f"run folder: {path} ({outcome.results['wall_seconds']:.0f} s)")

@@ -53,3 +53,12 @@ class StorageError(QMoEError, OSError):
 
 class ServiceUnreachable(QMoEError, ConnectionError):
     """IBM Quantum cannot be reached (no network, a proxy, the service down)."""
+
+
+class ClusterError(QMoEError, ConnectionError):
+    """A Ray cluster that cannot be reached, or whose Python or packages differ from this
+    process's."""
+
+
+class CellError(QMoEError, RuntimeError):
+    """A cell of an experiment failed; the finished cells are kept for a re-run."""

@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # Create .venv and install qmoe-qiskit with a CPU build of PyTorch.
 #   bash scripts/setup.sh          the toolkit
-#   bash scripts/setup.sh --test   the toolkit, readout mitigation (mthree) and the test tools
+#   bash scripts/setup.sh --test   the toolkit, readout mitigation (mthree), Ray and the test tools
 #   bash scripts/setup.sh --bench  the toolkit and the benchmark extras (PennyLane)
 # PyTorch is installed first, pinned, so that resolving the other packages never pulls CUDA
 # wheels. Set TORCH_INDEX_URL to a CPU wheel index on machines whose default index serves CUDA
@@ -12,8 +12,8 @@ cd "$(dirname "$0")/.."
 extras=""
 case "${1:-}" in
   "") ;;
-  --test) extras="[test,mitigation]" ;;
-  --bench) extras="[test,mitigation,bench]" ;;
+  --test) extras="[test,mitigation,ray]" ;;
+  --bench) extras="[test,mitigation,ray,bench]" ;;
   *) echo "setup.sh: unknown option '$1' (valid: --test, --bench)" >&2; exit 2 ;;
 esac
 

@@ -5,16 +5,17 @@ An experiment is a frozen config, validated on construction, with ``to_dict()`` 
 1. ``plan()``: the checks that need files or devices (a model file, noise levels against a
    device's calibration), then the experiment cut into **cells**: frozen, picklable callables,
    each a pure function of its fields (it seeds itself) returning a typed result;
-2. an executor runs the cells (:func:`serial` here; any executor that calls each cell and
-   returns the results in order will do, on other processes or machines);
+2. an executor runs the cells (:func:`serial` here, Ray in :mod:`.executors`; any executor
+   that calls each cell and returns the results in order will do, on other processes or
+   machines);
 3. ``aggregate(cells, results, seconds)``: results, report, figures and files, computed from
    the cell results alone;
 4. :func:`write_run_folder`: ``config.json``, ``report.md``, figures and files, then
    ``results.json``, all staged in a hidden sibling folder and moved into place at the end, so a
    killed run never leaves a folder that looks complete.
 
-Finished cells are kept on disk as they finish (:class:`CellStore`, a hidden sibling
-``.<out>.cells`` of the run folder): a killed run, run again with the same ``--out``, only runs
+Finished cells are kept on disk by this process as they finish (:class:`CellStore`, a hidden
+sibling ``.<out>.cells`` of the run folder): a killed run, run again with the same ``--out``, only runs
 the cells that are missing. A cell's key is its full description (every field, nested configs
 included), the package version and the size and time of the run's input files, so a changed
 setting or input never reuses an old result. The store is removed once the run folder is whole.
@@ -93,16 +94,22 @@ class Outcome:
 
 
 Executor = Callable[..., list]
+"""``executor(cells, *, progress, desc, on_done)``: run every cell and return the results in
+order, calling ``on_done(index, result)`` in this process as each cell finishes (in any
+order). :func:`serial` here; :mod:`.executors` has Ray."""
 
 
-def serial(cells: Sequence[Cell], *, progress: bool = True, desc: str = "") -> list:
+def serial(cells: Sequence[Cell], *, progress: bool = True, desc: str = "",
+           on_done: Callable[[int, Any], None] | None = None) -> list:
     """Run the cells one after another in this process, with a progress bar over them (a
     single cell shows only its own)."""
     results = []
     with tqdm(total=len(cells), desc=desc, disable=not progress or len(cells) < 2) as bar:
-        for cell in cells:
+        for i, cell in enumerate(cells):
             bar.set_postfix_str(cell.label)
             results.append(cell(progress=progress))
+            if on_done is not None:
+                on_done(i, results[-1])
             bar.update()
     return results
 
@@ -159,24 +166,6 @@ class CellStore:
         shutil.rmtree(self.folder, ignore_errors=True)
 
 
-@dataclass(frozen=True)
-class Stored:
-    """A cell whose result is saved to ``store`` the moment it finishes (picklable, so it can
-    run in another process)."""
-
-    cell: Cell
-    store: CellStore
-
-    @property
-    def label(self) -> str:
-        return self.cell.label
-
-    def __call__(self, *, progress: bool = False) -> Any:
-        result = self.cell(progress=progress)
-        self.store.save(self.cell, result)
-        return result
-
-
 def run_experiment(experiment: Experiment, out: str | Path | None = None, *,
                    overwrite: bool = False, executor: Executor = serial,
                    progress: bool = True) -> tuple[Outcome, Path | None]:
@@ -220,7 +209,8 @@ def _run_cells(cells: Sequence[Cell], executor: Executor, store: CellStore | Non
     if len(todo) < len(cells):
         logger.warning("resuming: %d of %d cells were already finished (kept in %s; delete it "
                        "to start over)", len(cells) - len(todo), len(cells), store.folder)
-    fresh = executor([Stored(cells[i], store) for i in todo], progress=progress, desc=desc)
+    fresh = executor([cells[i] for i in todo], progress=progress, desc=desc,
+                     on_done=lambda j, result: store.save(cells[todo[j]], result))
     for i, result in zip(todo, fresh):
         results[i] = result
     return results

@@ -215,6 +215,7 @@ class BackendPass:
 class RunCell:
     config: RunConfig
     label: str = "backend"
+    runs_in_driver: ClassVar[bool] = True  # submits through this process's ledger and cache
 
     def __call__(self, *, progress: bool = False) -> BackendPass:
         config = self.config

@@ -1,0 +1,192 @@
+"""Executors: the same study serially and on a local Ray instance; failures; bad input."""
+
+from __future__ import annotations
+
+import builtins
+import dataclasses
+import json
+import os
+import signal
+import sys
+from dataclasses import dataclass
+from pathlib import Path
+
+import pytest
+
+from qmoe_qiskit.cli import main
+from qmoe_qiskit.errors import CellError, ClusterError, ConfigError
+from qmoe_qiskit.experiments import reproduce as rp
+from qmoe_qiskit.experiments.base import run_experiment, serial
+from qmoe_qiskit.experiments.executors import (
+    RayExecutor,
+    make_executor,
+    package_versions,
+    version_mismatch,
+)
+from qmoe_qiskit.training import TrainConfig
+
+TINY = dict(claims=(3,), seeds=(0, 1), train=TrainConfig(epochs=2, patience=None), layers=(1,),
+            qubits=(2,), widths=(2,), quick=True)
+
+
+def _without_timings(results: dict) -> dict:
+    results = json.loads(json.dumps(results))
+    results.pop("wall_seconds")
+    for models in results["models"].values():
+        for model in models.values():
+            for record in model["per_seed"]:
+                record.pop("seconds")
+    return results
+
+
+# --------------------------------------------------------------------------- without Ray
+def test_serial_is_the_default_and_bad_choices_are_one_line():
+    assert make_executor() is serial
+    with pytest.raises(ConfigError, match="unknown executor 'dask'; valid executors: 'serial', "
+                                          "'ray'"):
+        make_executor("dask")
+    with pytest.raises(ConfigError, match="--ray-address needs --executor ray"):
+        make_executor("serial", address="10.0.0.1:6379")
+
+
+def test_ray_missing_names_the_extra(monkeypatch):
+    real_import = builtins.__import__
+
+    def no_ray(name, *args, **kwargs):
+        if name == "ray" or name.startswith("ray."):
+            raise ImportError("No module named 'ray'")
+        return real_import(name, *args, **kwargs)
+
+    monkeypatch.setattr(builtins, "__import__", no_ray)
+    with pytest.raises(ConfigError, match=r"needs Ray, which is not installed here: "
+                                          r"pip install 'qmoe-qiskit\[ray\]'"):
+        RayExecutor()
+
+
+def test_version_differences_are_named():
+    here = package_versions()
+    assert here["python"] and here["qmoe-qiskit"] != "not installed"
+    assert version_mismatch(here, dict(here)) is None
+    other = dict(here, python="3.10.12", torch="2.4.0")
+    text = version_mismatch(here, other)
+    assert f"python 3.10.12 (here {here['python']})" in text
+    assert f"torch 2.4.0 (here {here['torch']})" in text and "numpy" not in text
+
+
+# --------------------------------------------------------------------------- on a local Ray
+ray = pytest.importorskip("ray", reason="Ray is an optional extra (CI installs it)")
+
+
+@pytest.fixture(scope="module")
+def local_ray():
+    # the toy cells below live in this test module, which Ray's workers cannot import
+    ray.cloudpickle.register_pickle_by_value(sys.modules[__name__])
+    executor = RayExecutor(num_cpus=1)
+    executor.connect()
+    yield executor
+    ray.shutdown()
+
+
+def test_a_study_on_ray_equals_the_serial_run(local_ray, tmp_path):
+    config = rp.ReproduceConfig(**TINY)
+    _, here = run_experiment(config, tmp_path / "serial", progress=False)
+    _, there = run_experiment(config, tmp_path / "ray", progress=False, executor=local_ray)
+    first = json.loads((here / "results.json").read_text())
+    second = json.loads((there / "results.json").read_text())
+    assert _without_timings(first) == _without_timings(second)
+    assert (here / "report.md").read_text().split("Wall time")[0] == \
+        (there / "report.md").read_text().split("Wall time")[0]
+
+
+@dataclass(frozen=True)
+class Toy:
+    """A cell that squares its value, fails for ``fail``, and kills its own worker once when
+    ``die`` names a marker file that does not exist yet."""
+
+    value: int
+    fail: bool = False
+    die: str | None = None
+
+    @property
+    def label(self) -> str:
+        return f"toy {self.value}"
+
+    def __call__(self, *, progress: bool = False) -> int:
+        if self.fail:
+            raise ValueError(f"bad value {self.value}")
+        if self.die and not Path(self.die).exists():
+            Path(self.die).touch()
+            os.kill(os.getpid(), signal.SIGKILL)  # the worker process is lost mid-task
+        return self.value ** 2
+
+
+@dataclass(frozen=True)
+class ToyStudy:
+    command = "toy"
+    cells: tuple[Toy, ...]
+
+    def to_dict(self):
+        return {"cells": [dataclasses.asdict(c) for c in self.cells]}
+
+    def plan(self):
+        return list(self.cells)
+
+    def aggregate(self, cells, results, seconds):
+        from qmoe_qiskit.experiments.base import Outcome
+
+        return Outcome(results={"squares": results, "wall_seconds": seconds}, report="r",
+                       summary="s")
+
+
+def test_a_failed_cell_is_reported_and_the_finished_ones_are_kept(local_ray, tmp_path):
+    study = ToyStudy(tuple(Toy(v, fail=(v == 3)) for v in range(6)))
+    with pytest.raises(CellError) as info:
+        run_experiment(study, tmp_path / "run", progress=False, executor=local_ray)
+    message = str(info.value)
+    assert "1 of 6 cells failed (5 finished and kept" in message
+    assert "cell 'toy 3' failed with ValueError: bad value 3" in message
+    assert "Toy(value=3, fail=True" in message and "\n" not in message
+    assert len(list((tmp_path / ".run.cells").glob("*.pkl"))) == 5
+    fixed = ToyStudy(tuple(Toy(v) for v in range(6)))
+    calls = []
+
+    def counting(cells, **kwargs):
+        calls.extend(c.label for c in cells)
+        return local_ray(cells, **kwargs)
+
+    outcome, _ = run_experiment(fixed, tmp_path / "run", progress=False, executor=counting)
+    assert outcome.results["squares"] == [v * v for v in range(6)]
+    assert calls == ["toy 3"]  # the five kept cells of the failed run were not run again
+
+
+def test_a_lost_worker_is_retried_by_ray(local_ray, tmp_path):
+    marker = tmp_path / "died-once"
+    study = ToyStudy((Toy(2), Toy(5, die=str(marker)), Toy(7)))
+    outcome, _ = run_experiment(study, tmp_path / "run", progress=False, executor=local_ray)
+    assert marker.exists()  # the task was killed once ...
+    assert outcome.results["squares"] == [4, 25, 49]  # ... and Ray ran it again
+
+
+@dataclass(frozen=True)
+class Here:
+    label: str = "driver"
+    runs_in_driver = True
+
+    def __call__(self, *, progress: bool = False) -> int:
+        return os.getpid()
+
+
+def test_backend_cells_stay_in_this_process(local_ray):
+    assert local_ray([Here()], progress=False) == [os.getpid()]
+
+
+def test_an_unreachable_cluster_is_one_line(tmp_path, capsys):
+    with pytest.raises(ClusterError, match=r"cannot reach the Ray cluster at 127\.0\.0\.1:9"):
+        RayExecutor(address="127.0.0.1:9").connect()
+    with pytest.raises(ClusterError, match="is not host:port"):
+        RayExecutor(address="nowhere").connect()
+    code = main(["reproduce", "--quick", "--executor", "ray", "--ray-address", "127.0.0.1:9",
+                 "--out", str(tmp_path / "r")])
+    err = capsys.readouterr().err.strip()
+    assert code == 2 and "\n" not in err and "cannot reach the Ray cluster" in err
+    assert not (tmp_path / "r").exists()
