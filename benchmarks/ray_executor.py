@@ -30,7 +30,6 @@ import numpy as np
 from qmoe_qiskit.data import DataSpec
 from qmoe_qiskit.experiments import TrainRun, run_experiment
 from qmoe_qiskit.experiments.ablation import QUICK, AblationConfig
-from qmoe_qiskit.experiments.base import serial
 from qmoe_qiskit.experiments.executors import RayExecutor
 from qmoe_qiskit.experiments.sweep import DEPOLARIZING_LEVELS, SweepConfig
 from qmoe_qiskit.models import ModelSpec
@@ -85,22 +84,42 @@ def run_study(configs, executor, work: Path, tag: str) -> float:
     return time.perf_counter() - tic
 
 
+def timing_serial(durations: list[list[float]]):
+    """The serial executor, recording each cell's time (one list per experiment)."""
+    def run(cells, **kwargs):
+        durations.append([])
+        results = []
+        for i, cell in enumerate(cells):
+            seconds, result = timed(lambda cell=cell: cell(progress=False))
+            durations[-1].append(seconds)
+            if kwargs.get("on_done"):
+                kwargs["on_done"](i, result)
+            results.append(result)
+        return results
+    return run
+
+
+def makespan(durations: list[float], slots: int, per_task: float = 0.0) -> float:
+    """Longest-first list scheduling of ``durations`` onto ``slots`` workers."""
+    finish = [0.0] * slots
+    heapq.heapify(finish)
+    for t in sorted(durations, reverse=True):
+        heapq.heappush(finish, heapq.heappop(finish) + t + per_task)
+    return max(finish)
+
+
 def project(results_path: Path, per_task: float, startup: float, slots: int) -> dict:
     results = json.loads(results_path.read_text())
     times = [r["seconds"] for models in results["models"].values() for m in models.values()
              for r in m["per_seed"]]
     ordered = sorted(times, reverse=True)
-    finish = [0.0] * slots
-    heapq.heapify(finish)
-    for t in ordered:  # longest first onto the slot that frees first
-        heapq.heappush(finish, heapq.heappop(finish) + t + per_task)
-    makespan = max(finish) + startup
+    span = makespan(times, slots, per_task) + startup
     edges = [0, 1, 2, 5, 10, 20, 50, 100, 200, 500, 1000]
     counts, _ = np.histogram(times, bins=edges)
     return {"cells": len(times), "serial_seconds": float(sum(times)),
             "longest_cell": float(ordered[0]), "slots": slots, "per_task_s": per_task,
-            "startup_s": startup, "projected_seconds": makespan,
-            "speedup": float(sum(times)) / makespan,
+            "startup_s": startup, "projected_seconds": span,
+            "speedup": float(sum(times)) / span,
             "histogram": {f"{lo}-{hi} s": int(c) for lo, hi, c in
                           zip(edges[:-1], edges[1:], counts)}}
 
@@ -128,16 +147,24 @@ def main() -> None:
             for k, (name, (configs, what)) in enumerate(studies(work).items()):
                 tag = name.split(",")[0].replace(" ", "_")
                 # the order alternates so neither executor always runs second
+                durations: list[list[float]] = []
+                serial_run = timing_serial(durations)
                 if k % 2:
-                    serial_s = run_study(configs, serial, work, f"serial-{tag}")
+                    serial_s = run_study(configs, serial_run, work, f"serial-{tag}")
                     ray_s = run_study(configs, executor, work, f"ray-{tag}")
                 else:
                     ray_s = run_study(configs, executor, work, f"ray-{tag}")
-                    serial_s = run_study(configs, serial, work, f"serial-{tag}")
+                    serial_s = run_study(configs, serial_run, work, f"serial-{tag}")
+                cells_s = sum(map(sum, durations))
+                driver_s = serial_s - cells_s  # planning, aggregation, figures, files
+                ideal = driver_s + sum(makespan(d, 2) for d in durations)
                 out["studies"][name] = {"cells": what, "serial_s": serial_s, "ray_s": ray_s,
-                                        "speedup": serial_s / ray_s}
-                print(f"{name} ({what}): serial {serial_s:.1f} s, Ray {ray_s:.1f} s, "
-                      f"x{serial_s / ray_s:.2f}")
+                                        "speedup": serial_s / ray_s, "cell_s": cells_s,
+                                        "driver_s": driver_s, "ideal_2_workers_s": ideal,
+                                        "longest_cell_s": max(map(max, durations))}
+                print(f"{name} ({what}): serial {serial_s:.1f} s (cells {cells_s:.1f} s, "
+                      f"driver {driver_s:.1f} s), Ray {ray_s:.1f} s, x{serial_s / ray_s:.2f}; "
+                      f"ideal on 2 workers {ideal:.1f} s (x{serial_s / ideal:.2f})")
     if args.reproduce:
         per_task = costs["round_trip_ms"] / 1000
         out["projection"] = project(args.reproduce, per_task, startup, slots=64)

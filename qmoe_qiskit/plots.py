@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import textwrap
+
 import numpy as np
 from matplotlib.figure import Figure
 
@@ -159,7 +161,8 @@ def claim_bars(panels: list[tuple[str, list[tuple[str, float, float, float | Non
         if paper:
             ax.scatter(*zip(*paper), color="tab:red", marker="D", zorder=3, label="paper")
         ax.set_xticks(x, [b[0] for b in bars], fontsize="small")
-        ax.set(ylim=(0, 1.05), ylabel="test accuracy", title=title)
+        ax.set(ylim=(0, 1.05), ylabel="test accuracy")
+        ax.set_title(textwrap.fill(title, 40), fontsize="medium")
         ax.legend(fontsize="small", loc="lower right")
     return fig
 
@@ -192,12 +195,12 @@ def parameter_efficiency(panels: list[tuple[str, dict[str, list[tuple[int, float
     markers = ["o", "s", "^", "v"]
     for ax, (title, families) in zip(axes, panels):
         for marker, (label, points) in zip(markers, families.items()):
-            points = sorted(points)
             ax.errorbar([p[0] for p in points], [p[1] for p in points],
-                        yerr=[p[2] for p in points], marker=marker, capsize=3, label=label)
+                        yerr=[p[2] for p in points], marker=marker, linestyle="none",
+                        capsize=3, alpha=0.8, label=label)
         ax.set_xscale("log")
-        ax.set(xlabel="trainable router parameters", ylabel="test accuracy (mean ± std)",
-               title=title)
+        ax.set(xlabel="trainable router parameters", ylabel="test accuracy (mean ± std)")
+        ax.set_title(textwrap.fill(title, 48), fontsize="medium")
         ax.legend(fontsize="small")
     return fig
 
@@ -219,7 +222,7 @@ def threshold_curves(curves: dict[str, list[list[float]]], *, threshold: float,
                label=f"{threshold:.0%} validation accuracy")
     for label, epoch in marks.items():
         ax.axvline(epoch, color="tab:red", linestyle=":", linewidth=1)
-        ax.text(epoch, 0.52, f" {label}", color="tab:red", fontsize="small")
+        ax.text(epoch, 0.6, f" {label}", color="tab:red", fontsize="small")
     ax.set(xlabel="epoch", ylabel="validation accuracy", ylim=(0.5, 1.01),
            title="Training dynamics (thin: seeds, thick: mean)")
     ax.legend(fontsize="small", loc="lower right")

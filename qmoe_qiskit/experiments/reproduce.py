@@ -295,6 +295,7 @@ class ReproduceConfig:
                "claims": claims, "models": measured.models_table(),
                "levels": {p: {str(k): v for k, v in measured.levels(p).items()}
                           for p in ("evaluated", "retrained") if self.selected(2)},
+               "cell_seconds": float(sum(r.seconds for r in results)),
                "wall_seconds": seconds}
         drawn = figures(out, ROLES)
         return Outcome(results=out, report=report(out, list(drawn)), summary=summary(out),
