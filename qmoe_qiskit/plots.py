@@ -57,16 +57,11 @@ def noise_sweep(levels: list[float], means: list[float], stds: list[float], *, i
                 baseline: float | None, xlabel: str, title: str) -> Figure:
     """Test accuracy against noise level (error bars: std over repetitions), with the ideal
     model's and the classical baseline's accuracy as horizontal lines."""
-    fig = Figure(figsize=(6, 4), layout="constrained")
-    ax = fig.subplots()
-    ax.errorbar(levels, means, yerr=stds, marker="o", capsize=3, label="quantum router under noise")
-    ax.axhline(ideal, color="tab:green", linestyle="--", label=f"ideal (noiseless) {ideal:.3f}")
+    lines = [(f"ideal (noiseless) {ideal:.3f}", ideal, "tab:green", "--")]
     if baseline is not None:
-        ax.axhline(baseline, color="tab:gray", linestyle=":",
-                   label=f"classical baseline {baseline:.3f}")
-    ax.set(xlabel=xlabel, ylabel="held-out test accuracy", title=title)
-    ax.legend(fontsize="small")
-    return fig
+        lines.append((f"classical baseline {baseline:.3f}", baseline, "tab:gray", ":"))
+    return accuracy_vs_level({"quantum router under noise": (levels, means, stds)},
+                             xlabel=xlabel, title=title, lines=lines)
 
 
 def router_agreement(ideal: np.ndarray, measured: np.ndarray, *, title: str) -> Figure:
@@ -168,19 +163,19 @@ def claim_bars(panels: list[tuple[str, list[tuple[str, float, float, float | Non
 
 
 def accuracy_vs_level(curves: dict[str, tuple[list[float], list[float], list[float]]], *,
-                      paper: tuple[list[float], list[float]] | None, baseline: float | None,
-                      xlabel: str, title: str) -> Figure:
-    """``curves``: label -> (levels, means, 95% half-widths); the paper's points and a
-    baseline line if given."""
+                      xlabel: str, title: str,
+                      paper: tuple[list[float], list[float]] | None = None,
+                      lines: list[tuple[str, float, str, str]] = ()) -> Figure:
+    """``curves``: label -> (levels, means, error-bar half-widths); the paper's points if
+    given, and horizontal ``lines`` (label, value, colour, line style)."""
     fig = Figure(figsize=(6.5, 4), layout="constrained")
     ax = fig.subplots()
     for label, (levels, means, half) in curves.items():
         ax.errorbar(levels, means, yerr=half, marker="o", capsize=3, label=label)
     if paper is not None:
         ax.plot(*paper, "D--", color="tab:red", label="paper")
-    if baseline is not None:
-        ax.axhline(baseline, color="tab:gray", linestyle=":",
-                   label=f"linear router (held-out) {baseline:.3f}")
+    for label, value, color, style in lines:
+        ax.axhline(value, color=color, linestyle=style, label=label)
     ax.set(xlabel=xlabel, ylabel="held-out test accuracy", title=title)
     ax.legend(fontsize="small")
     return fig

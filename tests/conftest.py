@@ -1,4 +1,7 @@
-"""Trained models shared by the test modules that run them (trained once per session)."""
+"""Trained models shared by the test modules that run them (trained once per session), and a
+way to make an optional package look uninstalled."""
+
+import builtins
 
 import pytest
 
@@ -25,3 +28,20 @@ def q_experts(tmp_path_factory):
     three circuits per forward pass."""
     return _train(tmp_path_factory, "--expert", "quantum", "--layers", "2", "--epochs", "3",
                   "--samples", "200")
+
+
+@pytest.fixture
+def without_module(monkeypatch):
+    """``without_module("ray")``: inside the test, importing ``ray`` (or ``ray.x``) fails as if
+    the package were not installed."""
+    real = builtins.__import__
+
+    def block(package: str) -> None:
+        def guarded(name, *args, **kwargs):
+            if name == package or name.startswith(package + "."):
+                raise ImportError(f"No module named {package!r}")
+            return real(name, *args, **kwargs)
+
+        monkeypatch.setattr(builtins, "__import__", guarded)
+
+    return block

@@ -127,17 +127,8 @@ def test_bad_mitigation_is_one_line(q_experts, tmp_path, capsys, argv, message):
     assert not (tmp_path / "r").exists()
 
 
-def test_mitigation_without_mthree_names_the_extra(monkeypatch):
-    import builtins
-
-    real = builtins.__import__
-
-    def no_mthree(name, *args, **kwargs):
-        if name == "mthree" or name.startswith("mthree."):
-            raise ImportError("No module named 'mthree'")
-        return real(name, *args, **kwargs)
-
-    monkeypatch.setattr(builtins, "__import__", no_mthree)
+def test_mitigation_without_mthree_names_the_extra(without_module):
+    without_module("mthree")
     with pytest.raises(ConfigError, match=r"pip install 'qmoe-qiskit\[mitigation\]'"):
         readout_module.check_mitigation("readout")
 

@@ -14,12 +14,20 @@ from ..plots import (
     parameter_efficiency,
     threshold_curves,
 )
-from .claims import VERDICT_RULE, interval, papers
+from .claims import VERDICT_RULE, interval, load_claims, papers
 
 __all__ = ["report", "summary", "figures"]
 
-_PAPER_TABLE_I = {"quantum": 0.94, "linear": 0.65, "deep": 0.93}
-_PAPER_MNIST = {"quantum": 0.965, "classical": 0.958}
+
+
+def _paper_values() -> tuple[dict[tuple[str, str], float], tuple[list, list]]:
+    """The papers' accuracies by (task, role), and Table II's (levels, accuracies), from the
+    claims' package data."""
+    claims = load_claims()
+    values = {(c.test["task"], c.test["model"]): c.test["value"] for c in claims
+              if c.test["kind"] == "value"}
+    table = next(c.test for c in claims if c.test["kind"] == "levels")
+    return values, (table["levels"], table["values"])
 
 
 def _task_label(results: dict, task: str) -> str:
@@ -38,15 +46,15 @@ def figures(results: dict[str, Any], roles: dict[str, dict[str, str]]) -> dict[s
     """The report's figures; ``roles``: task -> role a claim names -> model name."""
     out = {}
     panels = []
-    for task, paper in (("moons", _PAPER_TABLE_I), ("mnist01", _PAPER_MNIST),
-                        ("fashion01", None)):
+    paper, table_ii = _paper_values()
+    for task in ("moons", "mnist01", "fashion01"):
         bars = []
         for role, name in roles[task].items():
             ci = _accuracy(results, task, name)
             if ci is not None:
                 bars.append((f"{role}\n({results['models'][task][name]['parameters']['router']}"
                              f" params)", ci["mean"], ci["high"] - ci["mean"],
-                             None if paper is None else paper[role]))
+                             paper.get((task, role))))
         if bars:
             panels.append((_task_label(results, task), bars))
     if panels:
@@ -60,9 +68,11 @@ def figures(results: dict[str, Any], roles: dict[str, dict[str, str]]) -> dict[s
                 [float(k) for k in keys], [c["mean"] for c in cis],
                 [c["high"] - c["mean"] for c in cis])
         linear = _accuracy(results, "moons", "linear")
+        lines = [] if linear is None else [
+            (f"linear router (held-out) {linear['mean']:.3f}", linear["mean"], "tab:gray", ":")]
         out["table2_noise.png"] = accuracy_vs_level(
-            curves, paper=([0, 0.005, 0.01, 0.02, 0.03], [0.94, 0.92, 0.89, 0.82, 0.73]),
-            baseline=None if linear is None else linear["mean"], xlabel="depolarizing ε",
+            curves, paper=table_ii,
+            lines=lines, xlabel="depolarizing ε",
             title="Table II: quantum router under depolarizing noise (Two Moons)")
     panels = []
     for task in ("moons", "mnist01"):
