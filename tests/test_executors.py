@@ -182,3 +182,27 @@ def test_an_unreachable_cluster_is_one_line(tmp_path, capsys):
     err = capsys.readouterr().err.strip()
     assert code == 2 and "\n" not in err and "cannot reach the Ray cluster" in err
     assert not (tmp_path / "r").exists()
+
+
+def test_workers_with_other_versions_are_refused(local_ray, monkeypatch):
+    # this process claims another torch; the worker reports the installed one (runs last: on a
+    # mismatch the executor shuts Ray down, as a CLI run would stop)
+    from qmoe_qiskit.experiments import executors
+
+    real = executors.package_versions
+    monkeypatch.setattr(executors, "package_versions", lambda: dict(real(), torch="0.0.1"))
+    with pytest.raises(ClusterError, match=r"the Ray workers at the local Ray instance run other "
+                                           r"versions: torch \S+ \(here 0\.0\.1\)"):
+        local_ray._check_versions()
+    assert not ray.is_initialized()
+
+
+@pytest.mark.parametrize("command", [["ablation"], ["sweep", "--model", "m"],
+                                     ["compare", "--model", "m", "--backend", "fake_manila"],
+                                     ["reproduce"]])
+def test_every_study_command_takes_the_executor_flags(command):
+    from qmoe_qiskit.cli import build_parser
+
+    args = build_parser().parse_args([*command, "--executor", "ray", "--ray-address", "h:1"])
+    assert (args.executor, args.ray_address) == ("ray", "h:1")
+    assert build_parser().parse_args(command).executor == "serial"

@@ -76,6 +76,13 @@ def version_mismatch(driver: dict[str, str], worker: dict[str, str]) -> str | No
     return ", ".join(differ) or None
 
 
+def _worker_versions() -> dict[str, str]:
+    """:func:`package_versions` as the worker's own installed code reports them."""
+    from qmoe_qiskit.experiments import executors
+
+    return executors.package_versions()
+
+
 def _run_cell(cell: Cell, threads: int) -> Any:
     """A cell inside a Ray task, with torch's threads set to the task's CPUs."""
     import torch
@@ -136,7 +143,7 @@ class RayExecutor:
     def _check_versions(self) -> None:
         import ray
 
-        probe = ray.remote(num_cpus=0)(package_versions)
+        probe = ray.remote(num_cpus=0)(_worker_versions)
         found = ray.get(probe.remote())
         differ = version_mismatch(package_versions(), found)
         if differ:
