@@ -16,9 +16,9 @@ An experiment is a frozen config, validated on construction, with ``to_dict()`` 
 
 Finished cells are kept on disk by this process as they finish (:class:`CellStore`, a hidden
 sibling ``.<out>.cells`` of the run folder): a killed run, run again with the same ``--out``, only runs
-the cells that are missing. A cell's key is its full description (every field, nested configs
-included), the package version and the size and time of the run's input files, so a changed
-setting or input never reuses an old result. The store is removed once the run folder is whole.
+the cells that are missing. A cell's key hashes its pickled fields (every setting, nested
+configs included), the package version and the size and time of the run's input files, so a
+changed setting or input never reuses an old result. The store is removed once the run folder is whole.
 
 The run folder is checked before any work: a folder that already holds files is refused unless
 ``overwrite`` is given (then it is replaced whole, never when it holds one of the run's
@@ -128,19 +128,30 @@ class CellStore:
     def beside(cls, run_folder: Path, salt: str = "") -> "CellStore":
         return cls(run_folder.parent / f".{run_folder.name}.cells", salt=salt)
 
-    def key(self, cell: Cell) -> str:
-        kind = f"{type(cell).__module__}.{type(cell).__qualname__}"
-        text = f"{_version()}\n{self.salt}\n{kind}\n{cell!r}"
-        return hashlib.sha256(text.encode()).hexdigest()[:32]
+    def key(self, cell: Cell) -> str | None:
+        """A hash of the cell's pickled fields (every value in full, unlike a repr that
+        abbreviates arrays), the package version and the run's inputs; ``None`` for a cell
+        that cannot be pickled (it is never kept)."""
+        try:
+            data = pickle.dumps(cell, protocol=4)
+        except (pickle.PicklingError, TypeError, AttributeError):
+            return None
+        digest = hashlib.sha256(f"{_version()}\n{self.salt}\n".encode())
+        digest.update(data)
+        return digest.hexdigest()[:32]
 
-    def _path(self, cell: Cell) -> Path:
-        return self.folder / f"{self.key(cell)}.pkl"
+    def _path(self, cell: Cell) -> Path | None:
+        key = self.key(cell)
+        return None if key is None else self.folder / f"{key}.pkl"
 
     def load(self, cell: Cell) -> tuple[bool, Any]:
         """``(True, result)`` for a finished cell, ``(False, None)`` otherwise (an unreadable
         entry counts as missing)."""
+        path = self._path(cell)
+        if path is None:
+            return False, None
         try:
-            with open(self._path(cell), "rb") as f:
+            with open(path, "rb") as f:
                 return True, pickle.load(f)
         except FileNotFoundError:
             return False, None
@@ -156,8 +167,10 @@ class CellStore:
             logger.warning("the result of %s cannot be kept for a resume (%s)",
                            getattr(cell, "label", cell), exc)
             return
-        self.folder.mkdir(parents=True, exist_ok=True)
         path = self._path(cell)
+        if path is None:
+            return
+        self.folder.mkdir(parents=True, exist_ok=True)
         tmp = path.with_suffix(f".{os.getpid()}.tmp")
         tmp.write_bytes(data)
         os.replace(tmp, path)
