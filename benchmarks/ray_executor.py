@@ -30,6 +30,7 @@ import numpy as np
 from qmoe_qiskit.data import DataSpec
 from qmoe_qiskit.experiments import TrainRun, run_experiment
 from qmoe_qiskit.experiments.ablation import QUICK, AblationConfig
+from qmoe_qiskit.experiments.base import serial
 from qmoe_qiskit.experiments.executors import RayExecutor
 from qmoe_qiskit.experiments.sweep import DEPOLARIZING_LEVELS, SweepConfig
 from qmoe_qiskit.models import ModelSpec
@@ -84,18 +85,28 @@ def run_study(configs, executor, work: Path, tag: str) -> float:
     return time.perf_counter() - tic
 
 
+@dataclass(frozen=True)
+class Timed:
+    """A cell whose run time is appended to ``durations``."""
+
+    cell: object
+    durations: list
+
+    @property
+    def label(self) -> str:
+        return self.cell.label
+
+    def __call__(self, *, progress: bool = False):
+        seconds, result = timed(lambda: self.cell(progress=progress))
+        self.durations.append(seconds)
+        return result
+
+
 def timing_serial(durations: list[list[float]]):
     """The serial executor, recording each cell's time (one list per experiment)."""
     def run(cells, **kwargs):
         durations.append([])
-        results = []
-        for i, cell in enumerate(cells):
-            seconds, result = timed(lambda cell=cell: cell(progress=False))
-            durations[-1].append(seconds)
-            if kwargs.get("on_done"):
-                kwargs["on_done"](i, result)
-            results.append(result)
-        return results
+        return serial([Timed(cell, durations[-1]) for cell in cells], **kwargs)
     return run
 
 

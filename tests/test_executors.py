@@ -11,6 +11,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 import pytest
+from test_reproduce import without_timings  # (tests/ is on sys.path)
 
 from qmoe_qiskit.cli import main
 from qmoe_qiskit.errors import CellError, ClusterError, ConfigError
@@ -26,16 +27,6 @@ from qmoe_qiskit.training import TrainConfig
 
 TINY = dict(claims=(3,), seeds=(0, 1), train=TrainConfig(epochs=2, patience=None), layers=(1,),
             qubits=(2,), widths=(2,), quick=True)
-
-
-def _without_timings(results: dict) -> dict:
-    results = json.loads(json.dumps(results))
-    results.pop("wall_seconds"), results.pop("cell_seconds")
-    for models in results["models"].values():
-        for model in models.values():
-            for record in model["per_seed"]:
-                record.pop("seconds")
-    return results
 
 
 # --------------------------------------------------------------------------- without Ray
@@ -85,7 +76,7 @@ def test_a_study_on_ray_equals_the_serial_run(local_ray, tmp_path):
     _, there = run_experiment(config, tmp_path / "ray", progress=False, executor=local_ray)
     first = json.loads((here / "results.json").read_text())
     second = json.loads((there / "results.json").read_text())
-    assert _without_timings(first) == _without_timings(second)
+    assert without_timings(first) == without_timings(second)
     assert (here / "report.md").read_text().split("Wall time")[0] == \
         (there / "report.md").read_text().split("Wall time")[0]
 

@@ -15,10 +15,11 @@ An experiment is a frozen config, validated on construction, with ``to_dict()`` 
    killed run never leaves a folder that looks complete.
 
 Finished cells are kept on disk by this process as they finish (:class:`CellStore`, a hidden
-sibling ``.<out>.cells`` of the run folder): a killed run, run again with the same ``--out``, only runs
-the cells that are missing. A cell's key hashes its pickled fields (every setting, nested
-configs included), the package version and the size and time of the run's input files, so a
-changed setting or input never reuses an old result. The store is removed once the run folder is whole.
+sibling ``.<out>.cells`` of the run folder): a killed run, run again with the same ``--out``,
+only runs the cells that are missing. A cell's key hashes its pickled fields (every setting,
+nested configs included), the package version and the size and time of the run's input files,
+so a changed setting or input never reuses an old result. The store is removed once the run
+folder is whole.
 
 The run folder is checked before any work: a folder that already holds files is refused unless
 ``overwrite`` is given (then it is replaced whole, never when it holds one of the run's
@@ -140,18 +141,16 @@ class CellStore:
         digest.update(data)
         return digest.hexdigest()[:32]
 
-    def _path(self, cell: Cell) -> Path | None:
-        key = self.key(cell)
-        return None if key is None else self.folder / f"{key}.pkl"
+    def _path(self, key: str) -> Path:
+        return self.folder / f"{key}.pkl"
 
-    def load(self, cell: Cell) -> tuple[bool, Any]:
-        """``(True, result)`` for a finished cell, ``(False, None)`` otherwise (an unreadable
-        entry counts as missing)."""
-        path = self._path(cell)
-        if path is None:
+    def load(self, key: str | None) -> tuple[bool, Any]:
+        """``(True, result)`` for the finished cell with this :meth:`key`, ``(False, None)``
+        otherwise (an unreadable entry counts as missing)."""
+        if key is None:
             return False, None
         try:
-            with open(path, "rb") as f:
+            with open(self._path(key), "rb") as f:
                 return True, pickle.load(f)
         except FileNotFoundError:
             return False, None
@@ -160,17 +159,16 @@ class CellStore:
                            type(exc).__name__, exc)
             return False, None
 
-    def save(self, cell: Cell, result: Any) -> None:
+    def save(self, key: str | None, result: Any, label: str = "a cell") -> None:
+        if key is None:
+            return
         try:
             data = pickle.dumps(result, protocol=pickle.HIGHEST_PROTOCOL)
         except (pickle.PicklingError, TypeError, AttributeError) as exc:
-            logger.warning("the result of %s cannot be kept for a resume (%s)",
-                           getattr(cell, "label", cell), exc)
-            return
-        path = self._path(cell)
-        if path is None:
+            logger.warning("the result of %s cannot be kept for a resume (%s)", label, exc)
             return
         self.folder.mkdir(parents=True, exist_ok=True)
+        path = self._path(key)
         tmp = path.with_suffix(f".{os.getpid()}.tmp")
         tmp.write_bytes(data)
         os.replace(tmp, path)
@@ -212,9 +210,10 @@ def _run_cells(cells: Sequence[Cell], executor: Executor, store: CellStore | Non
     if store is None:
         return executor(cells, progress=progress, desc=desc)
     results: list = [None] * len(cells)
+    keys = [store.key(cell) for cell in cells]  # each cell pickled once
     todo = []
-    for i, cell in enumerate(cells):
-        found, result = store.load(cell)
+    for i, key in enumerate(keys):
+        found, result = store.load(key)
         if found:
             results[i] = result
         else:
@@ -223,7 +222,8 @@ def _run_cells(cells: Sequence[Cell], executor: Executor, store: CellStore | Non
         logger.warning("resuming: %d of %d cells were already finished (kept in %s; delete it "
                        "to start over)", len(cells) - len(todo), len(cells), store.folder)
     fresh = executor([cells[i] for i in todo], progress=progress, desc=desc,
-                     on_done=lambda j, result: store.save(cells[todo[j]], result))
+                     on_done=lambda j, result: store.save(keys[todo[j]], result,
+                                                          cells[todo[j]].label))
     for i, result in zip(todo, fresh):
         results[i] = result
     return results

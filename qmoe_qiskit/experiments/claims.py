@@ -22,6 +22,8 @@ from typing import Any, Protocol
 import numpy as np
 from scipy import stats
 
+from ..metrics import summarize
+
 __all__ = ["Claim", "Verdict", "Measured", "load_claims", "papers", "judge", "interval",
            "VERDICT_RULE", "eta", "eta_arithmetic"]
 
@@ -93,13 +95,10 @@ class Measured(Protocol):
 
 def interval(values: list[float]) -> dict[str, Any]:
     """Mean, sample std and the 95% t-interval of the mean."""
-    arr = np.asarray(values, dtype=float)
-    n = len(arr)
-    mean = float(arr.mean())
-    std = float(arr.std(ddof=1)) if n > 1 else 0.0
+    summary = summarize(values)
+    n, mean, std = len(summary["per_seed"]), summary["mean"], summary["std"]
     half = float(stats.t.ppf(0.975, n - 1) * std / math.sqrt(n)) if n > 1 else float("inf")
-    return {"mean": mean, "std": std, "low": mean - half, "high": mean + half, "n": n,
-            "per_seed": [float(v) for v in arr]}
+    return {**summary, "low": mean - half, "high": mean + half, "n": n}
 
 
 def _pm(ci: dict[str, Any], percent: bool = True) -> str:

@@ -23,7 +23,6 @@ from __future__ import annotations
 import os
 import platform
 import socket
-import time
 from collections.abc import Callable, Sequence
 from importlib import metadata
 from pathlib import Path
@@ -105,7 +104,6 @@ class RayExecutor:
         self.address = address or os.environ.get("RAY_ADDRESS") or None
         self.num_cpus = num_cpus
         self.max_retries = max_retries
-        self.startup_seconds: float | None = None
 
     def runtime_env(self) -> dict[str, Any]:
         threads = str(self.num_cpus)
@@ -123,7 +121,6 @@ class RayExecutor:
             _check_reachable(self.address)
         if ray.is_initialized():
             return
-        tic = time.perf_counter()
         try:
             ray.init(address=self.address, runtime_env=self.runtime_env(),
                      include_dashboard=False, log_to_driver=False,
@@ -137,7 +134,6 @@ class RayExecutor:
                 raise ClusterError(f"the Ray cluster at {self.address} differs from this "
                                    f"process: {_first_line(exc)}") from None
             raise
-        self.startup_seconds = time.perf_counter() - tic
         self._check_versions()
 
     def _check_versions(self) -> None:
@@ -163,7 +159,7 @@ class RayExecutor:
         results: list = [None] * len(cells)
         failures: list[str] = []
         with tqdm(total=len(cells), desc=desc, disable=not progress or not cells) as bar:
-            here = [i for i, c in enumerate(cells) if getattr(c, "runs_in_driver", False)]
+            here = {i for i, c in enumerate(cells) if getattr(c, "runs_in_driver", False)}
             pending = {task.remote(cell, self.num_cpus): i for i, cell in enumerate(cells)
                        if i not in here}
             for i in here:  # backend submissions stay in this process

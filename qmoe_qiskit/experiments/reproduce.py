@@ -33,7 +33,7 @@ import torch
 
 from ..data import DataSpec, idx_available, prepare
 from ..errors import ConfigError, check_seed
-from ..metrics import classification_scores
+from ..metrics import classification_scores, summarize
 from ..models import MixtureOfExperts, ModelSpec, build_model
 from ..models.quantum import QuantumExpert
 from ..noise_models import (
@@ -108,6 +108,7 @@ class ModelScore:
     parameters: dict[str, int]  # router / experts / total
     test: dict[str, Any]  # held-out scores (under the training noise for a retrained model)
     noisy: dict[float, dict[str, Any]]  # depolarizing level -> held-out scores
+    split_sizes: dict[str, int]  # train / val / test rows
     val_accuracy: list[float]
     seconds: float
     trained_under: float | None
@@ -152,7 +153,9 @@ class ModelCell:
         return ModelScore(
             task=self.task, name=self.name, seed=self.seed, data=data.spec.to_dict(),
             parameters=_parameters(model), test=score_split(model, data.x_test, data.y_test),
-            noisy=noisy, val_accuracy=list(history.val_accuracy), seconds=seconds,
+            noisy=noisy, split_sizes={"train": len(data.y_train), "val": len(data.y_val),
+                                      "test": len(data.y_test)},
+            val_accuracy=list(history.val_accuracy), seconds=seconds,
             trained_under=self.trained_under, load=_load(model, data.x_test))
 
     def _simulation(self, level: float) -> NoisySimulation:
@@ -238,8 +241,8 @@ class ReproduceConfig:
                     "pqc_params": (SinglePQC(8, 4, math.ceil(total / 8)), 8),
                     "pqc_qubits": (SinglePQC(8, 4, 2), 8)}
         family = self.selected(5) or (task == "moons" and self.selected(1))
-        widths = sorted(set(self.widths) | {48 if task == "moons" else 12}) if family else \
-            [48 if task == "moons" else 12]
+        named = 48 if task == "moons" else 12  # the width of the router a table names
+        widths = sorted(set(self.widths) | {named}) if family else [named]
         out: dict[str, tuple[ModelSpec | SinglePQC, int]] = {}
         if task == "moons":
             layers = sorted(set(self.layers) | {3}) if self.selected(5) else [3]
@@ -366,21 +369,16 @@ class Measurements:
         label = {"moons": "Two Moons (scikit-learn make_moons, noise 0.1)",
                  "digits": STAND_IN, "mnist": "MNIST",
                  "fashion_mnist": "Fashion-MNIST"}[data["dataset"]]
-        split = prepare(DataSpec.from_dict(data))
         return {"ran": True, "dataset": data["dataset"], "label": label,
                 "stand_in": data["dataset"] == "digits", "classes": data["classes"],
-                "split_sizes": {"train": len(split.y_train), "val": len(split.y_val),
-                                "test": len(split.y_test)}}
+                "split_sizes": scores[0].split_sizes}
 
     def models_table(self) -> dict[str, Any]:
         table: dict[str, Any] = {}
         for (task, name), rs in self.runs.items():
-            acc = [r.test["accuracy"] for r in rs]
             table.setdefault(task, {})[name] = {
                 "parameters": rs[0].parameters,
-                "test_accuracy": {"mean": float(np.mean(acc)),
-                                  "std": float(np.std(acc, ddof=1)) if len(acc) > 1 else 0.0,
-                                  "per_seed": acc},
+                "test_accuracy": summarize([r.test["accuracy"] for r in rs]),
                 "per_seed": [{"seed": r.seed, "data": r.data, "test": r.test,
                               "noisy": {str(k): v for k, v in r.noisy.items()},
                               "val_accuracy": r.val_accuracy, "seconds": r.seconds,
