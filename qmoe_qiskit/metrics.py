@@ -1,7 +1,9 @@
 """Scores, distances and likelihoods, one module for every experiment: classification scores,
 mean ± std over seeds or repetitions, distances between outcome distributions, the shot-noise
-floor of a distance, bootstrap intervals, and one-parameter maximum-likelihood fits with
-profile-likelihood intervals."""
+floor of a distance, bootstrap intervals, one-parameter maximum-likelihood fits with
+profile-likelihood intervals, and the tests a fit is judged by: goodness of fit of counts
+(deviance and Pearson statistics over pooled cells), likelihood-ratio tests, information
+criteria and the jackknife over independent repeats."""
 
 from __future__ import annotations
 
@@ -10,12 +12,14 @@ from dataclasses import dataclass
 from typing import Any
 
 import numpy as np
+from scipy import stats
 from scipy.optimize import brentq, minimize_scalar
 from sklearn.metrics import f1_score
 
 __all__ = ["accuracy", "classification_scores", "summarize", "tvd", "mean_tvd",
            "hellinger_distance", "log_likelihood", "shot_noise_tvd", "bootstrap_mean",
-           "ProfileFit", "profile_fit"]
+           "ProfileFit", "profile_fit", "GoodnessOfFit", "goodness_of_fit", "likelihood_ratio",
+           "information_criteria", "jackknife", "MIN_EXPECTED"]
 
 
 def accuracy(y_true: np.ndarray, y_pred: np.ndarray) -> float:
@@ -112,12 +116,14 @@ class ProfileFit:
 
 
 def profile_fit(loglik: Callable[[float], float], grid: Sequence[float], *,
-                name: str = "parameter", tolerance: float = 1e-4) -> ProfileFit:
+                name: str = "parameter", tolerance: float = 1e-4,
+                dispersion: float = 1.0) -> ProfileFit:
     """Maximise ``loglik`` over ``[grid[0], grid[-1]]``: the best grid point, refined by a
     bounded 1-D search between its neighbours; the 95% interval is where
-    ``2 (max − loglik) <= 3.84`` (root-found between grid points). A maximum on the grid's
-    upper edge is not converged (the likelihood may still rise beyond it); one on the lower
-    edge is a valid estimate at the bound."""
+    ``2 (max − loglik) <= 3.84 × dispersion`` (root-found between grid points; a
+    ``dispersion`` above 1 is the quasi-likelihood widening for over-dispersed counts). A
+    maximum on the grid's upper edge is not converged (the likelihood may still rise beyond
+    it); one on the lower edge is a valid estimate at the bound."""
     grid = np.asarray(sorted(set(float(g) for g in grid)))
     values = np.array([loglik(g) for g in grid])
     if not np.all(np.isfinite(values)):
@@ -137,7 +143,7 @@ def profile_fit(loglik: Callable[[float], float], grid: Sequence[float], *,
                                 options={"xatol": tolerance * max(hi, 1e-12)})
         if found.success and -found.fun > best_value:
             best, best_value = float(found.x), float(-found.fun)
-    threshold = best_value - CHI2_95 / 2
+    threshold = best_value - CHI2_95 * dispersion / 2
     gap = lambda x: loglik(x) - threshold  # noqa: E731
 
     def side(points: np.ndarray) -> float | None:
@@ -162,3 +168,110 @@ def profile_fit(loglik: Callable[[float], float], grid: Sequence[float], *,
                       "" if upper is not None else
                       f"the 95% interval of {name} is not closed within the searched range",
                       near.tolist(), [float(loglik(x)) for x in near])
+
+
+# ------------------------------------------------------------------ tests of a fit
+MIN_EXPECTED = 5.0  # expected counts per cell below which cells are pooled (the chi2 rule)
+
+
+@dataclass(frozen=True)
+class GoodnessOfFit:
+    """How well a model's distributions explain outcome counts: the deviance ``G² = 2 Σ n
+    log(n / m)`` and Pearson's ``X² = Σ (n − m)² / m`` over cells pooled so that every
+    expected count ``m`` is at least :data:`MIN_EXPECTED`, with ``dof`` = Σ over rows of
+    (pooled cells − 1) minus the fitted parameters. ``p_value`` is that of the deviance
+    against χ²(dof), ``pearson_p_value`` that of X²; ``dispersion`` is ``X² / dof`` (about 1
+    for a model that fits; above 1 for systematic misfit or over-dispersed counts, such as
+    drift between shots)."""
+
+    deviance: float
+    pearson: float
+    dof: int
+    p_value: float
+    pearson_p_value: float
+    dispersion: float
+    parameters: int
+    cells: int  # cells after pooling, over all rows
+    pooled: int  # cells merged into others
+
+    def to_dict(self) -> dict[str, Any]:
+        return {"deviance": self.deviance, "pearson": self.pearson, "dof": self.dof,
+                "p_value": self.p_value, "pearson_p_value": self.pearson_p_value,
+                "dispersion": self.dispersion,
+                "parameters": self.parameters, "cells": self.cells, "pooled": self.pooled}
+
+
+def _pooled(counts: np.ndarray, expected: np.ndarray, least: float) -> tuple[list, list]:
+    """One row's cells merged, smallest expected first, until every merged cell expects at
+    least ``least`` counts (or one cell is left)."""
+    order = np.argsort(expected, kind="stable")
+    groups = [[float(counts[i]), float(expected[i])] for i in order]
+    while len(groups) > 1 and groups[0][1] < least:
+        n, m = groups.pop(0)
+        groups[0] = [groups[0][0] + n, groups[0][1] + m]
+        groups.sort(key=lambda g: g[1])
+    return [g[0] for g in groups], [g[1] for g in groups]
+
+
+def goodness_of_fit(counts: Sequence[np.ndarray], probabilities: Sequence[np.ndarray], *,
+                    parameters: int, min_expected: float = MIN_EXPECTED) -> GoodnessOfFit:
+    """The :class:`GoodnessOfFit` of ``counts`` (a list of ``(rows, outcomes)`` arrays, one
+    per circuit) under ``probabilities`` (same shapes), ``parameters`` of which were fitted
+    to these counts."""
+    deviance = pearson = 0.0
+    cells = pooled = dof = 0
+    for n_table, p_table in zip(counts, probabilities):
+        n_table = np.asarray(n_table, dtype=float)
+        p_table = np.clip(np.asarray(p_table, dtype=float), 0.0, None)
+        p_table = p_table / p_table.sum(axis=1, keepdims=True)
+        for n_row, p_row in zip(n_table, p_table):
+            m_row = n_row.sum() * p_row
+            if np.all(m_row >= min_expected):
+                n, m = n_row, m_row
+            else:
+                n, m = (np.array(a) for a in _pooled(n_row, m_row, min_expected))
+            pooled += len(n_row) - len(n)
+            cells += len(n)
+            dof += len(n) - 1
+            seen = n > 0
+            with np.errstate(divide="ignore"):
+                deviance += 2 * float(np.sum(n[seen] * np.log(n[seen] / m[seen])))
+                pearson += float(np.sum((n - m) ** 2 / m))
+    dof -= int(parameters)
+    if dof < 1:
+        raise ValueError(f"no degrees of freedom left for a goodness-of-fit test ({cells} "
+                         f"pooled cells, {parameters} fitted parameters)")
+    p_value = float(stats.chi2.sf(deviance, dof)) if np.isfinite(deviance) else 0.0
+    p_pearson = float(stats.chi2.sf(pearson, dof)) if np.isfinite(pearson) else 0.0
+    return GoodnessOfFit(float(deviance), float(pearson), int(dof), p_value, p_pearson,
+                         float(pearson / dof), int(parameters), int(cells), int(pooled))
+
+
+def likelihood_ratio(small: float, large: float, df: int) -> tuple[float, float]:
+    """The likelihood-ratio statistic ``2 (large − small)`` of a model nested in another with
+    ``df`` more free parameters (log-likelihoods at their maxima), and its χ²(df) p-value."""
+    statistic = max(0.0, 2.0 * (float(large) - float(small)))
+    return statistic, float(stats.chi2.sf(statistic, df))
+
+
+def information_criteria(loglik: float, parameters: int, observations: int) -> dict[str, float]:
+    """``{"aic": −2 ℓ + 2 p, "bic": −2 ℓ + p ln n}`` (lower is preferred; only differences
+    between models of the same counts mean anything)."""
+    return {"aic": -2 * float(loglik) + 2 * parameters,
+            "bic": -2 * float(loglik) + parameters * float(np.log(observations))}
+
+
+def jackknife(estimate: float, leave_one_out: Sequence[float], *,
+              level: float = 0.95) -> tuple[float, float, tuple[float, float]]:
+    """The jackknife over ``n`` independent repeats: from the estimate on all of them and the
+    ``n`` estimates leaving each out, ``(bias-corrected estimate, standard error, interval)``,
+    the interval a Student-t one with ``n − 1`` degrees of freedom."""
+    loo = np.asarray(leave_one_out, dtype=float)
+    n = len(loo)
+    if n < 2:
+        raise ValueError("the jackknife needs at least two repeats")
+    pseudo = n * float(estimate) - (n - 1) * loo
+    centre = float(pseudo.mean())
+    error = float(pseudo.std(ddof=1) / np.sqrt(n))
+    half = float(stats.t.ppf(0.5 + level / 2, n - 1)) * error
+    return centre, error, (centre - half, centre + half)
