@@ -159,6 +159,7 @@ def device(
     scale: float = 1.0,
     clip: bool = False,
     readout: bool = True,
+    readout_scale: float | None = None,
 ) -> NoiseModel:
     """A device-calibrated model: each gate's depolarizing error and thermal relaxation during
     it (as ``NoiseModel.from_backend`` builds them from the target), and each qubit's readout
@@ -170,17 +171,21 @@ def device(
     model to those physical qubits (the ones a transpiled circuit uses; building a full
     127-qubit model takes seconds). ``scale`` multiplies every error rate: gate errors,
     readout errors and relaxation rates (T1 and T2 divided by ``scale``); ``scale=0`` is
-    noiseless. A scaled error above its largest physical value is refused, or with ``clip``
-    held at that value. ``readout=False`` leaves readout errors out (the gate part alone, what
-    readout-mitigated counts are compared with). Qubit indices stay physical. Not modelled:
-    relaxation while a qubit idles (circuits are not scheduled) and during measurement,
-    crosstalk, leakage.
+    noiseless. ``readout_scale`` multiplies the readout errors instead, where they are off by
+    another factor than the gates (default: ``scale``). A scaled error above its largest
+    physical value is refused, or with ``clip`` held at that value. ``readout=False`` leaves
+    readout errors out (the gate part alone, what readout-mitigated counts are compared
+    with). Qubit indices stay physical. Relaxation while a qubit idles is not part of a noise
+    model (Aer attaches noise to gates): :mod:`.relaxation` schedules circuits and puts it on
+    their waits. Not modelled: relaxation during measurement, crosstalk, leakage.
     """
     if isinstance(backend, str):
         backend = get_backend(backend)
     scale = float(scale)
-    if not np.isfinite(scale) or scale < 0:
-        raise ConfigError(f"scale must be a finite number >= 0, got {scale:g}")
+    readout_scale = scale if readout_scale is None else float(readout_scale)
+    for what, value in (("scale", scale), ("readout_scale", readout_scale)):
+        if not np.isfinite(value) or value < 0:
+            raise ConfigError(f"{what} must be a finite number >= 0, got {value:g}")
     target = backend.target
     n = target.num_qubits
     used = sorted(set(range(n) if qubits is None else (int(q) for q in qubits)))
@@ -190,37 +195,43 @@ def device(
     restricted = _scaled_target(target, set(used), scale, backend.name, clip)
     basis = [name for name in target.operation_names if name not in _NOT_GATES]
     model = NoiseModel(basis_gates=basis)
-    if scale == 0:
-        return model
-    for name, gate_qubits, error in basic_device_gate_errors(target=restricted):
-        model.add_quantum_error(error, name, list(gate_qubits), warnings=False)
-    if readout:
-        _add_readout(model, backend, used, scale, clip)
+    if scale > 0:
+        for name, gate_qubits, error in basic_device_gate_errors(target=restricted):
+            model.add_quantum_error(error, name, list(gate_qubits), warnings=False)
+    if readout and readout_scale > 0:
+        _add_readout(model, backend, used, readout_scale, clip)
     return model
 
 
-def largest_scale(backend: str | BackendV2, qubits: Sequence[int]) -> float:
+def largest_scale(backend: str | BackendV2, qubits: Sequence[int], *,
+                  gates: bool = True, readout: bool = True) -> float:
     """The largest ``scale`` :func:`device` accepts on ``qubits``: the first at which an error
-    reaches its largest physical value (``inf`` for a noiseless calibration)."""
-    return min((limit for _, limit in scale_limits(backend, qubits)), default=float("inf"))
+    reaches its largest physical value (``inf`` for a noiseless calibration). ``gates`` /
+    ``readout`` say which errors the scale multiplies (both by default)."""
+    return min((limit for _, limit in scale_limits(backend, qubits, gates=gates,
+                                                   readout=readout)), default=float("inf"))
 
 
-def scale_limits(backend: str | BackendV2,
-                 qubits: Sequence[int]) -> list[tuple[tuple[int, ...], float]]:
-    """Each calibrated error on ``qubits`` (gates, measurement, readout), as ``(qubits it
-    acts on, the scale that takes it to its largest physical value)``."""
+def scale_limits(backend: str | BackendV2, qubits: Sequence[int], *, gates: bool = True,
+                 readout: bool = True) -> list[tuple[tuple[int, ...], float]]:
+    """Each calibrated error on ``qubits`` (gates, and with ``readout`` measurement and
+    readout), as ``(qubits it acts on, the scale that takes it to its largest physical
+    value)``."""
     if isinstance(backend, str):
         backend = get_backend(backend)
     used = {int(q) for q in qubits}
     limits = []
     for op_name in backend.target.operation_names:
+        if (op_name == "measure" and not readout) or (op_name != "measure" and not gates):
+            continue
         for qargs, prop in (backend.target[op_name] or {}).items():
             if qargs is None or prop is None or not prop.error or not set(qargs) <= used:
                 continue
             limits.append((tuple(qargs), _largest_error(op_name, len(qargs)) / prop.error))
-    for q, pair in calibrated_readout(backend, sorted(used)).errors.items():
-        if max(pair) > 0:
-            limits.append(((q,), 1.0 / max(pair)))
+    if readout:
+        for q, pair in calibrated_readout(backend, sorted(used)).errors.items():
+            if max(pair) > 0:
+                limits.append(((q,), 1.0 / max(pair)))
     return limits
 
 
@@ -302,7 +313,8 @@ def _property_readout(backend: BackendV2) -> list | None:
 
 def _scaled_target(target: Target, used: set[int], scale: float, name: str,
                    clip: bool = False) -> Target:
-    """A copy of ``target`` holding only instructions on ``used`` qubits, error rates scaled."""
+    """A copy of ``target`` holding only instructions on ``used`` qubits, gate error rates
+    and relaxation rates scaled (the measurement's error is readout, scaled apart)."""
     props = list(target.qubit_properties or [None] * target.num_qubits)
     scaled_props = []
     for q, p in enumerate(props):
@@ -321,7 +333,7 @@ def _scaled_target(target: Target, used: set[int], scale: float, name: str,
             if qargs is None or not set(qargs) <= used or prop is None:
                 continue
             error = prop.error
-            if error is not None and scale != 1:
+            if error is not None and scale != 1 and op_name != "measure":  # readout: apart
                 error = error * scale
                 upper = _largest_error(op_name, len(qargs))
                 if clip:

@@ -177,10 +177,10 @@ def probe_probabilities(simulator: AerSimulator, probe: QuantumCircuit, values: 
     else:
         result = simulator.run(probe).result()
         probs = np.tile(result.data(0)["probabilities"], (len(values), 1))
-    return _apply_readout(probs, matrices)
+    return apply_readout(probs, matrices)
 
 
-def _apply_readout(probs: np.ndarray, matrices: list) -> np.ndarray:
+def apply_readout(probs: np.ndarray, matrices: list) -> np.ndarray:
     """Push true-outcome probabilities through each bit's assignment matrix ``M[true, seen]``."""
     rows, k = probs.shape[0], len(matrices)
     tensor = probs.reshape((rows,) + (2,) * k)  # axis 1 + j <-> bit k - 1 - j
