@@ -38,6 +38,7 @@ def _numbers(kind: type, what: str, one: str):
 
 _ints = _numbers(int, "integers", "integer")
 _floats = _numbers(float, "numbers", "number")
+_names = _numbers(str.strip, "names", "name")
 
 
 def _data_args(p: argparse.ArgumentParser, default_dataset: str = "moons") -> None:
@@ -174,9 +175,10 @@ def build_parser() -> argparse.ArgumentParser:
     _account_args(p)
     _output_args(p, "run")
 
-    p = sub.add_parser("compare", help="which noise model explains a run's measurements: "
-                                       "ideal, device, fitted depolarizing, fitted device scale, "
-                                       "readout only")
+    p = sub.add_parser("compare", help="which noise model explains a run's measurements, "
+                                       "as a goodness-of-fit test: ideal, device, readout only, "
+                                       "and fitted depolarizing, device scale, gate and readout "
+                                       "scales, per-qubit readout")
     p.add_argument("--run", default=None, help="a finished qmoe run folder")
     p.add_argument("--model", default=None,
                    help="or: run this model first (with --backend and the run options)")
@@ -185,9 +187,16 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--quick", action="store_true",
                    help=f"with --model: a short run ({QUICK_COMPARE_SAMPLES} test samples unless "
                         f"--samples is given)")
-    p.add_argument("--tolerance", type=float, default=1.5,
-                   help="a model explains the hardware when its mean TVD is at most this many "
-                        "times its shot-noise floor (default 1.5)")
+    p.add_argument("--alpha", type=float, default=0.01,
+                   help="level of the goodness-of-fit test: a model explains the hardware "
+                        "unless the test rejects it at this level (default 0.01)")
+    p.add_argument("--models", type=_names, default=None,
+                   help="comma-separated noise models to fit, e.g. ideal,device_scaled_fit "
+                        "(default: every one the calibration allows)")
+    p.add_argument("--idle-noise", action=argparse.BooleanOptionalAction, default=True,
+                   help="device models relax while qubits idle, on the circuits scheduled with "
+                        "the device's durations (default: on)")
+    p.add_argument("--tolerance", type=float, default=None, help=argparse.SUPPRESS)
     _account_args(p)
     _output_args(p, "compare")
     _executor_args(p)
@@ -233,6 +242,18 @@ def _run_args(p: argparse.ArgumentParser) -> None:
     p.add_argument("--noise-scale", type=float, default=None,
                    help="with a fake backend: a stand-in whose noise is the device's with every "
                         "error rate times this (a known truth for rehearsing a study offline)")
+    p.add_argument("--readout-scale", type=float, default=None,
+                   help="with --noise-scale: the stand-in's readout errors times this instead "
+                        "(gates times --noise-scale)")
+    p.add_argument("--noise-drift", type=float, default=None,
+                   help="with --noise-scale: each job of the stand-in draws its scale from a "
+                        "normal distribution of this relative standard deviation (seeded by "
+                        "--seed)")
+    p.add_argument("--repeats", type=int, default=1,
+                   help="measure the same circuits this many times, each in jobs of its own "
+                        "(compare then tests for drift between them; default 1)")
+    p.add_argument("--repeat-interval", type=float, default=0.0, metavar="SECONDS",
+                   help="seconds from one repeat's start to the next's (default 0)")
     p.add_argument("--mitigate", default=None, metavar="readout",
                    help="readout: calibrate the measured qubits in the same job and report "
                         "the readout-mitigated results beside the raw ones (needs mthree: "
@@ -355,7 +376,9 @@ def _run_config(args, dry_run: bool = False):
                      seed=args.seed, layout=args.layout, twirling=args.twirling,
                      dynamical_decoupling=args.dd, cache_dir=args.cache,
                      channel=args.channel, instance=args.instance, dry_run=dry_run,
-                     noise_scale=args.noise_scale, mitigate=args.mitigate)
+                     noise_scale=args.noise_scale, mitigate=args.mitigate,
+                     readout_scale=args.readout_scale, noise_drift=args.noise_drift,
+                     repeats=args.repeats, repeat_interval=args.repeat_interval)
 
 
 def _run(args) -> int:
@@ -366,22 +389,31 @@ def _run(args) -> int:
 def _compare(args) -> int:
     from .experiments.compare import CompareConfig
 
+    if args.tolerance is not None:
+        raise ConfigError("--tolerance is gone: a model now explains the hardware when a "
+                          "goodness-of-fit test at level --alpha (default 0.01) does not reject "
+                          "it; the TVD over the shot-noise floor is still reported")
+    analysis = dict(alpha=args.alpha, models=args.models, idle_noise=args.idle_noise)
     if args.run is not None:
         given = [flag for flag, value in (("--model", args.model), ("--backend", args.backend),
-                                          ("--noise-scale", args.noise_scale)) if value is not None]
+                                          ("--noise-scale", args.noise_scale),
+                                          ("--readout-scale", args.readout_scale),
+                                          ("--noise-drift", args.noise_drift)) if value is not None]
         if args.quick:
             given.append("--quick")
+        if args.repeats != 1:
+            given.append("--repeats")
         if given:
             raise ConfigError(f"--run compares a finished run; {given[0]} is for running a model "
                               f"first (give --model and --backend without --run)")
-        config = CompareConfig(run=args.run, tolerance=args.tolerance, mitigate=args.mitigate)
+        config = CompareConfig(run=args.run, mitigate=args.mitigate, **analysis)
     elif args.model is None or args.backend is None:
         raise ConfigError("give a finished run folder (--run DIR), or a model and a backend to "
                           "run it on first (--model M --backend B)")
     else:
         if args.quick and args.samples is None:
             args.samples = QUICK_COMPARE_SAMPLES
-        config = CompareConfig(backend_run=_run_config(args), tolerance=args.tolerance)
+        config = CompareConfig(backend_run=_run_config(args), **analysis)
     _finish(config, args)
     return 0
 

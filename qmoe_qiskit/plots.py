@@ -78,68 +78,162 @@ def router_agreement(ideal: np.ndarray, measured: np.ndarray, *, title: str) -> 
 
 
 _MODEL_TITLES = {"ideal": "ideal", "device": "device", "depolarizing_fit": "depolarizing fit",
-                 "device_scaled_fit": "device × k fit", "readout_only": "readout only"}
+                 "device_scaled_fit": "device × k fit", "readout_only": "readout only",
+                 "device_two_scale_fit": "gates × k_g, readout × k_r",
+                 "device_readout_fit": "gates × k_g, readout per qubit"}
+_AXIS = {"epsilon": "ε (depolarizing)", "scale": "k (device scale)",
+         "gate_scale": "k_g (gate scale)", "readout_scale": "k_r (readout scale)"}
 
 
-def compare_figures(pubs, probabilities: dict[str, list[np.ndarray]], analysis: dict,
-                    fits: dict, readout: list[dict]) -> dict[str, Figure]:
-    """The figures of ``qmoe compare``: hardware against model probability per outcome and
-    sample (one panel per model), per-sample TVD histograms with the shot-noise floor, the
-    likelihood profiles of the fitted models, and per-qubit readout, calibrated and fitted."""
-    names = list(probabilities)
-    hardware = pubs[0].counts / pubs[0].counts.sum(axis=1, keepdims=True)
+def _p_text(p: float) -> str:
+    return f"p = {p:.2g}" if p >= 1e-300 else "p < 1e-300"
 
-    scatter = Figure(figsize=(3.2 * len(names), 3.4), layout="constrained")
-    for ax, name in zip(scatter.subplots(1, len(names), squeeze=False)[0], names):
-        model = probabilities[name][0]
-        ax.scatter(model.ravel(), hardware.ravel(), s=6, alpha=0.5)
+
+def _panels(count: int, width: float, height: float, columns: int = 4):
+    rows = -(-count // columns)
+    cols = min(count, columns)
+    fig = Figure(figsize=(width * cols, height * rows), layout="constrained")
+    axes = fig.subplots(rows, cols, squeeze=False).ravel()
+    for ax in axes[count:]:
+        ax.set_visible(False)
+    return fig, axes[:count]
+
+
+def compare_figures(analysis) -> dict[str, Figure]:
+    """The figures of ``qmoe compare`` from its analysis: hardware against model probability
+    per outcome and sample (one panel per model), per-sample TVD histograms with the
+    shot-noise floor, the likelihood profiles of the fitted parameters and the joint region
+    of the two scales, per-qubit readout (calibrated, fitted, measured), and with repeats the
+    scale fitted to each repeat."""
+    a = analysis
+    source = (f"{a.run['backend']}{' (stand-in)' if a.run['stand_in'] else ''}: {a.samples} "
+              f"samples × {a.shots} shots")
+    names = list(a.models)
+    hardware = a.hardware
+
+    scatter, axes = _panels(len(names), 3.2, 3.4)
+    for ax, name in zip(axes, names):
+        m = a.models[name]
+        ax.scatter(m.fit.probabilities[0].ravel(), hardware.ravel(), s=6, alpha=0.5)
         ax.plot([0, 1], [0, 1], color="k", linewidth=0.8, linestyle="--")
-        m = analysis["models"][name]
         ax.set(xlim=(0, 1), ylim=(0, 1), xlabel="model probability",
-               title=f"{_MODEL_TITLES.get(name, name)}\nTVD {m['mean_tvd']:.3f} "
-                     f"({m['tvd_over_floor']:.1f}× floor)")
-    scatter.axes[0].set_ylabel("measured frequency")
+               ylabel="measured frequency",
+               title=f"{_MODEL_TITLES[name]}\n{_p_text(m.fit.gof.p_value)}, TVD "
+                     f"{m.tvd_over_floor:.1f}× floor")
+    scatter.suptitle(f"Router outcomes, measured against each model — {source}")
 
-    hist = Figure(figsize=(3.2 * len(names), 3.0), layout="constrained")
-    top = max(max(analysis["models"][n]["tvd_per_sample"]) for n in names)
+    hist, axes = _panels(len(names), 3.2, 3.0)
+    top = max(max(a.models[n].tvd_per_sample) for n in names)
     bins = np.linspace(0, top * 1.05 + 1e-9, 25)
-    for ax, name in zip(hist.subplots(1, len(names), squeeze=False, sharey=True)[0], names):
-        m = analysis["models"][name]
-        ax.hist(m["tvd_per_sample"], bins=bins, color="tab:blue", alpha=0.8)
-        ax.axvline(m["floor_tvd"], color="tab:red", linestyle="--", label="shot-noise floor")
-        ax.axvline(m["mean_tvd"], color="k", linewidth=1, label="mean TVD")
-        ax.set(xlabel="TVD to hardware", title=_MODEL_TITLES.get(name, name))
-    hist.axes[0].set_ylabel("samples")
-    hist.axes[0].legend(fontsize="x-small")
+    for ax, name in zip(axes, names):
+        m = a.models[name]
+        ax.hist(m.tvd_per_sample, bins=bins, color="tab:blue", alpha=0.8)
+        ax.axvline(m.floor_tvd, color="tab:red", linestyle="--", label="shot-noise floor")
+        ax.axvline(m.mean_tvd, color="k", linewidth=1, label="mean TVD")
+        ax.set(xlabel="TVD to hardware", ylabel="samples", title=_MODEL_TITLES[name])
+    axes[0].legend(fontsize="x-small")
+    hist.suptitle(f"Per-sample TVD against the shot-noise floor — {source}")
 
-    profiles = Figure(figsize=(4.2 * max(1, len(fits)), 3.4), layout="constrained")
-    for ax, (name, fit) in zip(profiles.subplots(1, max(1, len(fits)), squeeze=False)[0],
-                               fits.items()):
+    profiles = [(name, key, a.models[name].fit.profiles[key]) for name in names
+                for key in a.models[name].fit.profiles]
+    region = a.models.get("device_two_scale_fit")
+    panels = len(profiles) + (region is not None)
+    prof_fig, axes = _panels(max(panels, 1), 4.0, 3.4, columns=3)
+    for ax, (name, key, fit) in zip(axes, profiles):
         grid, values = ((np.asarray(fit.near), np.asarray(fit.near_profile)) if len(fit.near)
                         else (np.asarray(fit.grid), np.asarray(fit.profile)))
+        dispersion = a.models[name].fit.dispersion
         ax.plot(grid, fit.log_likelihood - values, marker="o", markersize=3)
-        ax.axhline(3.841 / 2, color="tab:red", linestyle="--", label="95% threshold")
+        ax.axhline(3.841 * dispersion / 2, color="tab:red", linestyle="--",
+                   label="95% threshold" + (f" × dispersion {dispersion:.2f}"
+                                            if dispersion > 1 else ""))
         ax.axvline(fit.estimate, color="k", linewidth=1, label=f"estimate {fit.estimate:.3g}")
-        ax.set(xlabel="ε" if name == "depolarizing_fit" else "k (device scale)",
-               ylabel="log-likelihood below maximum", title=_MODEL_TITLES.get(name, name))
+        ax.set(xlabel=_AXIS[key], ylabel="log-likelihood below maximum",
+               title=_MODEL_TITLES[name])
         ax.legend(fontsize="x-small")
+    if region is not None:
+        ax = axes[len(profiles)]
+        joint = region.fit.extra["joint_region"]
+        g, r = np.asarray(joint["gate_scale"]), np.asarray(joint["readout_scale"])
+        deficit = np.asarray(joint["deficit"]).T / region.fit.dispersion
+        shade = ax.contourf(g, r, deficit, levels=[0, 2.279, 5.991, 11.83],
+                            colors=["tab:blue", "tab:cyan", "lightgray"], alpha=0.7)
+        ax.contour(g, r, deficit, levels=[5.991], colors="k", linewidths=1)
+        ax.plot([region.fit.values["gate_scale"]], [region.fit.values["readout_scale"]], "k+",
+                markersize=10, label="estimate")
+        diagonal = np.linspace(max(g.min(), r.min()), min(g.max(), r.max()), 2)
+        if diagonal[1] > diagonal[0]:
+            ax.plot(diagonal, diagonal, color="tab:red", linestyle=":", label="k_g = k_r")
+        ax.set(xlabel=_AXIS["gate_scale"], ylabel=_AXIS["readout_scale"],
+               title="joint region (68%, 95%, 99.7%)")
+        ax.legend(fontsize="x-small")
+        prof_fig.colorbar(shade, ax=ax, label="2 Δ log-likelihood"
+                          + (" / dispersion" if region.fit.dispersion > 1 else ""))
+    prof_fig.suptitle(f"Likelihood profiles — {source}")
 
-    bars = Figure(figsize=(max(4.0, 1.2 * len(readout) + 2), 3.4), layout="constrained")
-    ax = bars.subplots()
-    x = np.arange(len(readout))
-    for offset, key, label in ((-0.3, "calibrated_p10", "calibrated P(1|0)"),
-                               (-0.1, "calibrated_p01", "calibrated P(0|1)"),
-                               (0.1, "scaled_fit_p10", "k × P(1|0)"),
-                               (0.3, "scaled_fit_p01", "k × P(0|1)")):
-        ax.bar(x + offset, [r[key] for r in readout], width=0.2, label=label)
-    if readout:
-        ax.axhline(readout[0]["depolarizing_fit"], color="k", linestyle=":",
-                   label="depolarizing ε")
-    ax.set_xticks(x, [f"q{r['qubit']}" for r in readout])
-    ax.set(ylabel="readout error", title="Readout: calibrated and fitted")
+    figures_readout = _readout_figure(a.readout, source)
+    figures = {"scatter.png": scatter, "tvd_histograms.png": hist, "profiles.png": prof_fig,
+               "readout.png": figures_readout}
+    if a.drift is not None:
+        figures["drift.png"] = _drift_figure(a.drift, source)
+    return figures
+
+
+def _readout_figure(rows: list[dict], source: str) -> Figure:
+    """Per measured qubit, P(1|0) and P(0|1): calibrated, implied by the scale fits, fitted per
+    qubit (95% Wald interval) and measured by mthree (95%, binomial)."""
+    fig = Figure(figsize=(max(7.0, 2.2 * len(rows) + 4), 4.2), layout="constrained")
+    axes = fig.subplots(1, 2)
+    x = np.arange(len(rows))
+    series = [("calibrated", "calibrated", "o"), ("scaled_fit", "k × calibrated", "s"),
+              ("two_scale_fit", "k_r × calibrated", "D"),
+              ("fitted", "fitted per qubit (95% Wald)", "^"), ("measured", "mthree (95%)", "v")]
+    shown = [s for s in series if rows and (f"{s[0]}_p10" in rows[0] or s[0] in rows[0])]
+    for ax, key, label in ((axes[0], "p10", "P(1|0)"), (axes[1], "p01", "P(0|1)")):
+        for i, (kind, name, marker) in enumerate(shown):
+            offset = 0.6 * (i / max(len(shown) - 1, 1) - 0.5)
+            if kind in ("fitted", "measured"):
+                values = np.array([r[kind][key] for r in rows])
+                if kind == "fitted":
+                    ci = [r[kind][f"{key}_ci"] for r in rows]
+                    lo = [v - (c[0] if c[0] is not None else v) for v, c in zip(values, ci)]
+                    hi = [(c[1] if c[1] is not None else v) - v for v, c in zip(values, ci)]
+                else:
+                    se = np.array([1.96 * r[kind][f"{key}_se"] for r in rows])
+                    lo, hi = np.minimum(se, values), se
+                ax.errorbar(x + offset, values, yerr=[lo, hi], fmt=marker, capsize=3,
+                            label=name)
+            else:
+                ax.plot(x + offset, [r[f"{kind}_{key}"] for r in rows], marker, label=name)
+        ax.set_xticks(x, [f"q{r['qubit']}" for r in rows])
+        ax.set(title=label, xlabel="measured qubit", xlim=(-0.6, len(rows) - 0.4))
+        ax.set_ylim(bottom=0)
+    axes[0].set_ylabel("readout error probability")
+    fig.legend(*axes[0].get_legend_handles_labels(), loc="outside lower center",
+               ncols=min(len(shown), 5), fontsize="small")
+    fig.suptitle(f"Readout per qubit: calibrated, fitted and measured\n{source}")
+    return fig
+
+
+def _drift_figure(d, source: str) -> Figure:
+    fig = Figure(figsize=(7.5, 4.2), layout="constrained")
+    ax = fig.subplots()
+    x = np.arange(len(d.repeat_values))
+    lo = [v - (ci[0] if ci[0] is not None else v) for v, ci in zip(d.repeat_values,
+                                                                    d.repeat_intervals)]
+    hi = [(ci[1] if ci[1] is not None else v) - v for v, ci in zip(d.repeat_values,
+                                                                    d.repeat_intervals)]
+    ax.errorbar(x, d.repeat_values, yerr=[lo, hi], fmt="o", capsize=3,
+                label="each repeat (95% profile interval)")
+    ax.axhspan(*d.jackknife_interval, color="tab:orange", alpha=0.25,
+               label="long-run k, jackknife 95% interval")
+    ax.axhline(d.pooled, color="k", linewidth=1, label=f"pooled fit {d.pooled:.3g}")
+    ax.set_xticks(x, [str(i) for i in x])
+    ax.set(xlabel="repeat (each its own job)", ylabel="k (device scale)",
+           title=f"Device scale per repeat (drift test: {_p_text(d.p_value)})")
+    fig.suptitle(source, fontsize="medium")
     ax.legend(fontsize="x-small")
-    return {"scatter.png": scatter, "tvd_histograms.png": hist, "profiles.png": profiles,
-            "readout.png": bars}
+    return fig
 
 
 def claim_bars(panels: list[tuple[str, list[tuple[str, float, float, float | None]]]]) -> Figure:

@@ -1,10 +1,12 @@
 """``qmoe compare``: calibrated readout, hardware stand-ins with a known truth, fits that
 recover it, and the run folder it reads."""
 
+import dataclasses
 import json
 
 import numpy as np
 import pytest
+import torch
 from qiskit.circuit.library import RXGate
 from qiskit.quantum_info import hellinger_fidelity
 from qiskit_aer.noise import coherent_unitary_error
@@ -12,9 +14,13 @@ from qiskit_ibm_runtime.fake_provider import FakeManilaV2
 
 from qmoe_qiskit.cli import main
 from qmoe_qiskit.experiments import CompareConfig, RunConfig, run_experiment
+from qmoe_qiskit.experiments.base import load_trained
+from qmoe_qiskit.experiments.compare import MODELS
+from qmoe_qiskit.experiments.replay import replay
+from qmoe_qiskit.experiments.run import frequencies
 from qmoe_qiskit.jobs import connect
 from qmoe_qiskit.jobs.outcomes import COUNTS_FILE, read_measurements
-from qmoe_qiskit.metrics import hellinger_distance, profile_fit, shot_noise_tvd
+from qmoe_qiskit.metrics import accuracy, hellinger_distance, profile_fit, shot_noise_tvd
 from qmoe_qiskit.noise_models import depolarizing, device, readout_matrices
 from qmoe_qiskit.noise_models.factories import calibrated_readout, device_readout
 from qmoe_qiskit.noise_models.standin import stand_in
@@ -22,10 +28,9 @@ from qmoe_qiskit.noise_models.standin import stand_in
 MANILA_BASIS = ["cx", "id", "rz", "sx", "x"]
 
 
-def _compare(model, tmp_path, monkeypatch=None, backend=None, **run):
-    if backend is not None:  # a custom stand-in, as a user's own rehearsal would build it
-        monkeypatch.setattr(RunConfig, "target", lambda self: backend)
-    config = CompareConfig(backend_run=RunConfig(model=str(model), backend="fake_manila",
+def _compare(model, tmp_path, backend="fake_manila", **run):
+    """compare on a run of ``model`` on ``backend`` (a name, or a stand-in object)."""
+    config = CompareConfig(backend_run=RunConfig(model=str(model), backend=backend,
                                                  cache_dir=str(tmp_path / "cache"),
                                                  **{"shots": 2000, "samples": 60, **run}))
     outcome, folder = run_experiment(config, tmp_path / "compare", progress=False)
@@ -160,14 +165,22 @@ def test_run_keeps_what_it_measured_and_replays_to_its_own_router(q_experts, tmp
     assert [r["measured"] for r in recorded["pubs"]] == [
         [p.isa.find_bit(i.qubits[0]).index for i in p.isa.data if i.operation.name == "measure"]
         for p in pubs]
-    # the hardware's counts, replayed through the model, give the run's own router output
-    np.testing.assert_allclose(results["hardware_router"], recorded["router"]["distributions"],
-                               atol=1e-6)
+    # the hardware's counts, replayed through the model, give the run's own router output:
+    # what every model's accuracy (and a pooled run's router) rests on
+    model, _, data = load_trained(q_experts)
+    x = torch.as_tensor(data.x_test[:20], dtype=torch.float32)
+    predictions, router = replay(model, x, pubs, [frequencies(p) for p in pubs])
+    np.testing.assert_allclose(router, recorded["router"]["distributions"], atol=1e-6)
+    assert accuracy(recorded["labels"], predictions) == recorded["accuracy"]
     assert results["hardware_accuracy"] == recorded["accuracy"]
-    for name in ("ideal", "device", "depolarizing_fit", "device_scaled_fit", "readout_only"):
+    for name in MODELS:
         assert set(results["models"][name]) >= {"mean_tvd", "mean_hellinger_distance",
                                                 "log_likelihood", "routing_agreement",
-                                                "accuracy"}
+                                                "accuracy", "gof", "explains", "aic", "bic"}
+        gof = results["models"][name]["gof"]
+        assert set(gof) >= {"deviance", "pearson", "dof", "p_value", "dispersion"}
+        # every circuit's counts count: router and experts, bindings x (outcomes - 1) at most
+        assert gof["dof"] <= 20 * (4 - 1) + 2 * 20 * (2 - 1) - results["models"][name]["parameters"]
     for name in ("scatter.png", "tvd_histograms.png", "profiles.png", "readout.png",
                  "report.md", "run/circuits.qpy", "run/counts.npz"):
         assert (folder / name).is_file()
@@ -177,47 +190,117 @@ def test_run_keeps_what_it_measured_and_replays_to_its_own_router(q_experts, tmp
 
 
 # ------------------------------------------------------------------ recovery of a known truth
-def test_a_scaled_stand_in_is_recovered(sel_model, tmp_path):
+def test_a_scaled_stand_in_is_recovered_and_the_test_says_so(sel_model, tmp_path):
     results, folder = _compare(sel_model, tmp_path, noise_scale=2.5)
     fit, models = results["fit"], results["models"]
     assert abs(fit["scale"] - 2.5) <= 0.2 * 2.5
     assert fit["scale_ci"][0] <= 2.5 <= fit["scale_ci"][1]
-    assert models["device_scaled_fit"]["tvd_over_floor"] <= 1.5
-    assert models["device_scaled_fit"]["explains_within_shot_noise"]
-    assert not models["ideal"]["explains_within_shot_noise"]
-    assert models["ideal"]["tvd_over_floor"] > 1.5
-    best = max(models, key=lambda n: models[n]["log_likelihood"])
-    assert best == "device_scaled_fit"
-    assert "stand-in" in (folder / "report.md").read_text()
+    assert models["device_scaled_fit"]["explains"]  # the test at alpha = 0.01 passes it
+    assert models["device_scaled_fit"]["gof"]["p_value"] >= 0.01
+    assert not models["ideal"]["explains"] and not models["device"]["explains"]
+    assert models["ideal"]["gof"]["p_value"] < 1e-6
+    # the two-scale model, nested around it, finds one scale for both
+    two = models["device_two_scale_fit"]["fit"]
+    assert two["gate_scale_ci"][0] <= 2.5 <= two["gate_scale_ci"][1]
+    assert two["readout_scale_ci"][0] <= 2.5 <= two["readout_scale_ci"][1]
+    assert not results["proportions"]["differ"]
+    assert results["verdict"]["preferred"] == "device_scaled_fit"  # the simplest of the tied
+    report = (folder / "report.md").read_text()
+    assert "stand-in" in report and "**Explained**" in report
 
 
-def test_a_depolarizing_stand_in_is_recovered(sel_model, tmp_path, monkeypatch):
+def test_a_depolarizing_stand_in_is_recovered(sel_model, tmp_path):
     truth = stand_in("fake_manila", noise_model=depolarizing(0.02, basis_gates=MANILA_BASIS),
                      name="fake_manila_depolarizing_0.02")
-    results, _ = _compare(sel_model, tmp_path, monkeypatch, backend=truth)
+    results, _ = _compare(sel_model, tmp_path, backend=truth)
     fit, models = results["fit"], results["models"]
     assert abs(fit["epsilon"] - 0.02) <= 0.2 * 0.02
     assert fit["epsilon_ci"][0] <= 0.02 <= fit["epsilon_ci"][1]
-    assert models["depolarizing_fit"]["tvd_over_floor"] <= 1.5
-    assert not models["ideal"]["explains_within_shot_noise"]
+    assert models["depolarizing_fit"]["explains"]
+    assert not models["ideal"]["explains"]
+    assert not models["device_scaled_fit"]["explains"]  # another family: rejected
+    assert results["verdict"]["preferred"] == "depolarizing_fit"
 
 
-def test_a_coherent_error_is_explained_by_no_model(sel_model, tmp_path, monkeypatch):
+def test_a_coherent_error_is_explained_by_no_model(sel_model, tmp_path):
     noise = depolarizing(0.005, basis_gates=MANILA_BASIS)  # composed with an over-rotation:
     noise.add_all_qubit_quantum_error(coherent_unitary_error(RXGate(0.35).to_matrix()), "sx")
     truth = stand_in("fake_manila", noise_model=noise, name="fake_manila_overrotated")
-    results, folder = _compare(sel_model, tmp_path, monkeypatch, backend=truth)
-    assert not any(m["explains_within_shot_noise"] for m in results["models"].values())
-    assert "No model explains the hardware within shot noise" in (folder / "report.md").read_text()
+    results, folder = _compare(sel_model, tmp_path, backend=truth)
+    assert not any(m["explains"] for m in results["models"].values())
+    assert results["verdict"]["preferred"] is None and results["verdict"]["least_bad"]
+    assert "No model explains the hardware" in (folder / "report.md").read_text()
+
+
+def test_repeats_are_separate_jobs_and_a_drifting_stand_in_is_caught(sel_model, tmp_path):
+    """Three repeats of a stand-in whose every job draws its own scale: three jobs with their
+    own cache entries (a second run takes all three from the cache), the draws recorded for the
+    rehearsal, and compare's drift test firing."""
+    run = dict(noise_scale=2.5, noise_drift=0.3, repeats=3, seed=4, samples=60)
+    results, folder = _compare(sel_model, tmp_path, **run)
+    recorded = json.loads((folder / "run" / "results.json").read_text())
+    assert recorded["jobs_submitted"] == 3 and recorded["repeats"] == 3
+    assert len({r["key"] for r in recorded["pubs"]}) == 3
+    assert [r["repeat"] for r in recorded["pubs"]] == [0, 1, 2]
+    scales = recorded["stand_in"]["job_scales"]
+    assert len(scales) == 3 and len(set(scales)) == 3  # one hidden draw per job
+    assert len(recorded["repeat_accuracy"]) == 3
+    assert {p.repeat for p in read_measurements(folder / "run")} == {0, 1, 2}
+    drift = results["drift"]
+    assert drift["repeats"] == 3 and drift["p_value"] < 0.01  # the scale moved between jobs
+    for k, ci, truth in zip(drift["repeat_scales"], drift["repeat_scale_cis"], scales):
+        assert ci[0] <= truth <= ci[1] or abs(k - truth) < 0.1 * truth
+    lo, hi = drift["jackknife_scale_ci"]
+    assert lo < drift["jackknife_scale"] < hi
+    assert results["shots"] == 3 * 2000 and (folder / "drift.png").is_file()
+    assert "drifted between the 3 repeats" in (folder / "report.md").read_text()
+    # the same run again: every repeat from the cache, nothing submitted
+    config = RunConfig(model=str(sel_model), backend="fake_manila", shots=2000,
+                       cache_dir=str(tmp_path / "cache"), **run)
+    again, _ = run_experiment(config, tmp_path / "again", progress=False)
+    assert again.results["jobs_submitted"] == 0 and again.results["cache_hits"] == 3
+    # a dry run prices every repeat as a job of its own
+    plan, _ = run_experiment(dataclasses.replace(config, cache_dir=str(tmp_path / "fresh"),
+                                                 dry_run=True), None, progress=False)
+    assert plan.results["jobs"] == 3 and plan.results["uncached_circuits"] == 3
+
+
+def test_a_backend_object_runs_without_patching(sel_model, tmp_path):
+    """Python users hand RunConfig a stand-in they built; the run folder names it and its
+    truth, and its config is plain JSON."""
+    backend = stand_in("fake_manila", scale=2.0, readout_scale=4.0)
+    config = RunConfig(model=str(sel_model), backend=backend, shots=500, samples=10,
+                       cache_dir=str(tmp_path / "cache"))
+    outcome, folder = run_experiment(config, tmp_path / "run", progress=False)
+    written = json.loads((folder / "config.json").read_text())
+    assert written["backend"] == "fake_manila_noise_x2_readout_x4"
+    assert written["stand_in"]["readout_scale"] == 4.0
+    assert outcome.results["device"] == "fake_manila"
+    assert outcome.results["stand_in"]["noise_scale"] == 2.0
 
 
 # ------------------------------------------------------------------ bad input
-def _run_folder(sel_model, tmp_path, shots):
+def _run_folder(sel_model, tmp_path, shots, *extra):
     out = tmp_path / f"run{shots}"
     assert main(["run", "--model", str(sel_model), "--backend", "fake_manila", "--samples", "5",
                  "--shots", str(shots), "--cache", str(tmp_path / "cache"), "--no-progress",
-                 "--out", str(out)]) == 0
+                 "--out", str(out), *extra]) == 0
     return out
+
+
+def _other_bindings_in_repeat_one(run):
+    with np.load(run / COUNTS_FILE) as arrays:
+        arrays = dict(arrays)
+    arrays["values_1"] = arrays["values_1"] + 0.1
+    np.savez_compressed(run / COUNTS_FILE, **arrays)
+
+
+def _no_readout_errors(monkeypatch):
+    from qmoe_qiskit.noise_models.factories import CalibratedReadout
+
+    monkeypatch.setattr("qmoe_qiskit.experiments.compare.calibrated_readout",
+                        lambda backend, qubits: CalibratedReadout({q: (0.0, 0.0) for q in qubits},
+                                                                  "none"))
 
 
 @pytest.mark.parametrize("case, message", [
@@ -227,7 +310,15 @@ def _run_folder(sel_model, tmp_path, shots):
     ("no_counts", "has no counts.npz"),
     ("both", "--model is for running a model first"),
     ("neither", "give a finished run folder (--run DIR)"),
-    ("tolerance", "tolerance must be a number >= 1"),
+    ("tolerance", "--tolerance is gone: a model now explains the hardware when a goodness-of-fit"),
+    ("alpha_zero", "alpha (the level of the goodness-of-fit test) must be in (0, 0.5), got 0.0"),
+    ("alpha_half", "must be in (0, 0.5), got 0.5"),
+    ("alpha_big", "must be in (0, 0.5), got 2.0"),
+    ("unknown_model", "unknown noise model 'device_x'; valid: ideal, device"),
+    ("repeats_on_run", "--repeats is for running a model first"),
+    ("drift_on_run", "--noise-drift is for running a model first"),
+    ("repeats_differ", "the run's repeats measured different circuits (repeat 1: circuit"),
+    ("no_readout", "a two-scale fit needs readout-sensitive outcomes"),
     ("ibm", "IBM Quantum account"),
 ])
 def test_bad_compare_input_is_one_line_and_writes_nothing(sel_model, tmp_path, capsys, monkeypatch,
@@ -235,26 +326,64 @@ def test_bad_compare_input_is_one_line_and_writes_nothing(sel_model, tmp_path, c
     monkeypatch.setenv("QISKIT_IBM_TOKEN", "")
     monkeypatch.setattr("qiskit_ibm_runtime.accounts.management._DEFAULT_ACCOUNT_CONFIG_JSON_FILE",
                         str(tmp_path / "no-account.json"))
+    folder = ["--run", str(sel_model)]
     argv = {"missing": ["--run", str(tmp_path / "nothing")],
-            "train": ["--run", str(sel_model)],
-            "both": ["--run", str(sel_model), "--model", str(sel_model)],
+            "train": folder,
+            "both": [*folder, "--model", str(sel_model)],
             "neither": [],
-            "tolerance": ["--run", str(sel_model), "--tolerance", "0.5"]}.get(case)
-    if case in ("few_shots", "no_counts", "ibm"):
-        run = _run_folder(sel_model, tmp_path, 50 if case == "few_shots" else 200)
+            "tolerance": [*folder, "--tolerance", "0.5"],
+            "alpha_zero": [*folder, "--alpha", "0"],
+            "alpha_half": [*folder, "--alpha", "0.5"],
+            "alpha_big": [*folder, "--alpha", "2"],
+            "unknown_model": [*folder, "--models", "ideal,device_x"],
+            "repeats_on_run": [*folder, "--repeats", "3"],
+            "drift_on_run": [*folder, "--noise-drift", "0.1"]}.get(case)
+    if case in ("few_shots", "no_counts", "ibm", "repeats_differ", "no_readout"):
+        extra = ("--repeats", "2") if case == "repeats_differ" else ()
+        run = _run_folder(sel_model, tmp_path, 50 if case == "few_shots" else 200, *extra)
         if case == "no_counts":
             (run / COUNTS_FILE).unlink()
+        if case == "repeats_differ":
+            _other_bindings_in_repeat_one(run)
         if case == "ibm":
             results = json.loads((run / "results.json").read_text())
             results["device"] = results["backend"] = "ibm_nowhere"
             (run / "results.json").write_text(json.dumps(results))
         argv = ["--run", str(run)]
+        if case == "no_readout":
+            _no_readout_errors(monkeypatch)
+            argv += ["--models", "ideal,device_two_scale_fit"]
         capsys.readouterr()
     out = tmp_path / "compare"
     assert main(["compare", *argv, "--out", str(out), "--no-progress"]) == 2
     err = capsys.readouterr().err.strip()
     assert message in err and "\n" not in err, err
     assert not out.exists()
+
+
+@pytest.mark.parametrize("argv, message", [
+    (["--backend", "ibm_brisbane", "--noise-scale", "2", "--noise-drift", "0.1"],
+     "--noise-scale makes a stand-in of a fake backend whose truth is known; it is refused"),
+    (["--backend", "ibm_brisbane", "--noise-drift", "0.1"], "--noise-drift makes a stand-in"),
+    (["--backend", "fake_manila", "--noise-scale", "2", "--noise-drift", "-0.1"],
+     "noise drift must be a finite number >= 0, got -0.1"),
+    (["--backend", "fake_manila", "--noise-drift", "0.1"],
+     "--noise-drift describes a stand-in of fake_manila; give its gate noise scale with "
+     "--noise-scale too"),
+    (["--backend", "fake_manila", "--noise-scale", "2", "--readout-scale", "inf"],
+     "readout scale must be a finite number >= 0"),
+    (["--backend", "fake_manila", "--repeats", "0"], "repeats must be an integer >= 1, got 0"),
+    (["--backend", "fake_manila", "--repeats", "2", "--repeat-interval", "-5"],
+     "repeat interval must be a number of seconds >= 0, got -5.0"),
+])
+def test_bad_run_options_are_one_line(sel_model, tmp_path, capsys, argv, message):
+    for command in ("run", "compare"):
+        out = tmp_path / command
+        assert main([command, "--model", str(sel_model), "--out", str(out), "--cache",
+                     str(tmp_path / "c"), "--no-progress", *argv]) == 2
+        err = capsys.readouterr().err.strip()
+        assert message in err and "\n" not in err, err
+        assert not out.exists() and not (tmp_path / "c").exists()
 
 
 def test_an_ibm_run_is_compared_with_the_calibration_in_force_when_it_ran(sel_model, tmp_path,

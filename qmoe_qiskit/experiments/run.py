@@ -14,12 +14,23 @@ same job (:mod:`qmoe_qiskit.jobs.readout`) and reports the model again on the mi
 distributions, beside the raw ones. The raw counts are what the run keeps; mitigation is a
 post-processing of them, so the model's PUBs keep their cache keys.
 
+``repeats=N`` measures the same circuits in N separate passes, each its own job (spaced
+``repeat_interval`` seconds apart, start to start), each cached, ledgered and costed like any
+job: what ``qmoe compare`` needs to see drift between jobs. The accuracy and router are then
+those of the counts pooled over the repeats; each repeat's accuracy is kept beside them.
+
+The backend is a name (an IBM Quantum backend, or a fake backend for the runtime's local
+testing mode), a stand-in of a fake backend with known noise (``noise_scale``, optionally
+``readout_scale`` and ``noise_drift``), or any backend object (a stand-in built with
+:func:`~qmoe_qiskit.noise_models.stand_in`).
+
 One cell: the backend pass needs every sample's bindings in one PUB per circuit.
 """
 
 from __future__ import annotations
 
 import dataclasses
+import time
 from dataclasses import asdict, dataclass
 from datetime import datetime, timezone
 from pathlib import Path
@@ -27,9 +38,10 @@ from typing import Any, ClassVar
 
 import numpy as np
 import torch
+from qiskit.providers import BackendV2
 from tqdm.auto import tqdm
 
-from ..errors import ConfigError, check_seed
+from ..errors import ConfigError, DataError, check_seed
 from ..jobs import (
     JobOptions,
     Ledger,
@@ -39,11 +51,11 @@ from ..jobs import (
     default_cache_dir,
 )
 from ..jobs.cache import library_versions
-from ..jobs.outcomes import MeasuredPub, measurement_files
+from ..jobs.outcomes import MeasuredPub, by_repeat, measurement_files, pooled
 from ..jobs.readout import ReadoutCalibration, calibrate, check_mitigation
 from ..jobs.sampler import MAX_EXECUTIONS, PubOutcome, pack
 from ..metrics import accuracy, mean_tvd
-from ..noise_models.standin import StandIn, stand_in
+from ..noise_models.standin import stand_in
 from ..plots import router_agreement
 from ..primitives import SamplerEstimator
 from ..resources import check_memory
@@ -61,7 +73,8 @@ BYTES_PER_REMOTE_SHOT = 8  # the returned outcomes, their cached copy and decodi
 class RunConfig:
     command: ClassVar[str] = "run"
     model: str
-    backend: str  # an IBM Quantum backend, or a fake backend (local testing mode)
+    backend: str | BackendV2  # an IBM Quantum backend, a fake backend (local testing mode),
+    # or a backend object (a stand-in) that runs in local testing mode
     shots: int = 1024
     samples: int | None = None  # the first K held-out test samples; None: all of them
     optimization_level: int = 1
@@ -75,18 +88,58 @@ class RunConfig:
     dry_run: bool = False
     noise_scale: float | None = None  # a stand-in: the fake backend with every rate times this
     mitigate: str | None = None  # "readout": mthree readout mitigation, calibrated in the job
+    readout_scale: float | None = None  # the stand-in's readout errors times this instead
+    noise_drift: float | None = None  # the stand-in's scale drawn per job, sd this x the scale
+    repeats: int = 1  # measure the same circuits this many times, each in jobs of its own
+    repeat_interval: float = 0.0  # seconds from one repeat's start to the next's
 
     def __post_init__(self):
         object.__setattr__(self, "model", str(self.model))
-        if not isinstance(self.backend, str) or not self.backend.strip():
-            raise ConfigError(f"backend must be a backend name, got {self.backend!r}")
-        if self.noise_scale is not None:
-            check_noise_scale(self.noise_scale, self.backend)
+        if isinstance(self.backend, str):
+            if not self.backend.strip():
+                raise ConfigError("backend must be a backend name, got ''")
+        elif not isinstance(self.backend, BackendV2):
+            raise ConfigError(f"backend must be a backend name or a backend object (such as "
+                              f"stand_in('fake_manila', scale=2)), got {self.backend!r}")
+        self._check_stand_in()
+        if isinstance(self.repeats, bool) or not isinstance(self.repeats, int) or \
+                self.repeats < 1:
+            raise ConfigError(f"repeats must be an integer >= 1, got {self.repeats!r}")
+        if isinstance(self.repeat_interval, bool) or \
+                not isinstance(self.repeat_interval, (int, float)) or \
+                not np.isfinite(self.repeat_interval) or self.repeat_interval < 0:
+            raise ConfigError(f"repeat interval must be a number of seconds >= 0, got "
+                              f"{self.repeat_interval!r}")
         if self.samples is not None and self.samples < 1:
             raise ConfigError(f"samples must be >= 1, got {self.samples}")
         check_seed(self.seed)
         check_mitigation(self.mitigate)
         self.job_options()  # validates shots, optimization level
+
+    def _check_stand_in(self) -> None:
+        given = [(flag, value) for flag, value in (
+            ("--noise-scale", self.noise_scale), ("--readout-scale", self.readout_scale),
+            ("--noise-drift", self.noise_drift)) if value is not None]
+        if not given:
+            return
+        if not isinstance(self.backend, str):
+            raise ConfigError(f"{given[0][0]} makes a stand-in of a fake backend by name; a "
+                              f"backend object already has its noise (give it to stand_in())")
+        for flag, value in given:
+            check_noise_scale(value, self.backend, flag)
+        if self.noise_scale is None:
+            raise ConfigError(f"{given[0][0]} describes a stand-in of {self.backend}; give its "
+                              f"gate noise scale with --noise-scale too")
+
+    @property
+    def backend_name(self) -> str:
+        """The backend's name (a stand-in's own name for a backend object)."""
+        return self.backend if isinstance(self.backend, str) else self.backend.name
+
+    @property
+    def local(self) -> bool:
+        """Whether it runs in the runtime's local testing mode (fake backends, objects)."""
+        return not isinstance(self.backend, str) or self.backend.startswith("fake_")
 
     @property
     def writes(self) -> bool:
@@ -100,11 +153,13 @@ class RunConfig:
         root = Path(self.cache_dir) if self.cache_dir else default_cache_dir()
         return ResultCache(root), Ledger(root / "ledger.jsonl")
 
-    def target(self) -> str | StandIn:
-        """What to connect to: the backend's name, or its stand-in with scaled noise."""
+    def target(self) -> str | BackendV2:
+        """What to connect to: the backend (name or object), or its stand-in with scaled
+        noise (each job its own draw where the stand-in drifts, seeded by ``seed``)."""
         if self.noise_scale is None:
             return self.backend
-        return stand_in(self.backend, scale=self.noise_scale)
+        return stand_in(self.backend, scale=self.noise_scale, readout_scale=self.readout_scale,
+                        drift=self.noise_drift or 0.0, seed=self.seed)
 
     def job_options(self) -> JobOptions:
         return JobOptions(shots=self.shots, optimization_level=self.optimization_level,
@@ -112,7 +167,14 @@ class RunConfig:
                           twirling=self.twirling, dynamical_decoupling=self.dynamical_decoupling)
 
     def to_dict(self) -> dict[str, Any]:
-        return dataclasses.asdict(self)
+        out = {f.name: getattr(self, f.name) for f in dataclasses.fields(self)}
+        if not isinstance(self.backend, str):  # an object: its name and what it stands for
+            out["backend"] = self.backend.name
+            truth = getattr(self.backend, "truth", None)
+            if truth is not None:
+                out["stand_in"] = {k: v for k, v in truth.items() if k != "job_scales"}
+        out["layout"] = list(self.layout) if self.layout is not None else None
+        return out
 
     def plan(self) -> list["RunCell"]:
         """Checks the model, the sample count and (unless planning only) that the cache and
@@ -134,9 +196,9 @@ class RunConfig:
     def _check_size(self, samples: int) -> None:
         """Refuse what this machine cannot hold, before anything is allocated or submitted (a
         dry run included). Jobs over the service's limit are split, not refused."""
-        executions = samples * self.shots
+        executions = samples * self.shots  # one repeat at a time
         what = f"{samples} samples x {self.shots:,} shots"
-        if self.backend.startswith("fake_"):  # the runtime's local simulator keeps every shot
+        if self.local:  # the runtime's local simulator keeps every shot
             check_memory(executions * BYTES_PER_LOCAL_SHOT, f"{what} in local testing mode",
                          "use fewer --samples or --shots")
         else:
@@ -146,9 +208,11 @@ class RunConfig:
     def aggregate(self, cells, results: list["BackendPass"], seconds: float) -> Outcome:
         [done] = results
         plan = {"command": "run", "model": str(Path(self.model)), "backend": done.backend,
-                "device": done.device, "noise_scale": self.noise_scale, "ran_at": done.ran_at,
+                "device": done.device, "noise_scale": self.noise_scale,
+                "stand_in": done.stand_in, "ran_at": done.ran_at,
                 "local_testing_mode": done.local, "calibration": done.calibration,
-                "shots": self.shots, "samples": len(done.labels),
+                "shots": self.shots, "samples": len(done.labels), "repeats": self.repeats,
+                "repeat_interval": self.repeat_interval,
                 "options": asdict(self.job_options()), "dry_run": self.dry_run,
                 **_costs(done.records), "pubs": done.records, "versions": library_versions()}
         if self.dry_run:
@@ -157,6 +221,7 @@ class RunConfig:
         results = {
             **plan,
             "accuracy": accuracy(done.labels, done.predictions),
+            "repeat_accuracy": [accuracy(done.labels, p) for p in done.repeat_predictions],
             "ideal_accuracy": accuracy(done.labels, done.ideal_predictions),
             "jobs_submitted": done.stats["jobs_submitted"],
             "pubs_submitted": done.stats["pubs_submitted"],
@@ -169,10 +234,13 @@ class RunConfig:
             "mitigation": _mitigation(done, ideal),
             "wall_seconds": seconds,
         }
+        repeated = (f"; {self.repeats} repeats pooled, accuracy per repeat "
+                    + ", ".join(f"{a:.3f}" for a in results["repeat_accuracy"])
+                    if self.repeats > 1 else "")
         summary = "\n".join([
             f"{results['backend']}: accuracy {results['accuracy']:.3f} on {results['samples']} "
             f"test samples (ideal {results['ideal_accuracy']:.3f}), {results['shots']} shots; "
-            f"router TVD to ideal {results['mean_tvd_to_ideal']:.4f}"
+            f"router TVD to ideal {results['mean_tvd_to_ideal']:.4f}" + repeated
             + ("" if results["mitigation"] is None else
                f"; readout-mitigated: accuracy {results['mitigation']['accuracy']:.3f}, "
                f"router TVD to ideal {results['mitigation']['mean_tvd_to_ideal']:.4f}"),
@@ -180,8 +248,9 @@ class RunConfig:
             f"PUBs), fetched {results['jobs_fetched']}, cache hits {results['cache_hits']}; "
             f"QPU time {_seconds(results['qpu_seconds'])} charged, "
             f"{_seconds(results['estimated_qpu_seconds'])} estimated"])
-        figure = router_agreement(ideal, gates,
-                                  title=f"router on {done.backend}, {self.shots} shots")
+        shots = self.shots * self.repeats
+        figure = router_agreement(ideal, gates, title=f"router on {done.backend}, {shots} shots"
+                                  + (f" ({self.repeats} repeats)" if self.repeats > 1 else ""))
         return Outcome(results=results, report=_report(results), summary=summary,
                        figures={"router_vs_ideal.png": figure},
                        files=measurement_files(done.measured))
@@ -190,7 +259,8 @@ class RunConfig:
 @dataclass(frozen=True)
 class BackendPass:
     """The model's outputs on the backend and exactly, for the same samples, and what each
-    circuit's PUB cost (its records)."""
+    circuit's PUB cost (its records). With repeats, the outputs are those of the counts pooled
+    over the repeats, and each repeat's predictions are kept."""
 
     backend: str
     local: bool
@@ -199,14 +269,17 @@ class BackendPass:
     ran_at: str  # when its jobs ran (UTC; the run's start where the service does not say):
     # the calibration in force then is the one to compare with
     records: list[dict[str, Any]]
-    measured: list[MeasuredPub]  # what each PUB that ran measured (none for a dry run)
+    measured: list[MeasuredPub]  # what each PUB that ran measured, every repeat (none for a
+    # dry run)
     stats: dict[str, int]
     gates: np.ndarray | None  # None for a dry run
     ideal_gates: np.ndarray | None
     predictions: np.ndarray | None
     ideal_predictions: np.ndarray | None
     labels: np.ndarray
-    readout: ReadoutCalibration | None = None  # measured in the run's job (``mitigate``)
+    repeat_predictions: list[np.ndarray] = ()
+    stand_in: dict | None = None  # a stand-in's truth (its job scales where it drifts)
+    readouts: list[ReadoutCalibration] = ()  # measured in each repeat's job (``mitigate``)
     mitigated_gates: np.ndarray | None = None  # the router on readout-mitigated distributions
     mitigated_predictions: np.ndarray | None = None
 
@@ -227,8 +300,9 @@ class RunCell:
         connection = connect(config.target(), channel=config.channel, instance=config.instance)
         cache, ledger = config.stores()
         verb = "planning" if config.dry_run else "running"
-        with tqdm(total=len(model.quantum_layers()), desc=f"{verb} on {connection.name}",
-                  disable=not progress, unit="PUB", leave=False) as bar:
+        with tqdm(total=len(model.quantum_layers()) * config.repeats,
+                  desc=f"{verb} on {connection.name}", disable=not progress, unit="PUB",
+                  leave=False) as bar:
             sampler = RuntimeSampler(
                 connection, config.job_options(), cache=cache, ledger=ledger,
                 plan_only=config.dry_run, seed=config.seed,
@@ -245,28 +319,49 @@ class RunCell:
                     if config.mitigate else None
                 return result, readout
 
+            passes, measured = [], []
+            start = time.monotonic()
             with sampler, model.using(sampler=sampler, estimator=SamplerEstimator(sampler)), \
                     torch.no_grad():
-                (outputs, gates), readout = sampler.run_together(forward)
-        measured = [_measured(o) for o in sampler.outcomes[marks[0]:marks[1]]]
+                for repeat in range(config.repeats):
+                    wait_for = start + repeat * config.repeat_interval - time.monotonic()
+                    if wait_for > 0 and not config.dry_run:
+                        bar.set_postfix_str(f"repeat {repeat + 1} starts in {wait_for:.0f} s")
+                        time.sleep(wait_for)
+                    sampler.repeat = repeat
+                    passes.append(sampler.run_together(forward))
+                    measured += [_measured(o, repeat)
+                                 for o in sampler.outcomes[marks[0]:marks[1]]]
+        backend = connection.backend
+        truth = getattr(backend, "truth", None)
         common = dict(backend=connection.name, local=connection.local,
                       calibration=connection.calibration,
-                      device=getattr(connection.backend, "device", connection.name),
+                      device=getattr(backend, "device", connection.name),
                       ran_at=min((r.ran_at for r in sampler.records if r.ran_at), default=ran_at),
                       records=[asdict(r) for r in sampler.records], stats=sampler.stats(),
-                      labels=y, measured=measured)
+                      labels=y, measured=measured,
+                      stand_in=dict(truth) if truth is not None else None)
         if config.dry_run:
             return BackendPass(gates=None, ideal_gates=None, predictions=None,
                                ideal_predictions=None, **common)
         with torch.no_grad():
             ideal_outputs, ideal_gates = model.forward_with_gates(x)
+        repeat_predictions = [outputs.argmax(dim=-1).numpy() for (outputs, _), _ in passes]
+        if config.repeats == 1:
+            [((outputs, gates), _)] = passes
+            predictions, gates = repeat_predictions[0], gates.numpy()
+        else:  # the counts of every repeat together
+            pubs = pooled(measured)
+            predictions, gates = replay(model, x, pubs, [frequencies(p) for p in pubs])
+        readouts = [readout for _, readout in passes if readout is not None]
         mitigated = {}
-        if readout is not None:
-            predictions, router = replay(model, x, measured, mitigated_tables(readout, measured))
-            mitigated = dict(readout=readout, mitigated_gates=router,
-                             mitigated_predictions=predictions)
-        return BackendPass(gates=gates.numpy(), ideal_gates=ideal_gates.numpy(),
-                           predictions=outputs.argmax(dim=-1).numpy(),
+        if readouts:
+            predictions_m, router = replay(model, x, pooled(measured),
+                                           mitigated_tables(readouts, measured))
+            mitigated = dict(readouts=readouts, mitigated_gates=router,
+                             mitigated_predictions=predictions_m)
+        return BackendPass(gates=gates, ideal_gates=ideal_gates.numpy(),
+                           predictions=predictions, repeat_predictions=repeat_predictions,
                            ideal_predictions=ideal_outputs.argmax(dim=-1).numpy(), **common,
                            **mitigated)
 
@@ -279,33 +374,48 @@ def _advance(bar) -> None:
     bar.update()
 
 
-def check_noise_scale(scale: float, backend: str) -> None:
-    """A stand-in's scale: for fake backends only, finite and >= 0."""
+def check_noise_scale(scale: float, backend: str, flag: str = "--noise-scale") -> None:
+    """A stand-in's scale (or drift): for fake backends only, finite and >= 0."""
     if not backend.startswith("fake_"):
-        raise ConfigError(f"--noise-scale makes a stand-in of a fake backend whose truth is "
+        raise ConfigError(f"{flag} makes a stand-in of a fake backend whose truth is "
                           f"known; it is refused for the real backend {backend!r}")
     if isinstance(scale, bool) or not isinstance(scale, (int, float)) or \
             not np.isfinite(scale) or scale < 0:
-        raise ConfigError(f"noise scale must be a finite number >= 0, got {scale!r}")
+        raise ConfigError(f"{flag[2:].replace('-', ' ')} must be a finite number >= 0, got "
+                          f"{scale!r}")
 
 
-def mitigated_tables(readout: ReadoutCalibration, pubs: list[MeasuredPub]) -> list[np.ndarray]:
-    """Each PUB's readout-mitigated outcome distributions ``(bindings, outcomes)``."""
-    return [readout.correct(pub.counts, measured_qubits(pub.isa)) for pub in pubs]
+def frequencies(pub: MeasuredPub) -> np.ndarray:
+    """A PUB's measured outcome frequencies ``(bindings, outcomes)``."""
+    return pub.counts / pub.counts.sum(axis=1, keepdims=True)
+
+
+def mitigated_tables(readouts: list[ReadoutCalibration],
+                     pubs: list[MeasuredPub]) -> list[np.ndarray]:
+    """Each circuit's readout-mitigated outcome distributions ``(bindings, outcomes)``: every
+    repeat's counts corrected with the calibration measured in its own job, averaged over the
+    repeats."""
+    groups = by_repeat(pubs)
+    if len(readouts) != len(groups):
+        raise DataError(f"{len(readouts)} readout calibrations for {len(groups)} repeats")
+    tables = [[readout.correct(pub.counts, measured_qubits(pub.isa)) for pub in group]
+              for readout, group in zip(readouts, groups)]
+    return [np.mean([t[i] for t in tables], axis=0) for i in range(len(groups[0]))]
 
 
 def _mitigation(done: BackendPass, ideal: np.ndarray) -> dict[str, Any] | None:
-    if done.readout is None:
+    if not done.readouts:
         return None
-    return {"method": "readout", "calibration": done.readout.to_dict(),
+    return {"method": "readout", "calibration": done.readouts[0].to_dict(),
+            "repeat_calibrations": [r.to_dict() for r in done.readouts],
             "accuracy": accuracy(done.labels, done.mitigated_predictions),
             "mean_tvd_to_ideal": mean_tvd(done.mitigated_gates, ideal),
             "router": done.mitigated_gates.tolist()}
 
 
-def _measured(outcome: PubOutcome) -> MeasuredPub:
+def _measured(outcome: PubOutcome, repeat: int) -> MeasuredPub:
     [counts] = outcome.counts.values()  # QNN circuits measure into one register
-    return MeasuredPub(outcome.isa, outcome.values, counts)
+    return MeasuredPub(outcome.isa, outcome.values, counts, repeat)
 
 
 def _costs(records: list[dict]) -> dict[str, Any]:
@@ -315,13 +425,15 @@ def _costs(records: list[dict]) -> dict[str, Any]:
     known = [r["shot_seconds"] for r in pending if r["shot_seconds"] is not None]
     planned = [r for r in pending if r["source"] == "planned"]
     charged = {r["job_id"]: r["qpu_seconds"] for r in pending if r["source"] != "planned"}
+    repeats = sorted({r.get("repeat", 0) for r in planned})  # each repeat: jobs of its own
     return {
         "circuits": len(records),
         "bindings": sum(r["bindings"] for r in records),
         "total_shots": sum(r["bindings"] * r["shots"] for r in records),
         "uncached_circuits": len(pending),
-        "jobs": len({r["job_id"] for r in pending if r["source"] != "planned"}) + len(
-            pack([r["bindings"] * r["shots"] for r in planned], MAX_EXECUTIONS)),
+        "jobs": len({r["job_id"] for r in pending if r["source"] != "planned"}) + sum(
+            len(pack([r["bindings"] * r["shots"] for r in planned if r.get("repeat", 0) == j],
+                     MAX_EXECUTIONS)) for j in repeats),
         "estimated_qpu_seconds": (float(sum(known)) if len(known) == len(pending) else None),
         "qpu_seconds": (None if planned or None in charged.values()
                         else float(sum(charged.values()))),

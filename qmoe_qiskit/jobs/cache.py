@@ -58,8 +58,10 @@ def _versions() -> tuple[tuple[str, str], ...]:
 
 
 def pub_key(circuit: QuantumCircuit, values: np.ndarray, *, shots: int, backend: str,
-            calibration: str, options: dict[str, Any]) -> str:
-    """The cache key of one PUB: ``circuit`` (ISA) bound to each row of ``values``."""
+            calibration: str, options: dict[str, Any], repeat: int = 0) -> str:
+    """The cache key of one PUB: ``circuit`` (ISA) bound to each row of ``values``.
+    ``repeat`` > 0 is another measurement of the same PUB, in a job of its own (the keys of
+    repeat 0 are those of a PUB measured once)."""
     values = np.ascontiguousarray(values, dtype="<f8")
     content = {
         "circuit": qasm3.dumps(circuit),
@@ -72,6 +74,8 @@ def pub_key(circuit: QuantumCircuit, values: np.ndarray, *, shots: int, backend:
         "options": options,
         "versions": library_versions(),
     }
+    if repeat:
+        content["repeat"] = int(repeat)
     text = json.dumps(content, sort_keys=True, separators=(",", ":"))
     return hashlib.sha256(text.encode()).hexdigest()
 

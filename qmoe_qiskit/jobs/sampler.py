@@ -117,6 +117,7 @@ class PubRecord:
     job_pubs: int = 1  # how many PUBs its job carried
     qpu_seconds: float | None = None  # the job's charged QPU time (``job.usage()``), if known
     ran_at: str | None = None  # when its job started running (UTC), if the service says
+    repeat: int = 0  # which measurement of the same PUB (``RuntimeSampler.repeat``)
 
 
 @dataclass(frozen=True)
@@ -155,7 +156,9 @@ class RuntimeSampler(SyncSampler):
     on top of it measures I/Z observables the same way, through the same cache and ledger.
     Unless it only plans, the cache and the ledger must be writable when it is made, so no job
     is submitted that could not be recorded. Processes sharing a cache take a lock per PUB:
-    one submits, the others wait and read its result from the cache.
+    one submits, the others wait and read its result from the cache. Setting ``repeat`` to
+    ``j > 0`` measures the same PUBs again as a separate measurement: their own cache keys,
+    ledger lines and jobs (a study of drift between jobs).
     """
 
     def __init__(self, connection: Connection, options: JobOptions | None = None, *,
@@ -172,6 +175,7 @@ class RuntimeSampler(SyncSampler):
         self.cache = cache
         self.ledger = ledger
         self.plan_only = plan_only
+        self.repeat = 0
         self.records: list[PubRecord] = []
         self.outcomes: list[PubOutcome] = []  # every PUB that ran (not planned ones)
         o = self.options
@@ -322,13 +326,15 @@ class RuntimeSampler(SyncSampler):
         rows = max(1, self.max_executions // self.options.shots)
         spans = [(0, len(values))] if len(values) <= rows else \
             [(i, min(i + rows, len(values))) for i in range(0, len(values), rows)]
-        return [_Part(name if len(spans) == 1 else f"{name}[{a}:{b}]", compiled, values[a:b],
-                      self._key(compiled.isa, values[a:b]))
+        again = f" (repeat {self.repeat})" if self.repeat else ""
+        return [_Part((name if len(spans) == 1 else f"{name}[{a}:{b}]") + again, compiled,
+                      values[a:b], self._key(compiled.isa, values[a:b]))
                 for a, b in spans]
 
     def _key(self, isa: QuantumCircuit, values: np.ndarray) -> str:
         return pub_key(isa, values, shots=self.options.shots, backend=self.connection.name,
-                       calibration=self.connection.calibration, options=asdict(self.options))
+                       calibration=self.connection.calibration, options=asdict(self.options),
+                       repeat=self.repeat)
 
     def _stored(self, key: str):
         return self.cache.get(key) if self.cache is not None else None
@@ -467,6 +473,7 @@ class RuntimeSampler(SyncSampler):
         shots, bindings = self.options.shots, len(part.values)
         record = PubRecord(
             circuit=part.label, key=part.key, source="", job_id=None, bindings=bindings,
+            repeat=self.repeat,
             shots=shots, layout=compiled.initial_layout, physical_qubits=compiled.used_qubits,
             layout_method=compiled.layout_method, measured=list(compiled.measured),
             depth=isa.depth(),
