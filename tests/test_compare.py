@@ -90,6 +90,15 @@ def test_a_stand_in_carries_the_scaled_device_model_under_its_own_name():
     np.testing.assert_allclose(ours, readout_matrices(device("fake_manila", scale=2.5), [3])[0])
     connection = connect(backend)
     assert connection.local and "noise_scale" in connection.calibration
+    # readout off the gates' proportion: gates x 2, readout x 4, and a name of its own
+    apart = stand_in("fake_manila", scale=2.0, readout_scale=4.0)
+    assert apart.name == "fake_manila_noise_x2_readout_x4"
+    p10, p01 = calibrated_readout(FakeManilaV2(), [3]).errors[3]
+    matrix = readout_matrices(apart.options.noise_model, [3])[0]
+    np.testing.assert_allclose([matrix[0, 1], matrix[1, 0]], [4 * p10, 4 * p01], atol=1e-12)
+    gates = lambda m: [{k: v for k, v in e.items() if k != "id"}  # noqa: E731
+                       for e in m.to_dict()["errors"] if e["type"] != "roerror"]
+    assert gates(apart.options.noise_model) == gates(device("fake_manila", scale=2.0))
 
 
 def test_a_seeded_local_run_repeats_exactly():
@@ -109,6 +118,31 @@ def test_a_seeded_local_run_repeats_exactly():
                             seed=7) as sampler:
             counts.append(sampler.run([circuit]).result()[0].data.meas.get_counts())
     assert counts[0] == counts[1] and len(counts[0]) == 4  # noise reaches 01 and 10 too
+
+
+def test_a_stand_in_relaxes_while_its_qubits_wait():
+    """Through the job layer, a stand-in's counts follow the exact model with idle-time
+    relaxation on the scheduled circuit (the goodness-of-fit test passes), not the one
+    without it (rejected): what compare's scheduled device model is set against."""
+    from qmoe_qiskit.circuits import waiting_circuit
+    from qmoe_qiskit.jobs import JobOptions, RuntimeSampler
+    from qmoe_qiskit.metrics import goodness_of_fit
+    from qmoe_qiskit.noise_models import IsaEvaluator
+
+    circuit = waiting_circuit()
+    values = np.column_stack([np.linspace(0.2, np.pi, 30), np.linspace(0, 2, 30)])
+    options = JobOptions(shots=4000, optimization_level=0, initial_layout=(0, 1, 2))
+    with RuntimeSampler(connect(stand_in("fake_manila", scale=2.0)), options,
+                        seed=3) as sampler:
+        sampler.run([(circuit, values)]).result()
+    [outcome] = sampler.outcomes
+    [counts] = outcome.counts.values()
+    manila = FakeManilaV2()
+    evaluate = IsaEvaluator([(outcome.isa, outcome.values)], backend=manila)
+    model = device(manila, scale=2.0)
+    relaxing, not_relaxing = evaluate(model, idle_scale=2.0), evaluate(model)
+    assert goodness_of_fit([counts], relaxing, parameters=0).p_value >= 0.01
+    assert goodness_of_fit([counts], not_relaxing, parameters=0).p_value < 1e-6
 
 
 @pytest.mark.parametrize("argv, message", [
@@ -185,7 +219,9 @@ def test_run_keeps_what_it_measured_and_replays_to_its_own_router(q_experts, tmp
                  "report.md", "run/circuits.qpy", "run/counts.npz"):
         assert (folder / name).is_file()
     # compare --run on the folder it wrote gives the same fits, and submits nothing
-    again, _ = run_experiment(CompareConfig(run=str(run)), tmp_path / "again", progress=False)
+    again, _ = run_experiment(CompareConfig(run=str(run), models=("ideal", "device_scaled_fit")),
+                              tmp_path / "again", progress=False)
+    assert list(again.results["models"]) == ["ideal", "device_scaled_fit"]
     assert again.results["fit"]["scale"] == pytest.approx(results["fit"]["scale"], rel=1e-9)
 
 

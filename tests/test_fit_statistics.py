@@ -17,6 +17,7 @@ from qiskit_aer.noise import amplitude_damping_error, coherent_unitary_error
 from qiskit_ibm_runtime.fake_provider import FakeManilaV2
 from scipy import stats
 
+from qmoe_qiskit.circuits import waiting_circuit
 from qmoe_qiskit.experiments.compare import Snapshot
 from qmoe_qiskit.experiments.compare_analysis import _readout_check
 from qmoe_qiskit.experiments.hypotheses import FitData, drift, hypothesis
@@ -282,15 +283,7 @@ def test_idle_relaxation_is_told_apart_on_a_circuit_with_a_waiting_qubit():
     one does not."""
     backend = FakeManilaV2()
     snap = Snapshot(backend.name, backend.target, backend.properties())
-    theta = ParameterVector("t", 2)
-    qc = QuantumCircuit(3, 3)
-    qc.rx(theta[0], 0)
-    qc.ry(theta[1], 1)
-    qc.cx(0, 1)
-    for _ in range(6):
-        qc.cx(1, 2)
-    qc.barrier()
-    qc.measure(range(3), range(3))
+    qc = waiting_circuit()
     isa = transpile(qc, backend, initial_layout=[0, 1, 2], optimization_level=0)
     values = np.column_stack([np.linspace(0.2, np.pi, 60), np.linspace(0, 2, 60)])
     scheduled = IsaEvaluator([(isa, values)], backend=snap)

@@ -40,6 +40,7 @@ from ..metrics import (
     shot_noise_tvd,
     tvd,
 )
+from ..noise_models.evaluate import gate_names
 from ..noise_models.factories import calibrated_readout
 from ..noise_models.relaxation import relaxation_excess
 from ..transpile import measured_qubits, used_qubits
@@ -222,6 +223,7 @@ def analyse(recorded, families, *, alpha: float, seed: int, device, idle_noise: 
     verdict = Verdict(alpha, explaining, _preferred(explaining, models),
                       min(order, key=lambda n: models[n].aic))
     used = sorted({q for pub in pubs for q in used_qubits(pub.isa)})
+    gates = gate_names([pub.isa for pub in pubs])
     measured = sorted({q for pub in pubs for q in measured_qubits(pub.isa)})
     calibrations = _calibrations(results)
     drifts = [cell.drift for cell in families if cell.drift is not None]
@@ -232,8 +234,7 @@ def analyse(recorded, families, *, alpha: float, seed: int, device, idle_noise: 
              "stand_in": _truth(results)},
         shots=shots, repeats=len(by_repeat(recorded.pubs)), samples=int(results["samples"]),
         circuits=[pub.isa.name for pub in pubs], used_qubits=used,
-        basis_gates=sorted({i.operation.name for p in pubs for i in p.isa.data}
-                           - {"measure", "barrier", "delay", "reset"}),
+        basis_gates=gates,
         hardware_accuracy=float(results["accuracy"]), hardware=hardware[0],
         hardware_router=hw_gates.tolist(),
         shot_noise_floor_tvd=float(shot_noise_tvd(hardware[0], shots, rng=rng).mean()),
@@ -241,8 +242,7 @@ def analyse(recorded, families, *, alpha: float, seed: int, device, idle_noise: 
         readout=_readout_table(device, measured, models, calibrations),
         readout_check=_readout_check(models, calibrations, alpha),
         drift=drifts[0] if drifts else None,
-        device_consistency=[r.to_dict() for r in relaxation_excess(
-            device, used, gates=sorted({i.operation.name for p in pubs for i in p.isa.data}))],
+        device_consistency=[r.to_dict() for r in relaxation_excess(device, used, gates=gates)],
         idle_noise=idle_noise,
         mitigation=_mitigated(results, recorded.pubs, models, hardware, calibrations, rng),
         evaluations=sum(cell.evaluations for cell in families), wall_seconds=seconds)

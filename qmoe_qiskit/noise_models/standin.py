@@ -130,10 +130,11 @@ def stand_in(backend: str | BackendV2, *, scale: float | None = None,
                                                                    readout_scale)
         drift = _check_scale("noise drift", drift)
         noise_model = device(device_backend, scale=scale, clip=True, readout_scale=readout)
-        clipped = _clipped(device_backend, max(scale * (1 + 3 * drift), readout))
+        clipped = _clipped(device_backend, scale * (1 + 3 * drift), readout * (1 + 3 * drift))
         if clipped:
-            logger.warning("noise scale %g holds the errors of %s qubits %s at their largest "
-                           "physical value", scale, device_backend.name, clipped)
+            logger.warning("noise scale %g (readout %g%s) holds the errors of %s qubits %s at "
+                           "their largest physical value", scale, readout,
+                           f", drift {drift:g}" if drift else "", device_backend.name, clipped)
         name = name or stand_in_name(device_backend.name, scale, readout_scale=readout_scale,
                                      drift=drift)
         truth = {"noise_scale": scale, "readout_scale": readout}
@@ -182,7 +183,12 @@ def _calibration_date(backend: BackendV2) -> str:
     return date.isoformat() if date is not None else "none"
 
 
-def _clipped(backend: BackendV2, scale: float) -> list[int]:
-    """Qubits with an error that ``scale`` pushes past its largest physical value."""
-    limits = scale_limits(backend, range(backend.num_qubits))
-    return sorted({q for qargs, limit in limits if limit < scale for q in qargs})
+def _clipped(backend: BackendV2, scale: float, readout: float) -> list[int]:
+    """Qubits with an error that ``scale`` (gates) or ``readout`` pushes past its largest
+    physical value (drifting stand-ins: up to three standard deviations up)."""
+    qubits = range(backend.num_qubits)
+    limits = [(qargs, limit, scale) for qargs, limit in
+              scale_limits(backend, qubits, readout=False)]
+    limits += [(qargs, limit, readout) for qargs, limit in
+               scale_limits(backend, qubits, gates=False)]
+    return sorted({q for qargs, limit, factor in limits if limit < factor for q in qargs})
