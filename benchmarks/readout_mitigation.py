@@ -53,9 +53,7 @@ def main() -> None:
         print("|---|---|---:|---:|---|---:|---:|---|---|---:|")
         for label, (right, make) in truths(device, list(range(backend.num_qubits))).items():
             tic = time.perf_counter()
-            target = make()
-            RunConfig.target = lambda self, target=target: target
-            run = RunConfig(model=str(model), backend=device, shots=args.shots,
+            run = RunConfig(model=str(model), backend=make(), shots=args.shots,
                             samples=args.samples, cache_dir=str(work / "cache"),
                             mitigate="readout")
             _, run_folder = run_experiment(run, work / f"{device}-{label}-run", progress=False)
