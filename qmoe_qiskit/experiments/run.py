@@ -446,15 +446,16 @@ def _seconds(value: float | None) -> str:
 
 def plan_text(plan: dict[str, Any]) -> str:
     """The dry run's answer: what would be submitted, and the estimated QPU time."""
+    width = max([16, *(len(r["circuit"]) for r in plan["pubs"])])
     lines = [f"dry run on {plan['backend']}"
              + (" (local testing mode)" if plan["local_testing_mode"] else "")
              + ": nothing submitted",
-             f"{'circuit':<16} {'qubits':<18} {'depth':>5} {'2q':>4} {'bindings':>8} "
+             f"{'circuit':<{width}} {'qubits':<18} {'depth':>5} {'2q':>4} {'bindings':>8} "
              f"{'shots':>6} {'est. s':>8}  status"]
     for r in plan["pubs"]:
         est = "-" if r["shot_seconds"] is None else f"{r['shot_seconds']:.1f}"
         status = "cached" if r["source"] == "cache" else "would submit"
-        lines.append(f"{r['circuit']:<16} {str(r['layout']):<18} {r['depth']:>5} "
+        lines.append(f"{r['circuit']:<{width}} {str(r['layout']):<18} {r['depth']:>5} "
                      f"{r['two_qubit_gates']:>4} {r['bindings']:>8} {r['shots']:>6} "
                      f"{est:>8}  {status}")
     seconds = plan["estimated_qpu_seconds"]
@@ -494,6 +495,11 @@ def _report(results: dict[str, Any]) -> str:
         f"| ideal (exact simulation, same samples) | {results['ideal_accuracy']:.3f} |", "",
         f"Mean TVD between the measured and the ideal router distribution: "
         f"{results['mean_tvd_to_ideal']:.4f}.", "",
+        *([f"The circuits were measured {results['repeats']} times, each repeat in jobs of its "
+           f"own ({results['repeat_interval']:g} s apart, start to start); the figures above "
+           f"pool their counts. Accuracy per repeat: "
+           + ", ".join(f"{a:.3f}" for a in results["repeat_accuracy"]) + ".", ""]
+          if results["repeats"] > 1 else []),
         *_mitigation_lines(results.get("mitigation")),
         f"Jobs submitted: {results['jobs_submitted']} (carrying {results['pubs_submitted']} "
         f"PUBs), fetched from earlier runs: {results['jobs_fetched']}, cache hits: "
