@@ -251,14 +251,14 @@ class TwoScale(Hypothesis):
 
 
 def _joint_region(at, kg, kr, gate_ci, read_ci, g_top, r_top, dispersion: float,
-                  points: int = 21) -> dict:
+                  points: int = 31) -> dict:
     """2 (ℓ̂ − ℓ) on a grid around the estimate, for the joint 95% region (≤ 5.99 times the
     dispersion)."""
     def axis(centre, ci, top):
         lo = ci[0] if ci[0] is not None else 0.0
         hi = ci[1] if ci[1] is not None else top
         width = max(hi - lo, 1e-6)
-        return np.linspace(max(0.0, centre - 1.5 * width), min(top, centre + 1.5 * width),
+        return np.linspace(max(0.0, centre - 2.5 * width), min(top, centre + 2.5 * width),
                            points)
 
     g_axis, r_axis = axis(kg, gate_ci, g_top), axis(kr, read_ci, r_top)

@@ -45,7 +45,6 @@ class GateFamily:
     circuits also relax while idle, with T1 and T2 divided by θ (``idle``)."""
 
     name: str
-    parameter: str
     noise_model: Callable[[float], NoiseModel]
     upper: float  # the largest value the family accepts
     idle: bool = False
@@ -60,14 +59,14 @@ def device_gates(backend: BackendV2, qubits: Sequence[int], *, idle: bool = Fals
     gate errors and relaxation during gates (and while idle, with ``idle``)."""
     used = tuple(int(q) for q in qubits)
     top = min(largest_scale(backend, used, readout=False), MAX_SCALE)
-    return GateFamily("device", "scale",
+    return GateFamily("device",
                       lambda k: device(backend, qubits=used, scale=k, readout=False), top, idle)
 
 
 def depolarizing_gates(basis_gates: Sequence[str]) -> GateFamily:
     """Depolarizing ``ε`` after every gate of ``basis_gates`` (one- and two-qubit alike)."""
     basis = tuple(basis_gates)
-    return GateFamily("depolarizing", "epsilon",
+    return GateFamily("depolarizing",
                       lambda eps: depolarizing(p1=eps, p2=eps, readout=0.0, basis_gates=basis),
                       MAX_EPSILON)
 
