@@ -43,9 +43,8 @@ from qmoe_qiskit.circuits import waiting_circuit
 from qmoe_qiskit.data import DataSpec
 from qmoe_qiskit.experiments import CompareConfig, RunConfig, TrainRun, run_experiment
 from qmoe_qiskit.experiments.compare import MODELS, Snapshot
-from qmoe_qiskit.experiments.hypotheses import FitData, drift, hypothesis
+from qmoe_qiskit.experiments.hypotheses import FitData, drift, fit_and_test, hypothesis
 from qmoe_qiskit.jobs.outcomes import MeasuredPub, read_measurements
-from qmoe_qiskit.metrics import goodness_of_fit
 from qmoe_qiskit.models import ModelSpec
 from qmoe_qiskit.noise_models import (
     IsaEvaluator,
@@ -251,12 +250,9 @@ class Fitter:
 
     def fit(self, name: str, counts):
         chosen = hypothesis(name)
-        table, data = self.tables[chosen.family], self.data.with_counts(counts)
-        fit = chosen.fit(table, data)
-        gof = goodness_of_fit(counts, fit.probabilities, parameters=fit.free)
-        if fit.free and gof.pearson_p_value < ALPHA and gof.dispersion > 1:
-            fit = chosen.fit(table, data, dispersion=gof.dispersion)  # as compare widens
-        return fit, gof
+        fit = fit_and_test(chosen, self.tables[chosen.family], self.data.with_counts(counts),
+                           alpha=ALPHA)
+        return fit, fit.gof
 
 
 def replicates(args, backend, pubs, shots: int, rng) -> dict:

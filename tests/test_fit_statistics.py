@@ -20,7 +20,7 @@ from scipy import stats
 from qmoe_qiskit.circuits import waiting_circuit
 from qmoe_qiskit.experiments.compare import Snapshot
 from qmoe_qiskit.experiments.compare_analysis import _readout_check
-from qmoe_qiskit.experiments.hypotheses import FitData, drift, hypothesis
+from qmoe_qiskit.experiments.hypotheses import FitData, drift, fit_and_test, hypothesis
 from qmoe_qiskit.jobs.readout import ReadoutCalibration
 from qmoe_qiskit.metrics import (
     goodness_of_fit,
@@ -155,13 +155,11 @@ def _draw(probabilities, seed, shots=SHOTS):
             for p in probabilities]
 
 
-def _fit(setting, name, counts, **kwargs):
+def _fit(setting, name, counts):
     chosen = hypothesis(name)
-    table = setting[chosen.family]
-    data = setting["data"].with_counts(counts)
-    fit = chosen.fit(table, data, **kwargs)
-    gof = goodness_of_fit(counts, fit.probabilities, parameters=fit.free)
-    return fit, gof
+    fit = fit_and_test(chosen, setting[chosen.family], setting["data"].with_counts(counts),
+                       alpha=ALPHA)
+    return fit, fit.gof
 
 
 def test_the_tables_interpolate_to_the_exact_distributions(setting):

@@ -35,7 +35,6 @@ from ..backends import get_backend
 from ..errors import ConfigError, DataError, choices
 from ..jobs.outcomes import MeasuredPub, by_repeat, pooled, read_measurements
 from ..jobs.readout import check_mitigation
-from ..metrics import goodness_of_fit
 from ..noise_models.evaluate import IsaEvaluator, gate_names
 from ..noise_models.factories import calibrated_readout
 from ..noise_models.families import GateTable, depolarizing_gates, device_gates
@@ -50,6 +49,7 @@ from .hypotheses import (
     Fit,
     FitData,
     drift,
+    fit_and_test,
     hypothesis,
 )
 from .replay import replay
@@ -311,7 +311,8 @@ class FamilyCell:
         measured = evaluator.measured
         errors = calibrated_readout(backend, sorted({q for m in measured for q in m})).errors
         data = FitData([pub.counts for pub in together], measured, errors)
-        fits = {name: self._tested(hypothesis(name), table, data) for name in self.names}
+        fits = {name: fit_and_test(hypothesis(name), table, data, alpha=self.alpha)
+                for name in self.names}
         found = None
         if len(repeats) > 1 and "device_scaled_fit" in fits:
             found = drift(hypothesis("device_scaled_fit"), table, data,
@@ -323,12 +324,3 @@ class FamilyCell:
                    for name, fit in fits.items()}
         return FamilyFits(self.family, fits, {n: r[0] for n, r in replays.items()},
                           {n: r[1] for n, r in replays.items()}, found, table.evaluations)
-
-    def _tested(self, chosen, table: GateTable, data: FitData) -> Fit:
-        """The fit with its goodness of fit; refitted with intervals widened by the
-        dispersion where the counts are significantly over-dispersed for it."""
-        fit = chosen.fit(table, data)
-        gof = goodness_of_fit(data.counts, fit.probabilities, parameters=fit.free)
-        if fit.free and gof.pearson_p_value < self.alpha and gof.dispersion > 1:
-            fit = chosen.fit(table, data, dispersion=gof.dispersion)
-        return dataclasses.replace(fit, gof=gof)

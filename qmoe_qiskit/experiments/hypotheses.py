@@ -33,6 +33,7 @@ from ..errors import ConfigError
 from ..metrics import (
     GoodnessOfFit,
     ProfileFit,
+    goodness_of_fit,
     jackknife,
     likelihood_ratio,
     log_likelihood,
@@ -41,7 +42,7 @@ from ..metrics import (
 from ..noise_models.families import GateTable
 from ..noise_models.primitives import apply_readout
 
-__all__ = ["Hypothesis", "Fit", "FitData", "Drift", "drift", "HYPOTHESES", "hypothesis",
+__all__ = ["Hypothesis", "Fit", "FitData", "Drift", "drift", "fit_and_test", "HYPOTHESES", "hypothesis",
            "TITLES", "DEVICE_FAMILY", "DEPOLARIZING_FAMILY", "readout_applied"]
 
 DEVICE_FAMILY, DEPOLARIZING_FAMILY = "device", "depolarizing"
@@ -343,6 +344,18 @@ def _covariance(loglik, x: np.ndarray) -> np.ndarray | None:
     except np.linalg.LinAlgError:
         return None
     return np.linalg.inv(information)
+
+
+def fit_and_test(chosen: Hypothesis, table: GateTable, data: FitData, *,
+                 alpha: float) -> Fit:
+    """``chosen`` fitted to ``data`` with its goodness of fit set; refitted with intervals
+    widened by the dispersion where its Pearson X² says the counts are over-dispersed for it
+    at level ``alpha``."""
+    fit = chosen.fit(table, data)
+    gof = goodness_of_fit(data.counts, fit.probabilities, parameters=fit.free)
+    if fit.free and gof.pearson_p_value < alpha and gof.dispersion > 1:
+        fit = chosen.fit(table, data, dispersion=gof.dispersion)
+    return replace(fit, gof=gof)
 
 
 HYPOTHESES: tuple[Hypothesis, ...] = (
