@@ -45,12 +45,14 @@ from .compare_report import report, summary
 from .hypotheses import (
     DEVICE_FAMILY,
     HYPOTHESES,
+    NO_READOUT,
     Drift,
     Fit,
     FitData,
     drift,
     fit_and_test,
     hypothesis,
+    readout_sensitive,
 )
 from .replay import replay
 from .run import RunConfig
@@ -143,14 +145,11 @@ class CompareConfig:
         """The hypotheses to fit: those asked for, or every one the calibration allows (a
         two-scale fit needs readout errors to scale)."""
         measured = sorted({q for pub in pubs for q in measured_qubits(pub.isa)})
-        errors = calibrated_readout(_snapshot(backend), measured).errors
-        sensitive = any(max(pair) > 0 for pair in errors.values())
+        sensitive = readout_sensitive(calibrated_readout(_snapshot(backend), measured).errors)
         if self.models is None:
             return tuple(n for n in MODELS if sensitive or n != "device_two_scale_fit")
         if "device_two_scale_fit" in self.models and not sensitive:
-            raise ConfigError("a two-scale fit needs readout-sensitive outcomes, and the "
-                              "calibration gives the measured qubits no readout error; leave "
-                              "device_two_scale_fit out of --models")
+            raise ConfigError(NO_READOUT)
         return self.models
 
     def aggregate(self, cells, results: list, seconds: float) -> Outcome:

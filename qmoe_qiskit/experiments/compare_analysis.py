@@ -244,7 +244,8 @@ def analyse(recorded, families, *, alpha: float, seed: int, device, idle_noise: 
         drift=drifts[0] if drifts else None,
         device_consistency=[r.to_dict() for r in relaxation_excess(device, used, gates=gates)],
         idle_noise=idle_noise,
-        mitigation=_mitigated(results, recorded.pubs, models, hardware, calibrations, rng),
+        mitigation=_mitigated(results, recorded.pubs, models, hardware, calibrations, shots,
+                              rng),
         evaluations=sum(cell.evaluations for cell in families), wall_seconds=seconds)
 
 
@@ -354,13 +355,12 @@ def _readout_check(models: dict[str, ModelScore], calibrations: list[ReadoutCali
 
 
 def _mitigated(results, pubs, models: dict[str, ModelScore], hardware, calibrations,
-               rng) -> dict[str, Any] | None:
+               shots: int, rng) -> dict[str, Any] | None:
     """Raw and readout-mitigated hardware distributions against each model without its
     readout errors (the router circuit, as the main table)."""
     if not calibrations:
         return None
     mitigated = mitigated_tables(calibrations, pubs)
-    shots = pooled(pubs)[0].shots
     rows = {}
     for name, score in models.items():
         free = score.fit.gate_probabilities[0]

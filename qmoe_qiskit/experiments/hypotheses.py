@@ -42,12 +42,15 @@ from ..metrics import (
 from ..noise_models.families import GateTable
 from ..noise_models.primitives import apply_readout
 
-__all__ = ["Hypothesis", "Fit", "FitData", "Drift", "drift", "fit_and_test", "HYPOTHESES", "hypothesis",
-           "TITLES", "DEVICE_FAMILY", "DEPOLARIZING_FAMILY", "readout_applied"]
+__all__ = ["Hypothesis", "Fit", "FitData", "Drift", "drift", "fit_and_test", "HYPOTHESES",
+           "hypothesis", "TITLES", "DEVICE_FAMILY", "DEPOLARIZING_FAMILY", "readout_applied",
+           "readout_sensitive", "NO_READOUT"]
 
 DEVICE_FAMILY, DEPOLARIZING_FAMILY = "device", "depolarizing"
 GRID_POINTS = 24
 CHI2_2_95 = 5.991464547107979  # the joint region of two parameters
+NO_READOUT = ("a two-scale fit needs readout-sensitive outcomes, and the calibration gives the "
+              "measured qubits no readout error; leave device_two_scale_fit out of --models")
 
 
 @dataclass(frozen=True)
@@ -153,6 +156,11 @@ def _scaled(errors: dict[int, tuple[float, float]], k: float) -> dict[int, tuple
     return {q: (p10 * k, p01 * k) for q, (p10, p01) in errors.items()}
 
 
+def readout_sensitive(errors: dict[int, tuple[float, float]]) -> bool:
+    """Whether any measured qubit has a calibrated readout error for a readout scale to act on."""
+    return any(max(pair) > 0 for pair in errors.values())
+
+
 def _readout_limit(errors: dict[int, tuple[float, float]]) -> float:
     worst = max((max(pair) for pair in errors.values()), default=0.0)
     return 1.0 / worst if worst > 0 else np.inf
@@ -208,21 +216,21 @@ class TwoScale(Hypothesis):
     title: str = "device, gates × k_g, readout × k_r"
 
     def fit(self, table, data, *, dispersion=1.0) -> Fit:
-        if not any(max(pair) > 0 for pair in data.calibrated.values()):
-            raise ConfigError("a two-scale fit needs readout-sensitive outcomes, and the "
-                              "calibration gives the measured qubits no readout error; leave "
-                              "device_two_scale_fit out (--models)")
+        if not readout_sensitive(data.calibrated):
+            raise ConfigError(NO_READOUT)
         r_top = min(_readout_limit(data.calibrated), 1e3)
 
-        def at(kg: float, kr: float) -> float:
+        def on(gates: list[np.ndarray], kr: float) -> float:
             return total_loglik(data.counts, readout_applied(
-                table(kg), data.measured, _scaled(data.calibrated, kr)))
+                gates, data.measured, _scaled(data.calibrated, kr)))
+
+        def at(kg: float, kr: float) -> float:
+            return on(table(kg), kr)
 
         def best_readout(kg: float) -> tuple[float, float]:
             gates = table(kg)
-            found = minimize_scalar(lambda kr: -total_loglik(data.counts, readout_applied(
-                gates, data.measured, _scaled(data.calibrated, kr))), bounds=(0.0, r_top),
-                method="bounded", options={"xatol": 1e-6})
+            found = minimize_scalar(lambda kr: -on(gates, kr), bounds=(0.0, r_top),
+                                    method="bounded", options={"xatol": 1e-6})
             return float(found.x), float(-found.fun)
 
         gate = profile_fit(lambda kg: best_readout(kg)[1], lattice_grid(table, 0.02, table.top),

@@ -132,11 +132,6 @@ class RunConfig:
                               f"gate noise scale with --noise-scale too")
 
     @property
-    def backend_name(self) -> str:
-        """The backend's name (a stand-in's own name for a backend object)."""
-        return self.backend if isinstance(self.backend, str) else self.backend.name
-
-    @property
     def local(self) -> bool:
         """Whether it runs in the runtime's local testing mode (fake backends, objects)."""
         return not isinstance(self.backend, str) or self.backend.startswith("fake_")
