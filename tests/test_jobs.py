@@ -365,7 +365,7 @@ def test_missing_or_rejected_account_fails_clearly_without_the_token(monkeypatch
 def test_a_pass_goes_out_as_one_job_and_large_pubs_are_split_at_the_limit(store):
     """Every job holds at most max_executions (bindings x shots); a PUB over it is split by
     rows, its slices cached one by one, and the answer is the PUB's rows in order."""
-    from qmoe_qiskit.jobs.sampler import pack
+    from qmoe_qiskit.jobs.layer import pack
 
     cache, ledger = store
     big, small = paper_ansatz(2, 2, num_outputs=4).circuit, sel_ansatz(2, 1).circuit

@@ -53,7 +53,8 @@ from ..jobs import (
 from ..jobs.cache import library_versions
 from ..jobs.outcomes import MeasuredPub, by_repeat, measurement_files, pooled
 from ..jobs.readout import ReadoutCalibration, calibrate, check_mitigation
-from ..jobs.sampler import MAX_EXECUTIONS, PubOutcome, pack
+from ..jobs.layer import MAX_EXECUTIONS, pack
+from ..jobs.sampler import PubOutcome
 from ..metrics import accuracy, mean_tvd
 from ..noise_models.standin import stand_in
 from ..plots import router_agreement

@@ -10,12 +10,14 @@ through :class:`~qmoe_qiskit.primitives.SamplerEstimator` on top of it.
 
 from .cache import ResultCache, default_cache_dir, pub_key
 from .ledger import Ledger, LedgerEntry
-from .sampler import JobOptions, PubRecord, RuntimeSampler
+from .layer import JobLayer, JobOptions, PubRecord
+from .sampler import RuntimeSampler
 from .service import Connection, connect
 
 __all__ = [
     "connect",
     "Connection",
+    "JobLayer",
     "JobOptions",
     "RuntimeSampler",
     "PubRecord",

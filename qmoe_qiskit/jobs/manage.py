@@ -8,7 +8,7 @@ from collections.abc import Callable, Sequence
 from ..errors import ConfigError, JobError
 from .cache import ResultCache
 from .ledger import Ledger, LedgerEntry
-from .sampler import collect
+from .layer import collect
 from .service import one_line, remote_job
 
 __all__ = ["job_table", "select", "refresh_status", "fetch_results"]
