@@ -230,10 +230,11 @@ class JobLayer:
         return (name if whole else f"{name}[{span[0]}:{span[1]}]") + again
 
     def record(self, part: Part, *, shots: int, primitive: str = "sampler",
-               variants: Sequence[float] = (1.0,)) -> PubRecord:
+               variants: Sequence[float] = (1.0,), calibration_shots: int = 0) -> PubRecord:
         """A new record of ``part``: its circuit's facts and its estimated cost, bindings x
         shots x (duration x variant + repetition delay) summed over the circuit variants (the
-        noise factors of gate folding stretch a circuit that many times)."""
+        noise factors of gate folding stretch a circuit that many times), plus
+        ``calibration_shots`` of a measurement-only circuit (TREX's calibration)."""
         compiled, isa = part.compiled, part.compiled.isa
         backend = self.connection.backend
         try:
@@ -252,7 +253,8 @@ class JobLayer:
                                 if inst.operation.num_qubits == 2 and inst.name != "barrier"),
             duration_s=duration,
             shot_seconds=None if duration is None else float(sum(
-                bindings * shots * (duration * v + rep_delay) for v in variants)))
+                bindings * shots * (duration * v + rep_delay) for v in variants)
+                + calibration_shots * rep_delay))
         self.records.append(record)
         return record
 
