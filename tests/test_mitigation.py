@@ -1,0 +1,107 @@
+"""Mitigation by name, and probabilities read through a (mitigating) estimator."""
+
+import numpy as np
+import pytest
+from qiskit import QuantumCircuit
+
+from qmoe_qiskit.circuits import paper_ansatz
+from qmoe_qiskit.errors import ConfigError, UnsupportedCircuitError
+from qmoe_qiskit.jobs import JobOptions, RuntimeSampler, connect
+from qmoe_qiskit.jobs.estimator import Resilience, RuntimeEstimator
+from qmoe_qiskit.jobs.mitigation import (
+    EstimatorSampler,
+    parse_mitigation,
+    project_to_simplex,
+)
+from qmoe_qiskit.metrics import tvd
+from qmoe_qiskit.noise_models import stand_in
+from qmoe_qiskit.primitives import outcome_probabilities
+from qmoe_qiskit.simulation import ExactEstimator, ExactSampler
+
+
+def _values(circuit, rows, seed=2):
+    return np.random.default_rng(seed).uniform(0, np.pi, (rows, circuit.num_parameters))
+
+
+@pytest.mark.parametrize("text, message", [
+    ("zne,cdr", r"unknown mitigation 'cdr'; valid: 'readout', 'trex', 'zne'"),
+    ("readout,zne", r"readout \(mthree on the sampler's counts\) does not combine"),
+    ("zne,zne", r"names a technique twice"),
+])
+def test_bad_techniques_are_refused_in_one_line(text, message):
+    with pytest.raises(ConfigError, match=message) as exc:
+        parse_mitigation(text)
+    assert "\n" not in str(exc.value)
+
+
+def test_techniques_and_their_options_parse_into_the_runtimes_resilience():
+    both = parse_mitigation("zne, trex", zne_factors=(1, 2, 3), zne_extrapolator=("linear",))
+    assert both.techniques == ("trex", "zne") and both.name == "trex,zne"
+    assert both.resilience == Resilience(trex=True, zne=True, zne_factors=(1.0, 2.0, 3.0),
+                                         zne_extrapolator=("linear",))
+    assert parse_mitigation("readout").readout and parse_mitigation(None) is None
+    with pytest.raises(ConfigError, match="--zne-factors needs zne among the techniques"):
+        parse_mitigation("trex", zne_factors=(1, 3))
+    with pytest.raises(ConfigError, match="--zne-extrapolator needs --mitigate zne"):
+        parse_mitigation(None, zne_extrapolator=("linear",))
+    with pytest.raises(ConfigError, match="strictly increasing"):
+        parse_mitigation("zne", zne_factors=(3, 1))
+
+
+@pytest.mark.parametrize("qubits, outputs", [(2, 4), (3, 8), (3, 2)])
+def test_distributions_from_exact_z_strings_equal_the_exact_sampler(qubits, outputs):
+    """The inverse Walsh-Hadamard transform of the exact Z strings is the exact distribution,
+    bit order included."""
+    circuit = paper_ansatz(qubits, 2, num_outputs=outputs).circuit
+    values = _values(circuit, 5)
+    ours = EstimatorSampler(ExactEstimator()).run([(circuit, values)]).result()[0]
+    ref = ExactSampler(default_shots=None).run([(circuit, values)]).result()[0]
+    [name] = ref.data.keys()
+    np.testing.assert_allclose(outcome_probabilities(ours.data[name]),
+                               outcome_probabilities(ref.data[name]), atol=1e-12)
+
+
+def test_the_projection_is_the_nearest_distribution():
+    np.testing.assert_allclose(project_to_simplex(np.array([[0.6, 0.6, -0.2]])),
+                               [[0.5, 0.5, 0.0]])
+    already = np.array([[0.1, 0.2, 0.7]])
+    np.testing.assert_allclose(project_to_simplex(already), already)
+    rng = np.random.default_rng(0)
+    rows = rng.normal(0.25, 0.3, (50, 4))
+    projected = project_to_simplex(rows)
+    np.testing.assert_allclose(projected.sum(axis=1), 1)
+    assert projected.min() >= 0
+    for row, best in zip(rows, projected):  # no distribution is nearer
+        others = rng.dirichlet(np.ones(4), 500)
+        assert np.linalg.norm(row - best) <= np.linalg.norm(row - others, axis=1).min() + 1e-12
+
+
+def test_zne_through_the_estimator_sampler_brings_a_probability_router_toward_ideal():
+    """A probability router read as the Z strings of its outcomes: with gate noise only,
+    gate-folding ZNE lands its distributions much nearer the ideal ones than the raw counts."""
+    circuit = paper_ansatz(2, 3, num_outputs=4).circuit
+    values = _values(circuit, 6)
+    ideal = outcome_probabilities(ExactSampler(default_shots=None).run(
+        [(circuit, values)]).result()[0].data.meas)
+    connection = connect(stand_in("fake_manila", scale=4, readout_scale=0, seed=0))
+    raw_sampler = RuntimeSampler(connection, JobOptions(shots=20000), seed=0)
+    raw = outcome_probabilities(raw_sampler.run([(circuit, values)]).result()[0].data.meas)
+    jobs = RuntimeSampler(connection, JobOptions(shots=20000), seed=0)
+    sampler = EstimatorSampler(RuntimeEstimator(jobs, Resilience(zne=True)))
+    mitigated = outcome_probabilities(sampler.run([(circuit, values)]).result()[0].data.meas)
+    assert jobs.stats()["jobs_submitted"] == 1  # three Z strings, one PUB, one job
+    [outcome] = sampler.outcomes
+    assert outcome.z.shape == (6, 3) and outcome.quasi.shape == (6, 4)
+    np.testing.assert_allclose(mitigated.sum(axis=1), 1)
+    raw_tvd, zne_tvd = tvd(raw, ideal).mean(), tvd(mitigated, ideal).mean()
+    assert zne_tvd < 0.5 * raw_tvd, (raw_tvd, zne_tvd)
+
+
+def test_a_mid_circuit_measurement_is_refused_before_anything_is_submitted():
+    circuit = QuantumCircuit(2, 2)
+    circuit.h(0)
+    circuit.measure(0, 0)
+    circuit.cx(0, 1)
+    circuit.measure(1, 1)
+    with pytest.raises(UnsupportedCircuitError, match="mid-circuit measurement"):
+        EstimatorSampler(ExactEstimator()).run([(circuit,)]).result()
