@@ -254,10 +254,18 @@ def _run_args(p: argparse.ArgumentParser) -> None:
                         "(compare then tests for drift between them; default 1)")
     p.add_argument("--repeat-interval", type=float, default=0.0, metavar="SECONDS",
                    help="seconds from one repeat's start to the next's (default 0)")
-    p.add_argument("--mitigate", default=None, metavar="readout",
-                   help="readout: calibrate the measured qubits in the same job and report "
-                        "the readout-mitigated results beside the raw ones (needs mthree: "
-                        "pip install 'qmoe-qiskit[mitigation]')")
+    p.add_argument("--mitigate", default=None, metavar="TECHNIQUES",
+                   help="readout: mthree on the counts, calibrated in the same job (needs "
+                        "mthree: pip install 'qmoe-qiskit[mitigation]'); trex, zne or trex,zne: "
+                        "run: the model again on the runtime's client-side Estimator, reported "
+                        "beside the raw results")
+    p.add_argument("--zne-factors", type=_floats, default=None, metavar="F1,F2,...",
+                   help="run with --mitigate zne: gate-folding noise factors, each >= 1 and "
+                        "increasing (default 1,3,5)")
+    p.add_argument("--zne-extrapolator", type=_names, default=None, metavar="NAMES",
+                   help="run with --mitigate zne: extrapolators in priority order (default "
+                        "exponential,linear; also linear, double_exponential, "
+                        "polynomial_degree_K, fallback)")
 
 
 def _account_args(p: argparse.ArgumentParser) -> None:
@@ -377,6 +385,7 @@ def _run_config(args, dry_run: bool = False):
                      dynamical_decoupling=args.dd, cache_dir=args.cache,
                      channel=args.channel, instance=args.instance, dry_run=dry_run,
                      noise_scale=args.noise_scale, mitigate=args.mitigate,
+                     zne_factors=args.zne_factors, zne_extrapolator=args.zne_extrapolator,
                      readout_scale=args.readout_scale, noise_drift=args.noise_drift,
                      repeats=args.repeats, repeat_interval=args.repeat_interval)
 

@@ -105,3 +105,43 @@ def test_a_mid_circuit_measurement_is_refused_before_anything_is_submitted():
     circuit.measure(1, 1)
     with pytest.raises(UnsupportedCircuitError, match="mid-circuit measurement"):
         EstimatorSampler(ExactEstimator()).run([(circuit,)]).result()
+
+
+def test_run_with_zne_reports_the_mitigated_router_beside_the_raw_one(sel_model, tmp_path):
+    """``qmoe run --mitigate zne`` on a stand-in with gate noise only: the model runs on the
+    sampler (raw) and again on the runtime Estimator in the same pass, one job each; the
+    mitigated router lies nearer ideal, and the estimator's PUB is priced with every noise
+    factor, in the dry run before anything is paid."""
+    from qmoe_qiskit.experiments.base import run_experiment
+    from qmoe_qiskit.experiments.run import RunConfig
+
+    common = dict(model=str(sel_model), backend="fake_manila", noise_scale=4,
+                  readout_scale=0, shots=4000, samples=20, cache_dir=str(tmp_path / "c"))
+    plan, _ = run_experiment(RunConfig(**common, mitigate="zne", dry_run=True), None,
+                             progress=False)
+    raw_plan, _ = run_experiment(RunConfig(**common, dry_run=True), None, progress=False)
+    assert plan.results["jobs"] == 2 and raw_plan.results["jobs"] == 1
+    assert 2.5 * raw_plan.results["estimated_qpu_seconds"] < \
+        plan.results["estimated_qpu_seconds"] < 5 * raw_plan.results["estimated_qpu_seconds"]
+    outcome, folder = run_experiment(RunConfig(**common, mitigate="zne"), tmp_path / "run",
+                                     progress=False)
+    r = outcome.results
+    assert r["jobs_submitted"] == 2
+    assert [p["primitive"] for p in r["pubs"]] == ["sampler", "estimator (zne)"]
+    zne = r["mitigated"]["zne"]
+    assert zne["router_error_vs_ideal"] < 0.6 * r["router_error_vs_ideal"], r["mitigated"]
+    assert zne["router_z_rms"] > 0 and 2 < zne["qpu_multiple"] < 5
+    assert 0 <= zne["accuracy"] <= 1
+    assert "mitigated (zne)" in outcome.summary and "mitigated (zne)" in \
+        (folder / "report.md").read_text()
+    # the raw counts are what the run keeps for compare: the sampler's PUB alone
+    from qmoe_qiskit.jobs.outcomes import read_measurements
+
+    assert len(read_measurements(folder)) == 1
+
+
+def test_estimator_techniques_refuse_repeats_in_one_line(sel_model):
+    from qmoe_qiskit.experiments.run import RunConfig
+
+    with pytest.raises(ConfigError, match="--repeats with --mitigate trex,zne is not"):
+        RunConfig(model=str(sel_model), backend="fake_manila", mitigate="zne,trex", repeats=2)

@@ -117,7 +117,9 @@ def test_mitigating_a_cached_run_submits_only_the_calibration(q_experts, tmp_pat
 
 
 @pytest.mark.parametrize("argv, message", [
-    (["--mitigate", "zne"], "unknown mitigation 'zne'; valid: readout"),
+    (["--mitigate", "cdr"], "unknown mitigation 'cdr'; valid: 'readout', 'trex', 'zne'"),
+    (["--mitigate", "readout,zne"], "readout (mthree on the sampler's counts) does not combine"),
+    (["--mitigate", "zne", "--zne-factors", "1,3,2"], "strictly increasing, got [1.0, 3.0, 2.0]"),
 ])
 def test_bad_mitigation_is_one_line(q_experts, tmp_path, capsys, argv, message):
     assert main(["run", "--model", str(q_experts), "--backend", "fake_manila", "--no-progress",

@@ -14,6 +14,15 @@ same job (:mod:`qmoe_qiskit.jobs.readout`) and reports the model again on the mi
 distributions, beside the raw ones. The raw counts are what the run keeps; mitigation is a
 post-processing of them, so the model's PUBs keep their cache keys.
 
+``mitigate="trex"``, ``"zne"`` or ``"trex,zne"`` runs the model a second time, in the same
+pass, on the runtime's client-side Estimator (:class:`~qmoe_qiskit.jobs.RuntimeEstimator`):
+⟨Z⟩ routers as their observables, probability circuits as the Z strings of their outcomes
+(:class:`~qmoe_qiskit.jobs.mitigation.EstimatorSampler`), one estimator job beside the
+sampler's. ``results.json`` then has ``mitigated[<technique>]``: accuracy, the router's error
+against ideal (mean |value - ideal| of its outputs), the RMS of (mitigated - ideal) / reported
+std, and the estimated QPU seconds of the technique's PUBs, beside the raw
+``router_error_vs_ideal``.
+
 ``repeats=N`` measures the same circuits in N separate passes, each its own job (spaced
 ``repeat_interval`` seconds apart, start to start), each cached, ledgered and costed like any
 job: what ``qmoe compare`` needs to see drift between jobs. The accuracy and router are then
@@ -51,15 +60,19 @@ from ..jobs import (
     default_cache_dir,
 )
 from ..jobs.cache import library_versions
-from ..jobs.outcomes import MeasuredPub, by_repeat, measurement_files, pooled
-from ..jobs.readout import ReadoutCalibration, calibrate, check_mitigation
+from ..jobs.estimator import RuntimeEstimator
 from ..jobs.layer import MAX_EXECUTIONS, pack
+from ..jobs.mitigation import EstimatorSampler, Mitigation, parse_mitigation, walsh
+from ..jobs.outcomes import MeasuredPub, by_repeat, measurement_files, pooled
+from ..jobs.readout import CIRCUIT_PREFIX as CALIBRATION_PREFIX
+from ..jobs.readout import ReadoutCalibration, calibrate
 from ..jobs.sampler import PubOutcome
 from ..metrics import accuracy, mean_tvd
 from ..noise_models.standin import stand_in
 from ..plots import router_agreement
 from ..primitives import SamplerEstimator
 from ..resources import check_memory
+from ..simulation import ExactSampler
 from ..transpile import measured_qubits
 from .base import Outcome, load_trained
 from .replay import replay
@@ -88,7 +101,10 @@ class RunConfig:
     instance: str | None = None
     dry_run: bool = False
     noise_scale: float | None = None  # a stand-in: the fake backend with every rate times this
-    mitigate: str | None = None  # "readout": mthree readout mitigation, calibrated in the job
+    mitigate: str | None = None  # "readout" (mthree, calibrated in the job), or the runtime
+    # Estimator's "trex", "zne", "trex,zne"
+    zne_factors: tuple[float, ...] | None = None  # None: the runtime's 1, 3, 5
+    zne_extrapolator: tuple[str, ...] | None = None  # None: exponential, then linear
     readout_scale: float | None = None  # the stand-in's readout errors times this instead
     noise_drift: float | None = None  # the stand-in's scale drawn per job, sd this x the scale
     repeats: int = 1  # measure the same circuits this many times, each in jobs of its own
@@ -114,8 +130,16 @@ class RunConfig:
         if self.samples is not None and self.samples < 1:
             raise ConfigError(f"samples must be >= 1, got {self.samples}")
         check_seed(self.seed)
-        check_mitigation(self.mitigate)
+        mitigation = self.mitigation()
+        if mitigation is not None and not mitigation.readout and self.repeats > 1:
+            raise ConfigError(f"--repeats with --mitigate {mitigation.name} is not supported; "
+                              f"measure repeats raw or with --mitigate readout")
         self.job_options()  # validates shots, optimization level
+
+    def mitigation(self) -> Mitigation | None:
+        """The techniques ``mitigate`` names (checked; ``None`` for none)."""
+        return parse_mitigation(self.mitigate, zne_factors=self.zne_factors,
+                                zne_extrapolator=self.zne_extrapolator)
 
     def _check_stand_in(self) -> None:
         given = [(flag, value) for flag, value in (
@@ -228,6 +252,8 @@ class RunConfig:
             "predictions": done.predictions.tolist(),
             "labels": done.labels.tolist(),
             "mitigation": _mitigation(done, ideal),
+            "router_error_vs_ideal": _router_error(done.raw_router, done.ideal_router),
+            "mitigated": _mitigated(done),
             "wall_seconds": seconds,
         }
         repeated = (f"; {self.repeats} repeats pooled, accuracy per repeat "
@@ -240,6 +266,7 @@ class RunConfig:
             + ("" if results["mitigation"] is None else
                f"; readout-mitigated: accuracy {results['mitigation']['accuracy']:.3f}, "
                f"router TVD to ideal {results['mitigation']['mean_tvd_to_ideal']:.4f}"),
+            *_technique_lines(results),
             f"jobs submitted {results['jobs_submitted']} (carrying {results['pubs_submitted']} "
             f"PUBs), fetched {results['jobs_fetched']}, cache hits {results['cache_hits']}; "
             f"QPU time {_seconds(results['qpu_seconds'])} charged, "
@@ -278,6 +305,10 @@ class BackendPass:
     readouts: list[ReadoutCalibration] = ()  # measured in each repeat's job (``mitigate``)
     mitigated_gates: np.ndarray | None = None  # the router on readout-mitigated distributions
     mitigated_predictions: np.ndarray | None = None
+    ideal_router: np.ndarray | None = None  # the router circuit's outputs (⟨Z_i⟩ or
+    raw_router: np.ndarray | None = None  # probabilities): exact, and measured raw
+    mitigated_router: dict[str, np.ndarray] = dataclasses.field(default_factory=dict)
+    estimated: dict[str, "_Mitigated"] = dataclasses.field(default_factory=dict)  # by technique
 
 
 @dataclass(frozen=True)
@@ -306,14 +337,27 @@ class RunCell:
                 on_wait=lambda what, state, seconds: bar.set_postfix_str(
                     f"job of {what}: {state.lower()}, {seconds:.0f} s"))
             marks = [0, 0]  # where the model's PUBs start and end among the sampler's outcomes
+            mitigation = config.mitigation()
+            estimator = None if mitigation is None or mitigation.readout else \
+                RuntimeEstimator(sampler, mitigation.resilience)
+            router = _RouterTap(model)
 
             def forward():
                 marks[0] = len(sampler.outcomes)
                 result = model.forward_with_gates(x)
+                raw_router = router.last
                 marks[1] = len(sampler.outcomes)
                 readout = calibrate(sampler, sampler.measured_qubits()) \
-                    if config.mitigate else None
-                return result, readout
+                    if mitigation is not None and mitigation.readout else None
+                mitigated = None
+                if estimator is not None:  # the same pass on the runtime Estimator
+                    first, distributions = len(estimator.outcomes), EstimatorSampler(estimator)
+                    with model.using(sampler=distributions, estimator=estimator):
+                        outputs, _ = model.forward_with_gates(x)
+                    mitigated = _Mitigated(outputs.argmax(dim=-1).numpy(), router.last,
+                                           estimator.outcomes[first:first + 1],
+                                           distributions.outcomes[:1])
+                return (result, readout, mitigated), raw_router
 
             passes, measured = [], []
             start = time.monotonic()
@@ -328,6 +372,7 @@ class RunCell:
                     passes.append(sampler.run_together(forward))
                     measured += [_measured(o, repeat)
                                  for o in sampler.outcomes[marks[0]:marks[1]]]
+        router.close()
         backend = connection.backend
         truth = getattr(backend, "truth", None)
         common = dict(backend=connection.name, local=connection.local,
@@ -340,26 +385,69 @@ class RunCell:
         if config.dry_run:
             return BackendPass(gates=None, ideal_gates=None, predictions=None,
                                ideal_predictions=None, **common)
+        tap = _RouterTap(model)
         with torch.no_grad():
             ideal_outputs, ideal_gates = model.forward_with_gates(x)
-        repeat_predictions = [outputs.argmax(dim=-1).numpy() for (outputs, _), _ in passes]
-        if config.repeats == 1:
-            [((outputs, gates), _)] = passes
-            predictions, gates = repeat_predictions[0], gates.numpy()
-        else:  # the counts of every repeat together
-            pubs = pooled(measured)
-            predictions, gates = replay(model, x, pubs, [frequencies(p) for p in pubs])
-        readouts = [readout for _, readout in passes if readout is not None]
-        mitigated = {}
-        if readouts:
-            predictions_m, router = replay(model, x, pooled(measured),
-                                           mitigated_tables(readouts, measured))
-            mitigated = dict(readouts=readouts, mitigated_gates=router,
-                             mitigated_predictions=predictions_m)
+            ideal_router = tap.last
+            repeat_predictions = [outputs.argmax(dim=-1).numpy()
+                                  for ((outputs, _), _, _), _ in passes]
+            if config.repeats == 1:
+                [(((outputs, gates), _, _), raw_router)] = passes
+                predictions, gates = repeat_predictions[0], gates.numpy()
+            else:  # the counts of every repeat together
+                pubs = pooled(measured)
+                predictions, gates = replay(model, x, pubs, [frequencies(p) for p in pubs])
+                raw_router = tap.last
+            readouts = [readout for (_, readout, _), _ in passes if readout is not None]
+            mitigated = {}
+            if readouts:
+                predictions_m, router = replay(model, x, pooled(measured),
+                                               mitigated_tables(readouts, measured))
+                mitigated = dict(readouts=readouts, mitigated_gates=router,
+                                 mitigated_predictions=predictions_m,
+                                 mitigated_router={"readout": tap.last})
+        tap.close()
+        estimated = passes[0][0][2]
+        if estimated is not None:
+            layer = getattr(model.router, "layer", None)
+            estimated = dataclasses.replace(
+                estimated, z_rms=_router_z_rms(layer, estimated, ideal_router))
+            mitigated["estimated"] = {config.mitigation().name: estimated}  # one pass
         return BackendPass(gates=gates, ideal_gates=ideal_gates.numpy(),
                            predictions=predictions, repeat_predictions=repeat_predictions,
-                           ideal_predictions=ideal_outputs.argmax(dim=-1).numpy(), **common,
+                           ideal_predictions=ideal_outputs.argmax(dim=-1).numpy(),
+                           ideal_router=ideal_router, raw_router=raw_router, **common,
                            **mitigated)
+
+
+class _RouterTap:
+    """The outputs of the router's circuit (its QNN: ⟨Z_i⟩ or probabilities, before any
+    classical adapter) in the latest forward pass; ``None`` for a classical router."""
+
+    def __init__(self, model):
+        self.last = None
+        layer = getattr(getattr(model, "router", None), "layer", None)
+        self._hook = None if layer is None else layer.register_forward_hook(self._keep)
+
+    def _keep(self, module, inputs, output) -> None:
+        self.last = output.detach().numpy().copy()
+
+    def close(self) -> None:
+        if self._hook is not None:
+            self._hook.remove()
+
+
+@dataclass(frozen=True)
+class _Mitigated:
+    """The model's pass on the runtime Estimator: predictions, the router circuit's outputs,
+    and what the estimator returned for the router (its ⟨Z⟩ observables, or the Z strings and
+    quasi-probabilities of its outcomes)."""
+
+    predictions: np.ndarray
+    router: np.ndarray | None
+    estimates: list  # the router's EstimatedPub (first of the pass)
+    distributions: list  # the router's EstimatedDistributions where it reads probabilities
+    z_rms: float | None = None  # RMS of (estimate - ideal) / reported std, router outputs
 
 
 def _advance(bar) -> None:
@@ -409,6 +497,66 @@ def _mitigation(done: BackendPass, ideal: np.ndarray) -> dict[str, Any] | None:
             "router": done.mitigated_gates.tolist()}
 
 
+def _router_error(values: np.ndarray | None, ideal: np.ndarray | None) -> float | None:
+    """Mean over samples of the mean |value - ideal value| of the router circuit's outputs."""
+    if values is None or ideal is None:
+        return None
+    return float(np.abs(np.asarray(values) - np.asarray(ideal)).mean())
+
+
+def _router_z_rms(layer, estimated: "_Mitigated", ideal_router: np.ndarray) -> float | None:
+    """RMS over samples and outputs of (mitigated - ideal) / reported std of what the runtime
+    estimated for the router: its ⟨Z_i⟩, or the Z strings of its outcomes."""
+    if layer is None or not estimated.estimates:
+        return None
+    [pub] = estimated.estimates
+    if layer.ansatz.readout == "expectations":
+        ideal = np.asarray(ideal_router)
+    else:  # the exact Z strings of the router's logical circuit on the same bindings
+        circuit = layer.ansatz.circuit
+        column = {p.name: i for i, p in enumerate(circuit.parameters)}
+        values = np.zeros((len(pub.values), circuit.num_parameters))
+        values[:, [column[p.name] for p in pub.isa.parameters]] = pub.values
+        [register] = [c.name for c in circuit.cregs]
+        probabilities = ExactSampler(default_shots=None).run(
+            [(circuit, values)]).result()[0].data[register].probabilities
+        ideal = probabilities @ walsh(circuit.num_clbits)[:, 1:]
+    stds = np.where(pub.stds > 0, pub.stds, np.nan)
+    z = (pub.evs - ideal) / stds
+    return float(np.sqrt(np.nanmean(z ** 2))) if np.isfinite(z).any() else None
+
+
+def _mitigated(done: BackendPass) -> dict[str, Any] | None:
+    """Per technique: accuracy, router error against ideal, the std calibration of what the
+    runtime reported and the estimated QPU seconds of its PUBs (``None`` without
+    mitigation)."""
+    if not done.readouts and not done.estimated:
+        return None
+    records = done.records
+    raw = sum(r["shot_seconds"] or 0 for r in records
+              if r.get("primitive", "sampler") == "sampler"
+              and not r["circuit"].startswith(CALIBRATION_PREFIX))
+    out = {}
+    if done.readouts:
+        seconds = sum(r["shot_seconds"] or 0 for r in records
+                      if r.get("primitive", "sampler") == "sampler")
+        out["readout"] = {
+            "accuracy": accuracy(done.labels, done.mitigated_predictions),
+            "router_error_vs_ideal": _router_error(done.mitigated_router.get("readout"),
+                                                   done.ideal_router),
+            "router_z_rms": None, "router_z_rms_note": "mthree reports no standard errors",
+            "qpu_seconds_estimate": seconds, "qpu_multiple": seconds / raw if raw else None}
+    for name, estimated in done.estimated.items():
+        seconds = sum(r["shot_seconds"] or 0 for r in records
+                      if r.get("primitive") == f"estimator ({name})")
+        out[name] = {
+            "accuracy": accuracy(done.labels, estimated.predictions),
+            "router_error_vs_ideal": _router_error(estimated.router, done.ideal_router),
+            "router_z_rms": estimated.z_rms,
+            "qpu_seconds_estimate": seconds, "qpu_multiple": seconds / raw if raw else None}
+    return out
+
+
 def _measured(outcome: PubOutcome, repeat: int) -> MeasuredPub:
     [counts] = outcome.counts.values()  # QNN circuits measure into one register
     return MeasuredPub(outcome.isa, outcome.values, counts, repeat)
@@ -421,15 +569,17 @@ def _costs(records: list[dict]) -> dict[str, Any]:
     known = [r["shot_seconds"] for r in pending if r["shot_seconds"] is not None]
     planned = [r for r in pending if r["source"] == "planned"]
     charged = {r["job_id"]: r["qpu_seconds"] for r in pending if r["source"] != "planned"}
-    repeats = sorted({r.get("repeat", 0) for r in planned})  # each repeat: jobs of its own
+    groups = sorted({(r.get("repeat", 0), r.get("primitive", "sampler")) for r in planned})
+    # each repeat and each primitive: jobs of their own
     return {
         "circuits": len(records),
         "bindings": sum(r["bindings"] for r in records),
         "total_shots": sum(r["bindings"] * r["shots"] for r in records),
         "uncached_circuits": len(pending),
         "jobs": len({r["job_id"] for r in pending if r["source"] != "planned"}) + sum(
-            len(pack([r["bindings"] * r["shots"] for r in planned if r.get("repeat", 0) == j],
-                     MAX_EXECUTIONS)) for j in repeats),
+            len(pack([r["bindings"] * r["shots"] for r in planned
+                      if (r.get("repeat", 0), r.get("primitive", "sampler")) == group],
+                     MAX_EXECUTIONS)) for group in groups),
         "estimated_qpu_seconds": (float(sum(known)) if len(known) == len(pending) else None),
         "qpu_seconds": (None if planned or None in charged.values()
                         else float(sum(charged.values()))),
@@ -467,6 +617,21 @@ def plan_text(plan: dict[str, Any]) -> str:
     return "\n".join(lines)
 
 
+def _technique_lines(results: dict[str, Any]) -> list[str]:
+    """One line per mitigation technique: what it bought against the raw run, and its cost."""
+    lines = []
+    for name, m in (results.get("mitigated") or {}).items():
+        z = m["router_z_rms"]
+        multiple = m["qpu_multiple"]
+        lines.append(
+            f"mitigated ({name}): accuracy {m['accuracy']:.3f}, router error vs ideal "
+            f"{m['router_error_vs_ideal']:.4f} (raw {results['router_error_vs_ideal']:.4f})"
+            + ("" if z is None else f", RMS of error / reported std {z:.2f} (1 if honest)")
+            + f", est. QPU {m['qpu_seconds_estimate']:.1f} s"
+            + ("" if multiple is None else f" ({multiple:.2f} x the raw PUBs)"))
+    return lines
+
+
 def _mitigation_lines(mitigation: dict[str, Any] | None) -> list[str]:
     if mitigation is None:
         return []
@@ -497,6 +662,8 @@ def _report(results: dict[str, Any]) -> str:
            + ", ".join(f"{a:.3f}" for a in results["repeat_accuracy"]) + ".", ""]
           if results["repeats"] > 1 else []),
         *_mitigation_lines(results.get("mitigation")),
+        *([f"- {line}" for line in _technique_lines(results)] + [""]
+          if results.get("mitigated") else []),
         f"Jobs submitted: {results['jobs_submitted']} (carrying {results['pubs_submitted']} "
         f"PUBs), fetched from earlier runs: {results['jobs_fetched']}, cache hits: "
         f"{results['cache_hits']}. QPU time charged: {_seconds(results['qpu_seconds'])} "
