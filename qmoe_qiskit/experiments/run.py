@@ -351,12 +351,11 @@ class RunCell:
                     if mitigation is not None and mitigation.readout else None
                 mitigated = None
                 if estimator is not None:  # the same pass on the runtime Estimator
-                    first, distributions = len(estimator.outcomes), EstimatorSampler(estimator)
-                    with model.using(sampler=distributions, estimator=estimator):
+                    first = len(estimator.outcomes)
+                    with model.using(sampler=EstimatorSampler(estimator), estimator=estimator):
                         outputs, _ = model.forward_with_gates(x)
                     mitigated = _Mitigated(outputs.argmax(dim=-1).numpy(), router.last,
-                                           estimator.outcomes[first:first + 1],
-                                           distributions.outcomes[:1])
+                                           estimator.outcomes[first:first + 1])
                 return (result, readout, mitigated), raw_router
 
             passes, measured = [], []
@@ -440,13 +439,12 @@ class _RouterTap:
 @dataclass(frozen=True)
 class _Mitigated:
     """The model's pass on the runtime Estimator: predictions, the router circuit's outputs,
-    and what the estimator returned for the router (its ⟨Z⟩ observables, or the Z strings and
-    quasi-probabilities of its outcomes)."""
+    and what the estimator returned for the router (its ⟨Z⟩ observables, or the Z strings of
+    its outcomes)."""
 
     predictions: np.ndarray
     router: np.ndarray | None
     estimates: list  # the router's EstimatedPub (first of the pass)
-    distributions: list  # the router's EstimatedDistributions where it reads probabilities
     z_rms: float | None = None  # RMS of (estimate - ideal) / reported std, router outputs
 
 
