@@ -45,6 +45,7 @@ from qmoe_qiskit.experiments import CompareConfig, RunConfig, TrainRun, run_expe
 from qmoe_qiskit.experiments.compare import MODELS, Snapshot
 from qmoe_qiskit.experiments.hypotheses import FitData, drift, fit_and_test, hypothesis
 from qmoe_qiskit.jobs.outcomes import MeasuredPub, read_measurements
+from qmoe_qiskit.metrics import wilson_interval
 from qmoe_qiskit.models import ModelSpec
 from qmoe_qiskit.noise_models import (
     IsaEvaluator,
@@ -219,11 +220,7 @@ def _draw(rng, probabilities, shots):
 
 def wilson(successes: int, trials: int) -> tuple[float, float]:
     """The 95% Wilson interval of a proportion."""
-    z = 1.959963984540054
-    p = successes / trials
-    centre = (p + z * z / (2 * trials)) / (1 + z * z / trials)
-    half = z * np.sqrt(p * (1 - p) / trials + z * z / (4 * trials ** 2)) / (1 + z * z / trials)
-    return centre - half, centre + half
+    return wilson_interval(successes, trials)
 
 
 def _rate(flags: list[bool]) -> str:

@@ -257,15 +257,17 @@ def _run_args(p: argparse.ArgumentParser) -> None:
     p.add_argument("--mitigate", default=None, metavar="TECHNIQUES",
                    help="readout: mthree on the counts, calibrated in the same job (needs "
                         "mthree: pip install 'qmoe-qiskit[mitigation]'); trex, zne or trex,zne: "
-                        "run: the model again on the runtime's client-side Estimator, reported "
-                        "beside the raw results")
+                        "the model again on the runtime's client-side Estimator, reported "
+                        "beside the raw results (compare --run DIR: the technique the run "
+                        "must have used)")
     p.add_argument("--zne-factors", type=_floats, default=None, metavar="F1,F2,...",
                    help="run with --mitigate zne: gate-folding noise factors, each >= 1 and "
                         "increasing (default 1,3,5)")
     p.add_argument("--zne-extrapolator", type=_names, default=None, metavar="NAMES",
-                   help="run with --mitigate zne: extrapolators in priority order (default "
+                   help="with --mitigate zne: extrapolators in priority order (default "
                         "exponential,linear; also linear, double_exponential, "
-                        "polynomial_degree_K, fallback)")
+                        "polynomial_degree_K, fallback); compare --run DIR: refit the run's "
+                        "noise-factor values with them, offline")
 
 
 def _account_args(p: argparse.ArgumentParser) -> None:
@@ -412,10 +414,13 @@ def _compare(args) -> int:
             given.append("--quick")
         if args.repeats != 1:
             given.append("--repeats")
+        if args.zne_factors is not None:
+            given.append("--zne-factors")
         if given:
             raise ConfigError(f"--run compares a finished run; {given[0]} is for running a model "
                               f"first (give --model and --backend without --run)")
-        config = CompareConfig(run=args.run, mitigate=args.mitigate, **analysis)
+        config = CompareConfig(run=args.run, mitigate=args.mitigate,
+                               zne_extrapolator=args.zne_extrapolator, **analysis)
     elif args.model is None or args.backend is None:
         raise ConfigError("give a finished run folder (--run DIR), or a model and a backend to "
                           "run it on first (--model M --backend B)")

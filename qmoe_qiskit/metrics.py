@@ -41,6 +41,22 @@ def summarize(values: Sequence[float], *, per: str = "per_seed") -> dict[str, An
     return {"mean": float(arr.mean()), "std": std, per: [float(v) for v in arr]}
 
 
+def wilson_interval(successes: int, trials: int, *, level: float = 0.95) -> tuple[float, float]:
+    """The Wilson score interval of a proportion at ``level`` (inside [0, 1] by construction;
+    ``(0, 1)`` for no trials)."""
+    from scipy.stats import norm
+
+    if trials <= 0:
+        return 0.0, 1.0
+    z = float(norm.ppf(0.5 + level / 2))
+    p = successes / trials
+    centre = (p + z * z / (2 * trials)) / (1 + z * z / trials)
+    half = z * np.sqrt(p * (1 - p) / trials + z * z / (4 * trials * trials)) / (1 + z * z / trials)
+    lo = 0.0 if successes == 0 else max(0.0, centre - half)  # exact at the ends: the
+    hi = 1.0 if successes == trials else min(1.0, centre + half)  # rounding misses them
+    return float(lo), float(hi)
+
+
 def tvd(p: np.ndarray, q: np.ndarray) -> np.ndarray:
     """Total variation distance ``½ Σ_k |p_k − q_k|`` between the rows of ``p`` and ``q``."""
     return 0.5 * np.abs(np.asarray(p) - np.asarray(q)).sum(axis=-1)

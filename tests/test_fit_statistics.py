@@ -309,3 +309,16 @@ def test_the_device_model_states_where_relaxation_exceeds_the_calibration():
     cx = rows[("cx", (3, 4))]
     assert cx.relaxation_error == pytest.approx(6.57e-3, rel=0.01) and 0.1 < cx.excess < 0.2
     assert ("sx", (4,)) not in rows  # qubit 4's calibration leaves room for depolarizing
+
+
+def test_the_wilson_interval_is_scipys_and_stays_inside_zero_one():
+    from scipy.stats import binomtest
+
+    from qmoe_qiskit.metrics import wilson_interval
+
+    for k, n in [(0, 10), (3, 10), (10, 10), (47, 50), (1, 1)]:
+        want = binomtest(k, n).proportion_ci(confidence_level=0.95, method="wilson")
+        lo, hi = wilson_interval(k, n)
+        assert abs(lo - want.low) < 1e-12 and abs(hi - want.high) < 1e-12, (k, n)
+        assert 0 <= lo <= k / n <= hi <= 1
+    assert wilson_interval(0, 0) == (0.0, 1.0)

@@ -145,3 +145,92 @@ def test_estimator_techniques_refuse_repeats_in_one_line(sel_model):
 
     with pytest.raises(ConfigError, match="--repeats with --mitigate trex,zne is not"):
         RunConfig(model=str(sel_model), backend="fake_manila", mitigate="zne,trex", repeats=2)
+
+
+@pytest.fixture(scope="module")
+def zne_run(sel_model, tmp_path_factory):
+    """A ``qmoe run --mitigate zne`` of the sel router on a gate-noise stand-in (folder)."""
+    from qmoe_qiskit.experiments.base import run_experiment
+    from qmoe_qiskit.experiments.run import RunConfig
+
+    root = tmp_path_factory.mktemp("zne")
+    config = RunConfig(model=str(sel_model), backend="fake_manila", noise_scale=4,
+                       readout_scale=0, shots=2000, samples=20, cache_dir=str(root / "c"),
+                       mitigate="zne")
+    outcome, folder = run_experiment(config, root / "run", progress=False)
+    return outcome.results, folder
+
+
+def test_compare_replays_the_runs_estimates_and_refits_zne_offline(zne_run, tmp_path):
+    """compare sets the run's ZNE router values against ideal and the fitted noise models from
+    the estimates the run kept; a refit with the run's own extrapolators reproduces the
+    runtime's values, another extrapolator gives others, and neither submits a job."""
+    from qmoe_qiskit.experiments.base import run_experiment
+    from qmoe_qiskit.experiments.compare import CompareConfig
+    from qmoe_qiskit.jobs.estimator import read_estimates
+
+    r, folder = zne_run
+    [pub] = read_estimates(folder)
+    assert pub.noise["evs_noise_factors"].shape == (20, 2, 3) and pub.resilience.zne
+    models = ("ideal", "device", "device_scaled_fit")
+    rows = {}
+    for extrapolator in (("exponential", "linear"), ("linear",)):
+        out, cfolder = run_experiment(
+            CompareConfig(run=str(folder), models=models, zne_extrapolator=extrapolator),
+            tmp_path / "-".join(extrapolator), progress=False)
+        rows[extrapolator] = out.results["mitigated_router"]["rows"]
+    same, linear = rows[("exponential", "linear")], rows[("linear",)]
+    # the runtime's own values, replayed through the model, are the run's
+    assert same["zne"]["accuracy"] == r["mitigated"]["zne"]["accuracy"]
+    assert abs(same["zne"]["error_vs_ideal"] - r["mitigated"]["zne"]["router_error_vs_ideal"]) \
+        < 1e-9
+    assert abs(same["raw"]["error_vs_ideal"] - r["router_error_vs_ideal"]) < 1e-6  # float32
+    # refit with the run's extrapolators = the runtime's extrapolation; linear is another fit
+    refit = same["zne (refit: exponential, linear)"]
+    assert abs(refit["error_vs_ideal"] - same["zne"]["error_vs_ideal"]) < 1e-6
+    assert abs(linear["zne (refit: linear)"]["error_vs_ideal"] - same["zne"]["error_vs_ideal"]) \
+        > 1e-4
+    assert refit["qpu_multiple"] == same["zne"]["qpu_multiple"] > 2
+    # raw values sit with a noisy model, ZNE's nearer ideal than raw
+    assert same["raw"]["closest_model"] != "ideal"
+    assert same["zne"]["error_vs_ideal"] < same["raw"]["error_vs_ideal"]
+    assert 0 < same["zne"]["raw_error_removed"] < 1
+    assert same["zne"]["dof"] == 40 and 0 <= same["zne"]["p_value"] <= 1
+    lo, hi = same["zne"]["accuracy_ci"]
+    assert 0 <= lo <= same["zne"]["accuracy"] <= hi <= 1
+    text = (cfolder / "report.md").read_text()
+    assert "## What mitigation leaves behind" in text and "zne (refit: linear)" in text
+
+
+@pytest.mark.parametrize("argv, message", [
+    (["--mitigate", "trex"], "did not mitigate with trex (it has zne); run it with --mitigate "
+                             "trex"),
+    (["--mitigate", "readout"], "measured no readout calibration"),
+    (["--zne-extrapolator", "quadratic"], "unknown ZNE extrapolator 'quadratic'; valid:"),
+    (["--zne-extrapolator", "double_exponential"],
+     "double_exponential extrapolator needs at least 4 noise factors; got 3 (1, 3, 5)"),
+    (["--zne-factors", "1,2"], "--zne-factors is for running a model first"),
+])
+def test_compare_refuses_what_the_run_did_not_measure_in_one_line(zne_run, tmp_path, capsys,
+                                                                   argv, message):
+    from qmoe_qiskit.cli import main
+
+    _, folder = zne_run
+    assert main(["compare", "--run", str(folder), "--no-progress", "--out",
+                 str(tmp_path / "o"), *argv]) == 2
+    err = capsys.readouterr().err
+    assert message in err and len(err.strip().splitlines()) == 1, err
+    assert not (tmp_path / "o").exists()
+
+
+def test_refitting_a_run_without_zne_is_refused(sel_model, tmp_path, capsys):
+    from qmoe_qiskit.cli import main
+
+    run = ["run", "--model", str(sel_model), "--backend", "fake_manila", "--samples", "5",
+           "--shots", "200", "--no-progress", "--cache", str(tmp_path / "c")]
+    assert main([*run, "--out", str(tmp_path / "r"), "--mitigate", "trex"]) == 0
+    capsys.readouterr()
+    assert main(["compare", "--run", str(tmp_path / "r"), "--no-progress",
+                 "--zne-extrapolator", "linear"]) == 2
+    err = capsys.readouterr().err
+    assert "--zne-extrapolator refits a ZNE run's noise-factor values" in err

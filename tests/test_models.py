@@ -143,6 +143,25 @@ def test_using_runs_on_other_primitives_and_restores_them_even_on_error():
     assert not torch.allclose(model(x).detach(), before)
 
 
+def test_using_restores_the_very_qnns_so_backends_see_the_same_circuits():
+    """A backend compiles (and keys) each circuit object once; leaving ``using()`` brings
+    back the QNNs of before, not rebuilt ones, with the weights trained inside."""
+    torch.manual_seed(9)
+    model = build_model(ModelSpec(num_features=2, num_classes=2, router="quantum", ansatz="paper",
+                                  expert="quantum"))
+    layers = model.quantum_layers()
+    qnns = [layer.qnn for layer in layers]
+    weights = [layer.connector.weight for layer in layers]
+    with model.using(sampler=QMLSampler()):
+        assert all(layer.qnn is not qnn for layer, qnn in zip(layers, qnns))
+        with torch.no_grad():
+            layers[0].connector.weight.add_(0.25)
+        trained = layers[0].connector.weight.detach().clone()
+    assert all(layer.qnn is qnn for layer, qnn in zip(layers, qnns))
+    assert all(layer.connector.weight is w for layer, w in zip(layers, weights))
+    torch.testing.assert_close(layers[0].connector.weight.detach(), trained)
+
+
 def test_quantum_expert_returns_log_probabilities():
     torch.manual_seed(6)
     out = QuantumExpert(2, 2)(_x())

@@ -101,6 +101,66 @@ def test_run_measures_the_calibration_in_the_models_job_and_mitigation_helps(q_e
     assert "## Readout-mitigated hardware" in (cfolder / "report.md").read_text()
 
 
+@pytest.mark.parametrize("repeats", [1, 2])
+def test_the_readout_wrapper_leaves_the_runs_results_as_the_replay_made_them(q_experts, tmp_path,
+                                                                           monkeypatch, repeats):
+    """mthree as a primitive wrapper (ReadoutSampler) gives what correcting the run's own
+    counts with its own calibrations and replaying the model on them gives (the run's results
+    before the wrapper): the same predictions and router, in one job per repeat, each raw PUB
+    measured and recorded once."""
+    import torch
+
+    from qmoe_qiskit.experiments.base import load_trained
+    from qmoe_qiskit.experiments.replay import replay
+    from qmoe_qiskit.experiments.run import mitigated_tables
+    from qmoe_qiskit.jobs.outcomes import read_measurements
+
+    monkeypatch.setattr(RunConfig, "target", lambda self: _readout_stand_in())
+    config = RunConfig(model=str(q_experts), backend="fake_manila", shots=500, samples=12,
+                       cache_dir=str(tmp_path / "cache"), mitigate="readout", repeats=repeats)
+    outcome, folder = run_experiment(config, tmp_path / "run", progress=False)
+    r = outcome.results
+    cals = [ReadoutCalibration.from_dict(c) for c in r["mitigation"]["repeat_calibrations"]]
+    pubs = read_measurements(folder)
+    model, _, data = load_trained(q_experts)
+    x = torch.as_tensor(data.x_test[:12], dtype=torch.float32)
+    from qmoe_qiskit.jobs.outcomes import pooled
+
+    predictions, router = replay(model, x, pooled(pubs), mitigated_tables(cals, pubs))
+    # the calibration written to results.json is rounded to JSON floats: agree to 1e-9
+    np.testing.assert_allclose(r["mitigation"]["router"], router, atol=1e-9)
+    assert r["predictions"] != r["mitigation"]["router"]
+    assert r["jobs_submitted"] == repeats and r["pubs"] and r["cache_hits"] == 0
+    model_pubs = [p for p in r["pubs"] if not p["circuit"].startswith("readout_cal")]
+    assert len(model_pubs) == 3 * repeats  # router and two experts, once per repeat
+    assert r["mitigated"]["readout"]["accuracy"] == r["mitigation"]["accuracy"] == \
+        float(np.mean(predictions == np.asarray(r["labels"])))
+
+
+def test_readout_sampler_corrects_the_counts_the_wrapped_sampler_read(tmp_path):
+    """Outside a run: the wrapper's distributions are the calibration's correction of the very
+    counts the sampler returned for the PUB, and the calibration covers its measured qubits."""
+    from qiskit import QuantumCircuit
+
+    from qmoe_qiskit.jobs.readout import ReadoutSampler
+
+    qc = QuantumCircuit(2, 2, name="bell")
+    qc.h(0)
+    qc.cx(0, 1)
+    qc.measure([0, 1], [0, 1])
+    sampler = RuntimeSampler(connect(_readout_stand_in()), JobOptions(shots=4000), seed=3)
+    wrapped = ReadoutSampler(sampler)
+    result = sampler.run_together(lambda: wrapped.run([(qc,)]).result()[0])
+    [pub] = wrapped.outcomes
+    assert pub.calibration.qubits == sorted(pub.measured) == sampler.measured_qubits()
+    np.testing.assert_allclose(pub.distributions, pub.calibration.correct(pub.counts,
+                                                                         pub.measured))
+    assert pub.counts.sum() == 4000
+    p = result.data.c.probabilities
+    assert abs(p[0] + p[3] - 1) < abs(pub.counts[0, [0, 3]].sum() / 4000 - 1)  # less leakage
+    assert p[0] + p[3] > 0.98
+
+
 def test_mitigating_a_cached_run_submits_only_the_calibration(q_experts, tmp_path, capsys):
     argv = ["run", "--model", str(q_experts), "--backend", "fake_manila", "--samples", "10",
             "--shots", "200", "--no-progress", "--cache", str(tmp_path / "c")]

@@ -18,6 +18,15 @@ which ``results.json``, the report and the figures are written.
 Where the run measured a readout calibration (``--mitigate readout``), the hardware's counts
 are also corrected with mthree and set against each model without its readout errors, and the
 per-qubit readout fit is tested against the calibration.
+
+Where the run mitigated (any ``--mitigate``), the router's mitigated values are set against the
+ideal model and every fitted noise model: their error against ideal, the fraction of the raw
+error they remove, a chi-squared test at ``alpha`` of whether their reported stds cover that
+error (the runtime Estimator's techniques), accuracy with its interval and the QPU-second
+multiple. The runtime Estimator's values are replayed through the model from the PUBs the run
+kept (``estimates.npz``); ``zne_extrapolator`` refits their raw noise-factor values offline
+with other extrapolators (the runtime's own fitting), without a job, beside the runtime's
+values.
 """
 
 from __future__ import annotations
@@ -33,8 +42,9 @@ import torch
 
 from ..backends import get_backend
 from ..errors import ConfigError, DataError, choices
+from ..jobs.estimator import EstimatedPub, Resilience, extrapolate, read_estimates
+from ..jobs.mitigation import parse_mitigation
 from ..jobs.outcomes import MeasuredPub, by_repeat, pooled, read_measurements
-from ..jobs.readout import check_mitigation
 from ..noise_models.evaluate import IsaEvaluator, gate_names
 from ..noise_models.factories import calibrated_readout
 from ..noise_models.families import GateTable, depolarizing_gates, device_gates
@@ -54,10 +64,11 @@ from .hypotheses import (
     hypothesis,
     readout_sensitive,
 )
-from .replay import replay
-from .run import RunConfig
+from .replay import RouterTap, replay, replay_estimates
+from .run import RunConfig, router_z_scores
 
-__all__ = ["CompareConfig", "MODELS", "MIN_SHOTS", "FamilyCell", "FamilyFits", "Snapshot"]
+__all__ = ["CompareConfig", "MODELS", "MIN_SHOTS", "FamilyCell", "FamilyFits", "EstimatedCell",
+           "EstimatedReplay", "Snapshot"]
 
 MODELS = tuple(h.name for h in HYPOTHESES)
 MIN_SHOTS = 100  # per binding: fewer give distributions too coarse to fit or compare
@@ -77,9 +88,10 @@ class CompareConfig:
     backend_run: RunConfig | None = None
     alpha: float = 0.01
     seed: int = 0
-    mitigate: str | None = None  # with ``run``: require the run's readout calibration
+    mitigate: str | None = None  # with ``run``: require the run to have mitigated so
     idle_noise: bool = True
     models: tuple[str, ...] | None = None
+    zne_extrapolator: tuple[str, ...] | None = None  # with ``run``: refit its ZNE offline
 
     def __post_init__(self):
         if (self.run is None) == (self.backend_run is None):
@@ -87,10 +99,20 @@ class CompareConfig:
                               "run it on (--model, --backend), not both")
         if self.run is not None:
             object.__setattr__(self, "run", str(self.run))
-        check_mitigation(self.mitigate)
-        if self.mitigate is not None and self.backend_run is not None:
-            raise ConfigError("give the mitigation to the run (RunConfig(mitigate=...)); "
-                              "CompareConfig(mitigate=...) is for a finished run folder")
+        parse_mitigation(self.mitigate)  # names only: the run decides the options
+        if self.zne_extrapolator is not None:
+            names = [self.zne_extrapolator] if isinstance(self.zne_extrapolator, str) \
+                else list(self.zne_extrapolator)
+            object.__setattr__(self, "zne_extrapolator", tuple(names))
+            Resilience(zne=True, zne_factors=(1, 2, 3, 4, 5, 6, 7, 8),
+                       zne_extrapolator=self.zne_extrapolator)  # known names; factors: the run's
+        if self.backend_run is not None:
+            for flag, value in (("mitigate", self.mitigate),
+                                ("zne_extrapolator", self.zne_extrapolator)):
+                if value is not None:
+                    raise ConfigError(f"give the {flag.replace('_', ' ')} to the run "
+                                      f"(RunConfig({flag}=...)); CompareConfig({flag}=...) is "
+                                      f"for a finished run folder")
         if self.backend_run is not None and self.backend_run.dry_run:
             raise ConfigError("compare needs measurements; a dry run makes none")
         if isinstance(self.alpha, bool) or not isinstance(self.alpha, (int, float)) or \
@@ -122,11 +144,7 @@ class CompareConfig:
             recorded = _load_run(Path(self.run))
         else:
             recorded = _do_run(self.backend_run, progress)
-        mitigated = recorded.results.get("mitigation") is not None
-        if self.mitigate is not None and not mitigated:
-            raise ConfigError(f"the run in {self.run} measured no readout calibration; run it "
-                              f"again with --mitigate readout (its model circuits come from the "
-                              f"cache: only the calibration circuits are submitted)")
+        estimated = self._estimated(recorded)
         by_repeat(recorded.pubs)  # every repeat measured the same circuits
         device_backend = _calibration(recorded.results)
         used = tuple(sorted({q for pub in recorded.pubs for q in used_qubits(pub.isa)}))
@@ -139,7 +157,44 @@ class CompareConfig:
         for family in dict.fromkeys(hypothesis(n).family for n in names):
             chosen = tuple(n for n in names if hypothesis(n).family == family)
             cells.append(FamilyCell(family=family, names=chosen, **common))
+        for technique, pubs in estimated.items():  # as the runtime returned them, and refit
+            refits = [self.zne_extrapolator] if self.zne_extrapolator is not None and \
+                pubs[0].resilience.zne else []
+            cells += [EstimatedCell(technique, tuple(pubs), common["model"], common["samples"],
+                                    extrapolator) for extrapolator in [None, *refits]]
         return cells
+
+    def _estimated(self, recorded: "RecordedRun") -> dict[str, list[EstimatedPub]]:
+        """The run's estimator PUBs by technique; refuses a ``mitigate`` the run did not
+        measure and a ``zne_extrapolator`` for a run without ZNE, in one line."""
+        where = f"the run in {self.run}" if self.run is not None else "the run"
+        results = recorded.results
+        by_technique: dict[str, list[EstimatedPub]] = {}
+        for pub in recorded.estimates:
+            by_technique.setdefault(pub.resilience.name, []).append(pub)
+        measured = [*(["readout"] if results.get("mitigation") is not None else []),
+                    *by_technique]
+        if self.mitigate is not None:
+            asked = parse_mitigation(self.mitigate).name
+            if asked not in measured:
+                if asked == "readout":
+                    raise ConfigError(
+                        f"{where} measured no readout calibration; run it again with "
+                        f"--mitigate readout (its model circuits come from the cache: only the "
+                        f"calibration circuits are submitted)")
+                raise ConfigError(
+                    f"{where} did not mitigate with {asked} (it has "
+                    f"{', '.join(measured) or 'no mitigation'}); run it with --mitigate {asked}")
+            by_technique = {t: p for t, p in by_technique.items() if t == asked}
+        if self.zne_extrapolator is not None:
+            zne = {t: p for t, p in by_technique.items() if p[0].resilience.zne}
+            if not zne:
+                raise ConfigError(f"--zne-extrapolator refits a ZNE run's noise-factor values; "
+                                  f"{where} has none (run it with --mitigate zne)")
+            for pubs in zne.values():  # the extrapolators must suit the run's factors
+                Resilience(zne=True, zne_factors=pubs[0].resilience.zne_factors,
+                           zne_extrapolator=self.zne_extrapolator)
+        return by_technique
 
     def _chosen(self, backend, pubs: list[MeasuredPub]) -> tuple[str, ...]:
         """The hypotheses to fit: those asked for, or every one the calibration allows (a
@@ -153,10 +208,12 @@ class CompareConfig:
         return self.models
 
     def aggregate(self, cells, results: list, seconds: float) -> Outcome:
-        recorded, families = results[0], results[1:]
+        recorded = results[0]
+        families = [r for r in results[1:] if isinstance(r, FamilyFits)]
+        estimated = [r for r in results[1:] if isinstance(r, EstimatedReplay)]
         analysis = analyse(recorded, families, alpha=self.alpha, seed=self.seed,
                            device=_snapshot(cells[1].device), idle_noise=self.idle_noise,
-                           seconds=seconds)
+                           seconds=seconds, estimated=estimated)
         from ..plots import compare_figures  # matplotlib only where figures are drawn
 
         return Outcome(results=analysis.to_dict(), report=report(analysis),
@@ -174,6 +231,7 @@ class RecordedRun:
     outcome: Outcome | None = None  # a run done by this compare: written into run/
     config: dict[str, Any] | None = None
     label: str = "run"
+    estimates: tuple[EstimatedPub, ...] = ()  # the runtime Estimator's PUBs, if it mitigated
 
     def __call__(self, *, progress: bool = False) -> "RecordedRun":
         return self
@@ -193,7 +251,9 @@ def _do_run(config: RunConfig, progress: bool) -> RecordedRun:
     outcome = config.aggregate([cell], [done], 0.0)
     _check_pubs(done.measured, "the run")
     return RecordedRun(results=outcome.results, pubs=done.measured, outcome=outcome,
-                       config={"command": config.command, **config.to_dict()})
+                       config={"command": config.command, **config.to_dict()},
+                       estimates=tuple(pub for m in done.estimated.values()
+                                       for pub in m.estimates))
 
 
 def _load_run(folder: Path) -> RecordedRun:
@@ -202,7 +262,7 @@ def _load_run(folder: Path) -> RecordedRun:
         raise ConfigError(f"{folder} is a dry run: it measured nothing")
     pubs = read_measurements(folder)
     _check_pubs(pubs, str(folder))
-    return RecordedRun(results=results, pubs=pubs)
+    return RecordedRun(results=results, pubs=pubs, estimates=tuple(read_estimates(folder)))
 
 
 def _check_pubs(pubs: list[MeasuredPub], where: str) -> None:
@@ -277,6 +337,8 @@ class FamilyFits:
     gates: dict[str, np.ndarray]
     drift: Drift | None
     evaluations: int
+    router: dict[str, np.ndarray | None] = dataclasses.field(default_factory=dict)  # the
+    # router circuit's outputs (⟨Z_i⟩ or probabilities) under each fitted model
 
 
 @dataclass(frozen=True)
@@ -319,7 +381,68 @@ class FamilyCell:
                           fits["device_scaled_fit"])
         model, _, prepared = load_trained(self.model)
         x = torch.as_tensor(prepared.x_test[:self.samples], dtype=torch.float32)
-        replays = {name: replay(model, x, together, fit.probabilities)
-                   for name, fit in fits.items()}
+        tap, replays, router = RouterTap(model), {}, {}
+        for name, fit in fits.items():
+            replays[name] = replay(model, x, together, fit.probabilities)
+            router[name] = tap.last
+        tap.close()
         return FamilyFits(self.family, fits, {n: r[0] for n, r in replays.items()},
-                          {n: r[1] for n, r in replays.items()}, found, table.evaluations)
+                          {n: r[1] for n, r in replays.items()}, found, table.evaluations,
+                          router)
+
+
+@dataclass(frozen=True)
+class EstimatedReplay:
+    """One estimator technique's values replayed through the model: its predictions, router
+    gates and router circuit outputs, the exact router outputs on the same samples, and the
+    router PUB's z-scores (mitigated - ideal) / reported std (``None`` for a classical
+    router)."""
+
+    name: str
+    technique: str
+    extrapolator: tuple[str, ...] | None
+    predictions: np.ndarray
+    gates: np.ndarray
+    router: np.ndarray | None
+    ideal_router: np.ndarray | None
+    z: np.ndarray | None
+
+
+@dataclass(frozen=True)
+class EstimatedCell:
+    """The run's estimator PUBs of one ``technique`` through the model: the runtime's values,
+    or (``extrapolator``) their noise-factor values refitted offline."""
+
+    technique: str
+    pubs: tuple[EstimatedPub, ...]
+    model: str
+    samples: int
+    extrapolator: tuple[str, ...] | None = None
+
+    @property
+    def name(self) -> str:
+        if self.extrapolator is None:
+            return self.technique
+        return f"{self.technique} (refit: {', '.join(self.extrapolator)})"
+
+    @property
+    def label(self) -> str:
+        return f"{self.name} values"
+
+    def __call__(self, *, progress: bool = False) -> EstimatedReplay:
+        tables = None if self.extrapolator is None else \
+            [extrapolate(pub, self.extrapolator) for pub in self.pubs]
+        model, _, prepared = load_trained(self.model)
+        x = torch.as_tensor(prepared.x_test[:self.samples], dtype=torch.float32)
+        predictions, gates, router = replay_estimates(model, x, self.pubs, tables)
+        tap = RouterTap(model)
+        with torch.no_grad():
+            model.forward_with_gates(x)
+        tap.close()
+        layer = getattr(getattr(model, "router", None), "layer", None)
+        z = None
+        if layer is not None:
+            evs, stds = tables[0] if tables else (self.pubs[0].evs, self.pubs[0].stds)
+            z = router_z_scores(layer, self.pubs[0], evs, stds, tap.last)
+        return EstimatedReplay(self.name, self.technique, self.extrapolator, predictions,
+                               gates, router, tap.last, z)

@@ -18,6 +18,14 @@ error is wrong. The per-qubit readout fit is tested against the run's own mthree
 **Drift.** With repeats, the device × k is fitted to each repeat apart; the likelihood-ratio
 test of one k for all says whether the device drifted between jobs, and the jackknife interval
 over repeats is the one to quote for the long-run k.
+
+**What mitigation leaves behind.** The router circuit's outputs (⟨Z_i⟩ or probabilities) raw
+and under each technique are set against the exact model and each fitted noise model (mean
+absolute difference over samples and outputs). For the runtime Estimator's techniques, the
+z-scores (mitigated - ideal) / reported std are tested with χ² = Σ z² on as many degrees of
+freedom as z-scores (errors taken as independent and Gaussian): rejection at ``alpha`` says the
+reported stds do not cover the error left. Accuracy carries its 95% Wilson interval over the
+samples.
 """
 
 from __future__ import annotations
@@ -39,6 +47,7 @@ from ..metrics import (
     likelihood_ratio,
     shot_noise_tvd,
     tvd,
+    wilson_interval,
 )
 from ..noise_models.evaluate import gate_names
 from ..noise_models.factories import calibrated_readout
@@ -143,6 +152,7 @@ class CompareAnalysis:
     mitigation: dict[str, Any] | None
     evaluations: int
     wall_seconds: float
+    mitigated_router: dict[str, Any] | None = None
     analysed_at: str = field(
         default_factory=lambda: datetime.now(timezone.utc).isoformat(timespec="seconds"))
 
@@ -183,14 +193,16 @@ class CompareAnalysis:
             "drift": None if self.drift is None else self.drift.to_dict(),
             "device_consistency": self.device_consistency, "idle_noise": self.idle_noise,
             "hellinger_formula": HELLINGER, "mitigation": self.mitigation,
+            "mitigated_router": self.mitigated_router,
             "exact_evaluations": self.evaluations, "analysed_at": self.analysed_at,
             "wall_seconds": self.wall_seconds}
 
 
 def analyse(recorded, families, *, alpha: float, seed: int, device, idle_noise: bool,
-            seconds: float) -> CompareAnalysis:
+            seconds: float, estimated=()) -> CompareAnalysis:
     """The analysis of a run (``recorded``: its results and measurements) from the cells'
-    :class:`~.compare.FamilyFits`, ``device`` the calibration the models were built from."""
+    :class:`~.compare.FamilyFits` and :class:`~.compare.EstimatedReplay`, ``device`` the
+    calibration the models were built from."""
     results = recorded.results
     pubs = pooled(recorded.pubs)
     labels = np.asarray(results["labels"])
@@ -246,7 +258,8 @@ def analyse(recorded, families, *, alpha: float, seed: int, device, idle_noise: 
         idle_noise=idle_noise,
         mitigation=_mitigated(results, recorded.pubs, models, hardware, calibrations, shots,
                               rng),
-        evaluations=sum(cell.evaluations for cell in families), wall_seconds=seconds)
+        evaluations=sum(cell.evaluations for cell in families), wall_seconds=seconds,
+        mitigated_router=_mitigated_router(results, families, estimated, alpha))
 
 
 def _preferred(names: list[str], models: dict[str, ModelScore]) -> str | None:
@@ -375,3 +388,64 @@ def _mitigated(results, pubs, models: dict[str, ModelScore], hardware, calibrati
     return {"method": "readout (mthree)", "calibration": block["calibration"],
             "hardware_accuracy": block["accuracy"],
             "mitigated_router_distributions": mitigated[0].tolist(), "models": rows}
+
+
+def _mitigated_router(results, families, estimated, alpha: float) -> dict[str, Any] | None:
+    """The router circuit's outputs raw and under each technique the run (and the offline
+    refits) give, against the exact model and each fitted noise model; ``None`` where the run
+    did not mitigate or the router is classical."""
+    circuit = results.get("router_circuit") or {}
+    ideal = circuit.get("ideal")
+    if ideal is None and estimated:
+        ideal = estimated[0].ideal_router
+    mitigated = results.get("mitigated") or {}
+    if ideal is None or not mitigated:
+        return None
+    ideal = np.asarray(ideal)
+    labels = np.asarray(results["labels"])
+    models = {name: np.asarray(values) for cell in families
+              for name, values in getattr(cell, "router", {}).items() if values is not None}
+
+    def row(values, predictions, qpu_multiple, z=None, **extra) -> dict[str, Any]:
+        values = np.asarray(values)
+        right = int(np.sum(np.asarray(predictions) == labels))
+        out = {"error_vs_ideal": float(np.abs(values - ideal).mean()),
+               "error_vs_models": {n: float(np.abs(values - m).mean())
+                                   for n, m in models.items()},
+               "accuracy": right / len(labels),
+               "accuracy_ci": list(wilson_interval(right, len(labels))),
+               "qpu_multiple": qpu_multiple, **extra}
+        out["closest_model"] = min(out["error_vs_models"], key=out["error_vs_models"].get,
+                                   default=None)
+        if z is not None:
+            finite = np.asarray(z, dtype=float)
+            finite = finite[np.isfinite(finite)]
+            chi2 = float(np.sum(finite ** 2))
+            p = float(stats.chi2.sf(chi2, len(finite))) if len(finite) else None
+            out |= {"z_rms": float(np.sqrt(np.mean(finite ** 2))) if len(finite) else None,
+                    "chi2": chi2, "dof": int(len(finite)), "p_value": p,
+                    "stds_cover_error": None if p is None else bool(p >= alpha)}
+        return out
+
+    rows: dict[str, dict[str, Any]] = {}
+    if circuit.get("raw") is not None:
+        rows["raw"] = row(circuit["raw"], results["predictions"], 1.0)
+    readout = mitigated.get("readout")
+    if readout is not None and readout.get("router") is not None and \
+            readout.get("predictions") is not None:
+        rows["readout"] = row(readout["router"], readout["predictions"],
+                              readout.get("qpu_multiple"), note="mthree reports no stds")
+    for e in estimated:
+        cost = (mitigated.get(e.technique) or {}).get("qpu_multiple")
+        if e.router is None:
+            continue
+        rows[e.name] = row(e.router, e.predictions, cost, z=e.z,
+                           refit=list(e.extrapolator) if e.extrapolator else None)
+    base = rows.get("raw", {}).get("error_vs_ideal")
+    for name, r in rows.items():
+        r["raw_error_removed"] = None if not base or name == "raw" else \
+            1 - r["error_vs_ideal"] / base
+    return {"alpha": alpha, "outputs": "router circuit: ⟨Z_i⟩ per qubit or probabilities",
+            "test": "chi-squared of (mitigated - ideal) / reported std over every sample and "
+                    "output, errors taken as independent",
+            "rows": rows}

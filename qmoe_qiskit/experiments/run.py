@@ -9,19 +9,24 @@ before, and recorded in the job ledger before the run waits on them. The same sa
 also evaluated exactly, so the report sets the backend against the ideal model. ``dry_run``
 stops after planning: circuits, bindings, shots and an estimated QPU time; it writes nothing.
 
-``mitigate="readout"`` adds mthree's balanced readout calibration of the measured qubits to the
-same job (:mod:`qmoe_qiskit.jobs.readout`) and reports the model again on the mitigated
-distributions, beside the raw ones. The raw counts are what the run keeps; mitigation is a
-post-processing of them, so the model's PUBs keep their cache keys.
+Mitigation is a primitive wrapped around the job layer's (:func:`mitigated_primitives`): the
+model runs a second time, in the same pass and through ``using()``, on the technique's
+primitive, and the report sets it beside the raw pass.
 
-``mitigate="trex"``, ``"zne"`` or ``"trex,zne"`` runs the model a second time, in the same
-pass, on the runtime's client-side Estimator (:class:`~qmoe_qiskit.jobs.RuntimeEstimator`):
-⟨Z⟩ routers as their observables, probability circuits as the Z strings of their outcomes
-(:class:`~qmoe_qiskit.jobs.mitigation.EstimatorSampler`), one estimator job beside the
-sampler's. ``results.json`` then has ``mitigated[<technique>]``: accuracy, the router's error
-against ideal (mean |value - ideal| of its outputs), the RMS of (mitigated - ideal) / reported
-std, and the estimated QPU seconds of the technique's PUBs, beside the raw
-``router_error_vs_ideal``.
+- ``mitigate="readout"``: mthree's :class:`~qmoe_qiskit.jobs.readout.ReadoutSampler` corrects
+  the very counts the raw pass read (not measured again) with a balanced readout calibration of
+  the measured qubits that joins the same job. The raw counts are what the run keeps, so the
+  model's PUBs keep their cache keys.
+- ``mitigate="trex"``, ``"zne"`` or ``"trex,zne"``: the runtime's client-side Estimator
+  (:class:`~qmoe_qiskit.jobs.RuntimeEstimator`) with ⟨Z⟩ routers as their observables and
+  probability circuits as the Z strings of their outcomes
+  (:class:`~qmoe_qiskit.jobs.mitigation.EstimatorSampler`), one estimator job beside the
+  sampler's.
+
+``results.json`` then has ``mitigated[<technique>]``: accuracy, the router's error against
+ideal (mean |value - ideal| of its outputs), the RMS of (mitigated - ideal) / reported std (the
+estimator's techniques; mthree reports none), and the estimated QPU seconds of the technique's
+PUBs, beside the raw ``router_error_vs_ideal``; readout also keeps its ``mitigation`` block.
 
 ``repeats=N`` measures the same circuits in N separate passes, each its own job (spaced
 ``repeat_interval`` seconds apart, start to start), each cached, ledgered and costed like any
@@ -60,12 +65,12 @@ from ..jobs import (
     default_cache_dir,
 )
 from ..jobs.cache import library_versions
-from ..jobs.estimator import RuntimeEstimator
+from ..jobs.estimator import RuntimeEstimator, estimate_files
 from ..jobs.layer import MAX_EXECUTIONS, pack
 from ..jobs.mitigation import EstimatorSampler, Mitigation, parse_mitigation, walsh
 from ..jobs.outcomes import MeasuredPub, by_repeat, measurement_files, pooled
 from ..jobs.readout import CIRCUIT_PREFIX as CALIBRATION_PREFIX
-from ..jobs.readout import ReadoutCalibration, calibrate
+from ..jobs.readout import ReadoutCalibration, ReadoutSampler
 from ..jobs.sampler import PubOutcome
 from ..metrics import accuracy, mean_tvd
 from ..noise_models.standin import stand_in
@@ -75,7 +80,7 @@ from ..resources import check_memory
 from ..simulation import ExactSampler
 from ..transpile import measured_qubits
 from .base import Outcome, load_trained
-from .replay import replay
+from .replay import RouterTap, replay
 
 __all__ = ["RunConfig", "RunCell", "BackendPass", "plan_text"]
 
@@ -253,6 +258,8 @@ class RunConfig:
             "labels": done.labels.tolist(),
             "mitigation": _mitigation(done, ideal),
             "router_error_vs_ideal": _router_error(done.raw_router, done.ideal_router),
+            "router_circuit": {"raw": _listed(done.raw_router),  # ⟨Z_i⟩ or probabilities
+                               "ideal": _listed(done.ideal_router)},
             "mitigated": _mitigated(done),
             "wall_seconds": seconds,
         }
@@ -276,7 +283,9 @@ class RunConfig:
                                   + (f" ({self.repeats} repeats)" if self.repeats > 1 else ""))
         return Outcome(results=results, report=_report(results), summary=summary,
                        figures={"router_vs_ideal.png": figure},
-                       files=measurement_files(done.measured))
+                       files={**measurement_files(done.measured),
+                              **estimate_files([pub for m in done.estimated.values()
+                                                for pub in m.estimates])})
 
 
 @dataclass(frozen=True)
@@ -337,26 +346,25 @@ class RunCell:
                 on_wait=lambda what, state, seconds: bar.set_postfix_str(
                     f"job of {what}: {state.lower()}, {seconds:.0f} s"))
             marks = [0, 0]  # where the model's PUBs start and end among the sampler's outcomes
-            mitigation = config.mitigation()
-            estimator = None if mitigation is None or mitigation.readout else \
-                RuntimeEstimator(sampler, mitigation.resilience)
-            router = _RouterTap(model)
+            mitigated_sampler, mitigated_estimator = mitigated_primitives(
+                sampler, config.mitigation())
+            router = RouterTap(model)
 
             def forward():
                 marks[0] = len(sampler.outcomes)
                 result = model.forward_with_gates(x)
                 raw_router = router.last
                 marks[1] = len(sampler.outcomes)
-                readout = calibrate(sampler, sampler.measured_qubits()) \
-                    if mitigation is not None and mitigation.readout else None
                 mitigated = None
-                if estimator is not None:  # the same pass on the runtime Estimator
-                    first = len(estimator.outcomes)
-                    with model.using(sampler=EstimatorSampler(estimator), estimator=estimator):
-                        outputs, _ = model.forward_with_gates(x)
+                if mitigated_sampler is not None:  # the same pass on the mitigating wrapper
+                    first = len(mitigated_sampler.outcomes)
+                    with model.using(sampler=mitigated_sampler, estimator=mitigated_estimator):
+                        outputs, gates = model.forward_with_gates(x)
                     mitigated = _Mitigated(outputs.argmax(dim=-1).numpy(), router.last,
-                                           estimator.outcomes[first:first + 1])
-                return (result, readout, mitigated), raw_router
+                                           mitigated_primitive_outcomes(
+                                               mitigated_sampler, mitigated_estimator, first),
+                                           gates=gates.numpy())
+                return (result, mitigated), raw_router
 
             passes, measured = [], []
             start = time.monotonic()
@@ -384,30 +392,35 @@ class RunCell:
         if config.dry_run:
             return BackendPass(gates=None, ideal_gates=None, predictions=None,
                                ideal_predictions=None, **common)
-        tap = _RouterTap(model)
+        tap = RouterTap(model)
         with torch.no_grad():
             ideal_outputs, ideal_gates = model.forward_with_gates(x)
             ideal_router = tap.last
             repeat_predictions = [outputs.argmax(dim=-1).numpy()
-                                  for ((outputs, _), _, _), _ in passes]
+                                  for ((outputs, _), _), _ in passes]
             if config.repeats == 1:
-                [(((outputs, gates), _, _), raw_router)] = passes
+                [(((outputs, gates), _), raw_router)] = passes
                 predictions, gates = repeat_predictions[0], gates.numpy()
             else:  # the counts of every repeat together
                 pubs = pooled(measured)
                 predictions, gates = replay(model, x, pubs, [frequencies(p) for p in pubs])
                 raw_router = tap.last
-            readouts = [readout for (_, readout, _), _ in passes if readout is not None]
             mitigated = {}
-            if readouts:
-                predictions_m, router = replay(model, x, pooled(measured),
-                                               mitigated_tables(readouts, measured))
+            if isinstance(mitigated_sampler, ReadoutSampler):
+                readouts = [m.estimates[0].calibration for (_, m), _ in passes]
+                if config.repeats == 1:
+                    [((_, m), _)] = passes
+                    predictions_m, router, router_m = m.predictions, m.gates, m.router
+                else:  # every repeat's counts corrected with its own calibration, pooled
+                    predictions_m, router = replay(model, x, pooled(measured),
+                                                   mitigated_tables(readouts, measured))
+                    router_m = tap.last
                 mitigated = dict(readouts=readouts, mitigated_gates=router,
                                  mitigated_predictions=predictions_m,
-                                 mitigated_router={"readout": tap.last})
+                                 mitigated_router={"readout": router_m})
         tap.close()
-        estimated = passes[0][0][2]
-        if estimated is not None:
+        estimated = passes[0][0][1]
+        if estimated is not None and not isinstance(mitigated_sampler, ReadoutSampler):
             layer = getattr(model.router, "layer", None)
             estimated = dataclasses.replace(
                 estimated, z_rms=_router_z_rms(layer, estimated, ideal_router))
@@ -419,33 +432,38 @@ class RunCell:
                            **mitigated)
 
 
-class _RouterTap:
-    """The outputs of the router's circuit (its QNN: ⟨Z_i⟩ or probabilities, before any
-    classical adapter) in the latest forward pass; ``None`` for a classical router."""
-
-    def __init__(self, model):
-        self.last = None
-        layer = getattr(getattr(model, "router", None), "layer", None)
-        self._hook = None if layer is None else layer.register_forward_hook(self._keep)
-
-    def _keep(self, module, inputs, output) -> None:
-        self.last = output.detach().numpy().copy()
-
-    def close(self) -> None:
-        if self._hook is not None:
-            self._hook.remove()
-
-
 @dataclass(frozen=True)
 class _Mitigated:
-    """The model's pass on the runtime Estimator: predictions, the router circuit's outputs,
-    and what the estimator returned for the router (its ⟨Z⟩ observables, or the Z strings of
-    its outcomes)."""
+    """The model's pass on a mitigating primitive: predictions, the router circuit's outputs,
+    and what the primitive returned for the router (the runtime Estimator's ⟨Z⟩ observables
+    or Z strings of its outcomes; mthree's corrected counts)."""
 
     predictions: np.ndarray
     router: np.ndarray | None
-    estimates: list  # the router's EstimatedPub (first of the pass)
+    estimates: list  # the pass's EstimatedPub or ReadoutMitigatedPub, the router's first
     z_rms: float | None = None  # RMS of (estimate - ideal) / reported std, router outputs
+    gates: np.ndarray | None = None  # the router's gates on the mitigated values
+
+
+def mitigated_primitives(sampler: RuntimeSampler, mitigation: Mitigation | None):
+    """The sampler and estimator a model runs on for ``mitigation`` (both ``None`` without):
+    mthree's :class:`ReadoutSampler` around ``sampler``, or the runtime Estimator with the
+    technique's resilience and the sampler it carries probability circuits through."""
+    if mitigation is None:
+        return None, None
+    if mitigation.readout:
+        wrapped = ReadoutSampler(sampler)
+        return wrapped, SamplerEstimator(wrapped)
+    estimator = RuntimeEstimator(sampler, mitigation.resilience)
+    return EstimatorSampler(estimator), estimator
+
+
+def mitigated_primitive_outcomes(sampler, estimator, first: int) -> list:
+    """What the mitigating primitive measured in the pass, the router's PUB first: mthree's
+    corrected PUBs, or the runtime Estimator's."""
+    if isinstance(sampler, ReadoutSampler):
+        return sampler.outcomes[first:]
+    return estimator.outcomes[first:]
 
 
 def _advance(bar) -> None:
@@ -507,20 +525,33 @@ def _router_z_rms(layer, estimated: "_Mitigated", ideal_router: np.ndarray) -> f
     estimated for the router: its ⟨Z_i⟩, or the Z strings of its outcomes."""
     if layer is None or not estimated.estimates:
         return None
-    [pub] = estimated.estimates
+    pub = estimated.estimates[0]
+    return z_rms(router_z_scores(layer, pub, pub.evs, pub.stds, ideal_router))
+
+
+def router_z_scores(layer, pub, evs: np.ndarray, stds: np.ndarray,
+                    ideal_router: np.ndarray) -> np.ndarray:
+    """(estimate - ideal) / std ``(rows, observables)`` of the router's estimator PUB ``pub``
+    (its ⟨Z_i⟩, or the Z strings of its outcomes) with values ``evs`` and stds ``stds``; NaN
+    where a std is 0. ``ideal_router``: the router circuit's exact outputs on the same rows."""
     if layer.ansatz.readout == "expectations":
         ideal = np.asarray(ideal_router)
     else:  # the exact Z strings of the router's logical circuit on the same bindings
         circuit = layer.ansatz.circuit
         column = {p.name: i for i, p in enumerate(circuit.parameters)}
         values = np.zeros((len(pub.values), circuit.num_parameters))
-        values[:, [column[p.name] for p in pub.isa.parameters]] = pub.values
+        values[:, [column[name] for name in pub.parameters]] = pub.values
         [register] = [c.name for c in circuit.cregs]
         probabilities = ExactSampler(default_shots=None).run(
             [(circuit, values)]).result()[0].data[register].probabilities
         ideal = probabilities @ walsh(circuit.num_clbits)[:, 1:]
-    stds = np.where(pub.stds > 0, pub.stds, np.nan)
-    z = (pub.evs - ideal) / stds
+    stds = np.where(np.asarray(stds) > 0, stds, np.nan)
+    return (np.asarray(evs) - ideal) / stds
+
+
+def z_rms(z: np.ndarray) -> float | None:
+    """The RMS of the finite z-scores (``None`` for none)."""
+    z = np.asarray(z, dtype=float)
     return float(np.sqrt(np.nanmean(z ** 2))) if np.isfinite(z).any() else None
 
 
@@ -543,7 +574,9 @@ def _mitigated(done: BackendPass) -> dict[str, Any] | None:
             "router_error_vs_ideal": _router_error(done.mitigated_router.get("readout"),
                                                    done.ideal_router),
             "router_z_rms": None, "router_z_rms_note": "mthree reports no standard errors",
-            "qpu_seconds_estimate": seconds, "qpu_multiple": seconds / raw if raw else None}
+            "qpu_seconds_estimate": seconds, "qpu_multiple": seconds / raw if raw else None,
+            "router": _listed(done.mitigated_router.get("readout")),
+            "predictions": _listed(done.mitigated_predictions)}
     for name, estimated in done.estimated.items():
         seconds = sum(r["shot_seconds"] or 0 for r in records
                       if r.get("primitive") == f"estimator ({name})")
@@ -551,8 +584,14 @@ def _mitigated(done: BackendPass) -> dict[str, Any] | None:
             "accuracy": accuracy(done.labels, estimated.predictions),
             "router_error_vs_ideal": _router_error(estimated.router, done.ideal_router),
             "router_z_rms": estimated.z_rms,
-            "qpu_seconds_estimate": seconds, "qpu_multiple": seconds / raw if raw else None}
+            "qpu_seconds_estimate": seconds, "qpu_multiple": seconds / raw if raw else None,
+            "router": _listed(estimated.router),
+            "predictions": _listed(estimated.predictions)}
     return out
+
+
+def _listed(values: np.ndarray | None) -> list | None:
+    return None if values is None else np.asarray(values).tolist()
 
 
 def _measured(outcome: PubOutcome, repeat: int) -> MeasuredPub:

@@ -16,6 +16,7 @@ runtime's own fitting function.
 
 from __future__ import annotations
 
+import json
 from collections.abc import Sequence
 from dataclasses import asdict, dataclass, field
 from typing import Any
@@ -34,13 +35,15 @@ from .cache import pub_key
 from .layer import Part
 from .sampler import RuntimeSampler
 
-__all__ = ["Resilience", "RuntimeEstimator", "EstimatedPub", "extrapolate", "EXTRAPOLATORS"]
+__all__ = ["Resilience", "RuntimeEstimator", "GroupedEstimator", "EstimatedPub", "extrapolate",
+           "EXTRAPOLATORS", "ESTIMATES_FILE", "estimate_files", "read_estimates"]
 
 # The runtime's extrapolators (qiskit-ibm-runtime 0.51 ``ZneOptions.extrapolator``) and the
 # fewest noise factors each needs.
 EXTRAPOLATORS = {"linear": 2, "exponential": 2, "double_exponential": 4, "fallback": 1,
                  **{f"polynomial_degree_{k}": k + 1 for k in range(1, 8)}}
 NOISE_FIELDS = ("evs_noise_factors", "stds_noise_factors", "ensemble_stds_noise_factors")
+ESTIMATES_FILE = "estimates.npz"  # a run's estimator PUBs, beside its counts
 
 
 @dataclass(frozen=True)
@@ -111,8 +114,8 @@ class EstimatedPub:
     standard deviations ``(rows, observables)``, and the raw per-noise-factor fields of ZNE
     (``(rows, observables, factors)``; empty without ZNE)."""
 
-    record: Any
-    isa: QuantumCircuit
+    record: Any  # its PubRecord (None when read back from a run folder)
+    isa: QuantumCircuit | None  # None when read back from a run folder
     values: np.ndarray
     observables: list[str]
     evs: np.ndarray
@@ -120,25 +123,21 @@ class EstimatedPub:
     resilience: Resilience
     noise: dict[str, np.ndarray] = field(default_factory=dict)
     repeat: int = 0
+    circuit: str = ""  # the logical circuit's name
+    parameters: tuple[str, ...] = ()  # the names of the columns of ``values``
 
 
-class RuntimeEstimator(SyncEstimator):
-    """A V2 estimator on ``sampler``'s backend, jobs and layout, mitigated as ``resilience``
-    says. Observables are any Paulis on the logical circuit; the circuit must not measure."""
-
-    def __init__(self, sampler: RuntimeSampler, resilience: Resilience | None = None):
-        self.sampler = sampler
-        self.jobs = sampler.jobs
-        self.resilience = resilience or Resilience()
-        self.outcomes: list[EstimatedPub] = []  # every PUB that ran (not planned ones)
+class GroupedEstimator(SyncEstimator):
+    """An estimator answering each circuit and bindings once: ``EstimatorQNN``'s PUBs (one per
+    observable) on the same circuit and bindings are one :meth:`_estimate` call, whose table
+    ``(rows, observables)`` is split back over them."""
 
     @property
     def default_shots(self) -> int:
-        return self.sampler.default_shots
+        raise NotImplementedError
 
-    @property
-    def options(self):
-        return self.sampler.options
+    def _estimate(self, pub: EstimatorPub, observables: list[SparsePauliOp]):
+        raise NotImplementedError
 
     def _run_pubs(self, pubs: list[EstimatorPub]) -> list[PubResult]:
         groups: dict[tuple, list[int]] = {}
@@ -159,6 +158,25 @@ class RuntimeEstimator(SyncEstimator):
                                                   shots=self.default_shots)
                 start += n
         return results
+
+
+class RuntimeEstimator(GroupedEstimator):
+    """A V2 estimator on ``sampler``'s backend, jobs and layout, mitigated as ``resilience``
+    says. Observables are any Paulis on the logical circuit; the circuit must not measure."""
+
+    def __init__(self, sampler: RuntimeSampler, resilience: Resilience | None = None):
+        self.sampler = sampler
+        self.jobs = sampler.jobs
+        self.resilience = resilience or Resilience()
+        self.outcomes: list[EstimatedPub] = []  # every PUB that ran (not planned ones)
+
+    @property
+    def default_shots(self) -> int:
+        return self.sampler.default_shots
+
+    @property
+    def options(self):
+        return self.sampler.options
 
     def _estimate(self, pub: EstimatorPub, observables: list[SparsePauliOp]):
         """The mitigated values and stds ``(rows, observables)`` of ``observables`` on the
@@ -181,25 +199,28 @@ class RuntimeEstimator(SyncEstimator):
                 self.jobs.result(part, None, lambda: None)
             zeros = np.zeros((len(values), k))
             return zeros, zeros
-        records, raw = [], []
+        records, raw, new = [], [], False
         calibration = self.default_shots if self.resilience.trex else 0
         for part in parts:
-            record = self.jobs.record(part, shots=self.default_shots,
-                                      primitive=f"estimator ({self.resilience.name})",
-                                      variants=self.resilience.variants,
-                                      calibration_shots=calibration)
+            result, record, fresh = self.jobs.answer(
+                part, lambda part=part: self.jobs.record(
+                    part, shots=self.default_shots,
+                    primitive=f"estimator ({self.resilience.name})",
+                    variants=self.resilience.variants, calibration_shots=calibration),
+                lambda part=part: _placeholder(k, part.bindings))
             records.append(record)
-            raw.append(self.jobs.result(part, record,
-                                        lambda part=part: _placeholder(k, part.bindings)))
+            raw.append(result)
+            new = new or fresh
         data = [r.data for r in raw]
         evs = np.concatenate([np.asarray(d.evs).reshape(k, -1) for d in data], axis=1).T
         stds = np.concatenate([np.asarray(d.stds).reshape(k, -1) for d in data], axis=1).T
-        if records[0].source != "planned":
+        if new and records[0].source != "planned":
             noise = {name: np.concatenate([np.asarray(d[name]).reshape(k, -1, len(
                 self.resilience.zne_factors)) for d in data], axis=1).transpose(1, 0, 2)
                 for name in NOISE_FIELDS if name in data[0].keys()}
-            self.outcomes.append(EstimatedPub(records[0], isa, values, labels, evs, stds,
-                                              self.resilience, noise, self.jobs.repeat))
+            self.outcomes.append(EstimatedPub(
+                records[0], isa, values, labels, evs, stds, self.resilience, noise,
+                self.jobs.repeat, circuit.name, tuple(p.name for p in isa.parameters)))
         return evs, stds
 
     def _parts(self, name: str, compiled, values: np.ndarray, observables, labels) -> list[Part]:
@@ -272,3 +293,54 @@ def extrapolate(pub: EstimatedPub, extrapolator: str | Sequence[str]) -> tuple[n
         out[r, o], err[r, o], *_ = _process_extrapolated_expectation_values(
             evs[r, o], stds[r, o], term, list(pub.resilience.zne_factors), names)
     return out, err
+
+
+def estimate_files(pubs: Sequence[EstimatedPub]) -> dict[str, Any]:
+    """``{ESTIMATES_FILE: writer}`` for a run folder: every estimator PUB's bindings, values,
+    stds and raw noise-factor fields, with its resilience; nothing for none."""
+    if not pubs:
+        return {}
+    arrays: dict[str, np.ndarray] = {"pubs": np.array(len(pubs))}
+    for i, pub in enumerate(pubs):
+        arrays |= {f"values_{i}": pub.values, f"evs_{i}": pub.evs, f"stds_{i}": pub.stds,
+                   f"observables_{i}": np.array(pub.observables, dtype=str),
+                   f"parameters_{i}": np.array(pub.parameters, dtype=str),
+                   f"circuit_{i}": np.array(pub.circuit), f"repeat_{i}": np.array(pub.repeat),
+                   f"resilience_{i}": np.array(json.dumps(pub.resilience.to_dict())),
+                   **{f"{name}_{i}": value for name, value in pub.noise.items()}}
+
+    def write(path) -> None:
+        with open(path, "wb") as handle:
+            np.savez_compressed(handle, **arrays)
+
+    return {ESTIMATES_FILE: write}
+
+
+def read_estimates(folder) -> list[EstimatedPub]:
+    """The estimator PUBs a run wrote (:func:`estimate_files`); ``[]`` where it ran none,
+    :class:`DataError` where the file cannot be read."""
+    from pathlib import Path
+
+    from ..errors import DataError
+
+    path = Path(folder) / ESTIMATES_FILE
+    if not path.is_file():
+        return []
+    try:
+        with np.load(path) as a:
+            pubs = []
+            for i in range(int(a["pubs"])):
+                options = json.loads(str(a[f"resilience_{i}"]))
+                resilience = Resilience(trex=options["trex"], zne=options["zne"],
+                                        zne_factors=tuple(options["zne_factors"]),
+                                        zne_extrapolator=tuple(options["zne_extrapolator"]))
+                noise = {name: a[f"{name}_{i}"] for name in NOISE_FIELDS
+                         if f"{name}_{i}" in a}
+                pubs.append(EstimatedPub(
+                    None, None, a[f"values_{i}"], [str(o) for o in a[f"observables_{i}"]],
+                    a[f"evs_{i}"], a[f"stds_{i}"], resilience, noise, int(a[f"repeat_{i}"]),
+                    str(a[f"circuit_{i}"]), tuple(str(p) for p in a[f"parameters_{i}"])))
+    except (OSError, ValueError, KeyError, EOFError, ConfigError) as exc:
+        raise DataError(f"the estimates in {path} cannot be read "
+                        f"({type(exc).__name__}: {' '.join(str(exc).split())})") from None
+    return pubs

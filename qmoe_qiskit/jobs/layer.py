@@ -158,6 +158,7 @@ class JobLayer:
         self.gathering: list[Part] | None = None  # run_together's first pass collects here
         self._batch = None
         self._held: dict[str, _Held] = {}
+        self._answered: dict[str, tuple[Any, PubRecord]] | None = None  # this pass's answers
         if not plan_only:
             for store in (cache, ledger):
                 if store is not None:
@@ -170,18 +171,37 @@ class JobLayer:
 
         The pass first runs on placeholders only to collect its PUBs; those neither held nor
         cached are submitted together (split where they exceed one job), and the pass runs
-        again on their results. A pass whose later circuits depended on earlier results would
+        again on their results. A PUB asked for again in the same pass (a mitigating wrapper
+        reading the counts the raw pass read) gets the same result and record: it is measured
+        and counted once. A pass whose later circuits depended on earlier results would
         submit those circuits as it goes; QMoE models feed every circuit the input alone."""
-        if self.plan_only:
-            return forward()
-        self.gathering = []
+        self._answered = {}
         try:
-            forward()
-            gathered = self.gathering
+            if self.plan_only:
+                return forward()
+            self.gathering = []
+            try:
+                forward()
+                gathered = self.gathering
+            finally:
+                self.gathering = None
+            self.prefetch(gathered)
+            return forward()
         finally:
-            self.gathering = None
-        self.prefetch(gathered)
-        return forward()
+            self._answered = None
+
+    def answer(self, part: Part, record: Callable[[], PubRecord],
+               placeholder: Callable[[], Any]) -> tuple[Any, PubRecord, bool]:
+        """``part``'s result and its record (made by ``record()``, filled in by
+        :meth:`result`), and whether it is new: inside :meth:`run_together` a part already
+        answered in the pass returns that answer, without a new record."""
+        if self._answered is not None and part.key in self._answered:
+            return (*self._answered[part.key], False)
+        made = record()
+        result = self.result(part, made, placeholder)
+        if self._answered is not None:
+            self._answered[part.key] = (result, made)
+        return result, made, True
 
     def prefetch(self, parts: Sequence[Part]) -> None:
         """Obtain the results of ``parts`` ahead of the calls that ask for them: those the

@@ -8,6 +8,12 @@ each qubit's 2x2 assignment matrix is estimated (as mthree's own balanced calibr
 and :class:`mthree.M3Mitigation` corrects measured counts into quasi-probabilities, mapped to
 the nearest probability distribution.
 
+:class:`ReadoutSampler` is the technique as a primitive: it wraps the job layer's sampler, so
+a model takes it through ``using()`` like any sampler. Each PUB's counts come from the wrapped
+sampler (inside ``run_together``, the very counts the raw pass read, not measured again), the
+calibration of the measured qubits joins the pass's job, and the result is the corrected
+distributions; what it corrected, and with what, is kept in ``outcomes``.
+
 mthree is an optional dependency: ``pip install 'qmoe-qiskit[mitigation]'``.
 """
 
@@ -20,11 +26,16 @@ from typing import Any
 import numpy as np
 from qiskit import QuantumCircuit
 
+from qiskit.primitives import DataBin, SamplerPubResult
+from qiskit.primitives.containers.sampler_pub import SamplerPub
+
 from ..errors import ConfigError, DataError
+from ..primitives import ExactDistributions, SyncSampler, outcome_counts
+from ..transpile import measured_qubits
 from .sampler import RuntimeSampler
 
-__all__ = ["MITIGATIONS", "ReadoutCalibration", "calibration_circuits", "calibrate",
-           "check_mitigation", "require_mthree"]
+__all__ = ["MITIGATIONS", "ReadoutCalibration", "ReadoutMitigatedPub", "ReadoutSampler",
+           "calibration_circuits", "calibrate", "check_mitigation", "require_mthree"]
 
 MITIGATIONS = ("readout",)
 CIRCUIT_PREFIX = "readout_cal"
@@ -136,7 +147,8 @@ def _matrix(p10: float, p01: float) -> np.ndarray:
 def calibrate(sampler: RuntimeSampler, qubits: Sequence[int]) -> ReadoutCalibration | None:
     """Measure the readout calibration of physical ``qubits`` on ``sampler``'s backend (its
     circuits are PUBs like any other: cached, ledgered, in the pass's job under
-    :meth:`RuntimeSampler.run_together`). ``None`` when the sampler only plans."""
+    :meth:`RuntimeSampler.run_together`). ``None`` when the sampler only plans, or gathers the
+    pass's PUBs."""
     qubits = sorted({int(q) for q in qubits})
     if not qubits:
         raise ConfigError("no measured qubits to calibrate")
@@ -144,7 +156,7 @@ def calibrate(sampler: RuntimeSampler, qubits: Sequence[int]) -> ReadoutCalibrat
     for circuit in circuits:
         sampler.place(circuit, qubits)
     results = sampler.run([(c,) for c in circuits]).result()
-    if sampler.plan_only:
+    if sampler.plan_only or sampler.jobs.gathering is not None:
         return None
     prepared = _preparations(len(qubits))
     shots = sampler.default_shots
@@ -160,3 +172,59 @@ def calibrate(sampler: RuntimeSampler, qubits: Sequence[int]) -> ReadoutCalibrat
     p00, p11 = correct[:, 0] / trials[:, 0], correct[:, 1] / trials[:, 1]
     return ReadoutCalibration({q: _matrix(1 - p00[k], 1 - p11[k]) for k, q in enumerate(qubits)},
                               shots)
+
+
+@dataclass(frozen=True)
+class ReadoutMitigatedPub:
+    """One PUB through :class:`ReadoutSampler`: the raw counts ``(bindings, outcomes)`` it
+    corrected, the physical qubit each clbit measured, the calibration it used, and the
+    corrected distributions (same shape as the counts)."""
+
+    circuit: str
+    isa: QuantumCircuit
+    counts: np.ndarray
+    measured: list[int]
+    calibration: ReadoutCalibration
+    distributions: np.ndarray
+    repeat: int = 0
+
+
+class ReadoutSampler(SyncSampler):
+    """mthree readout mitigation around a :class:`RuntimeSampler`: each result is the PUB's
+    corrected outcome distributions (:class:`ExactDistributions` of its one register).
+
+    ``qubits`` are the physical qubits to calibrate; by default every qubit the sampler has
+    measured so far, this PUB's included (after the model's raw pass in the same
+    ``run_together``, the whole model's: one calibration per pass). While the sampler only
+    plans or gathers, results are its placeholders and nothing is corrected."""
+
+    def __init__(self, sampler: RuntimeSampler, qubits: Sequence[int] | None = None):
+        require_mthree()
+        self.sampler = sampler
+        self.qubits = None if qubits is None else sorted({int(q) for q in qubits})
+        self.outcomes: list[ReadoutMitigatedPub] = []
+
+    @property
+    def default_shots(self) -> int:
+        return self.sampler.default_shots
+
+    def _run_pub(self, pub: SamplerPub) -> SamplerPubResult:
+        circuit = pub.circuit
+        if len(circuit.cregs) != 1:
+            raise ConfigError(f"readout mitigation reads one classical register; circuit "
+                              f"{circuit.name!r} has {len(circuit.cregs)}")
+        raw = self.sampler.run([pub]).result()[0]
+        calibration = calibrate(self.sampler, self.qubits or self.sampler.measured_qubits())
+        if calibration is None:  # planning or gathering: nothing measured yet
+            return raw
+        isa = self.sampler.compile(circuit).isa
+        measured = measured_qubits(isa)
+        register = circuit.cregs[0].name
+        counts = outcome_counts(raw.data[register]).reshape(-1, 2 ** circuit.num_clbits)
+        distributions = calibration.correct(counts, measured)
+        self.outcomes.append(ReadoutMitigatedPub(circuit.name, isa, counts, measured,
+                                                 calibration, distributions,
+                                                 self.sampler.repeat))
+        field = ExactDistributions(distributions.reshape(pub.shape + distributions.shape[-1:]),
+                                   circuit.num_clbits)
+        return SamplerPubResult(DataBin(**{register: field}, shape=pub.shape))

@@ -169,14 +169,15 @@ class RuntimeSampler(SyncSampler):
             for part in parts:
                 self.jobs.result(part, None, lambda: None)
             return _reshape(_placeholder(isa, len(values)), pub)
-        results, first = [], None
+        results, first, new = [], None, False
         for part in parts:
-            record = self.jobs.record(part, shots=self.options.shots)
-            first = first or record
-            results.append(self.jobs.result(
-                part, record, lambda part=part: _placeholder(isa, part.bindings)))
+            result, record, fresh = self.jobs.answer(
+                part, lambda part=part: self.jobs.record(part, shots=self.options.shots),
+                lambda part=part: _placeholder(isa, part.bindings))
+            first, new = first or record, new or fresh
+            results.append(result)
         result = _concatenate(results)
-        if first.source != "planned":
+        if new and first.source != "planned":
             self.outcomes.append(PubOutcome(first, isa, values, {
                 name: outcome_counts(result.data[name]) for name in result.data.keys()}))
         return _reshape(result, pub)

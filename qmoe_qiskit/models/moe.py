@@ -110,16 +110,17 @@ class MixtureOfExperts(nn.Module):
               estimator_gradient: BaseEstimatorGradient | None = None
               ) -> Iterator["MixtureOfExperts"]:
         """Run on these primitives inside the ``with`` block (as :meth:`set_primitives`), then
-        on the ones before, even if the block raises; weights trained inside are kept."""
-        before = [(layer, layer.primitive, layer.gradient) for layer in self.quantum_layers()]
+        on the ones before (their very QNNs and circuits), even if the block raises; weights
+        trained inside are kept."""
+        before = [(layer, layer.state()) for layer in self.quantum_layers()]
         self.set_primitives(sampler=sampler, estimator=estimator,
                             sampler_gradient=sampler_gradient,
                             estimator_gradient=estimator_gradient)
         try:
             yield self
         finally:
-            for layer, primitive, gradient in before:
-                layer.set_primitive(primitive, gradient)
+            for layer, state in before:
+                layer.restore(state)
 
 
 @dataclass(frozen=True)

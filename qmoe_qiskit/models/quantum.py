@@ -69,6 +69,20 @@ class QuantumLayer(nn.Module):
         self.connector = TorchConnector(self._make_qnn(primitive, gradient), initial_weights=weights)
         self.primitive, self.gradient = primitive, gradient
 
+    def state(self) -> tuple:
+        """What :meth:`restore` brings back: the QNN (its circuit objects, so a backend's
+        compiled circuits and cache keys stay the same), primitive and gradient."""
+        return self.connector, self.primitive, self.gradient
+
+    def restore(self, state: tuple) -> None:
+        """Run again on the QNN, primitive and gradient of an earlier :meth:`state`, with the
+        weights as they are now (trained since, or not)."""
+        connector, primitive, gradient = state
+        if connector is not self.connector:
+            with torch.no_grad():
+                connector.weight.copy_(self.connector.weight)
+        self.connector, self.primitive, self.gradient = connector, primitive, gradient
+
     def _make_qnn(self, primitive: Primitive | None,
                   gradient: Gradient | None) -> SamplerQNN | EstimatorQNN:
         """The QNN on ``primitive``; ``None`` means the exact simulator with adjoint gradients."""
