@@ -132,6 +132,14 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--noise-model", default="best",
                    help="which fit: best (the more likely), device_scaled_fit or "
                         "depolarizing_fit")
+    p.add_argument("--calibrate-on", default=None, metavar="RUN_DIR",
+                   help="retrain only the classical parts (the <Z> adapter, classical experts) "
+                        "of the model a 'qmoe run --split train' measured, on the outputs its "
+                        "circuits gave there; the quantum weights stay (default 300 epochs, lr "
+                        "0.02)")
+    p.add_argument("--model", default=None,
+                   help="with --calibrate-on: the model to calibrate (default: the run's; it "
+                        "must be the one the run measured)")
     _data_args(p)
     _train_args(p)
     _output_args(p, "train")
@@ -231,7 +239,10 @@ QUICK_COMPARE_SAMPLES = 40
 def _run_args(p: argparse.ArgumentParser) -> None:
     p.add_argument("--shots", type=int, default=1024, help="shots per sample (default 1024)")
     p.add_argument("--samples", type=int, default=None,
-                   help="use the first K held-out test samples (default: all)")
+                   help="use the first K samples of --split (default: all)")
+    p.add_argument("--split", choices=("test", "train"), default="test",
+                   help="test: the held-out samples (default); train: training samples, for "
+                        "qmoe train --calibrate-on RUN_DIR")
     p.add_argument("--optimization-level", type=int, default=1, choices=(0, 1, 2, 3))
     p.add_argument("--seed", type=int, default=0, help="transpiler seed, and in local testing mode the simulator's (default 0)")
     p.add_argument("--layout", type=_ints, default=None,
@@ -342,6 +353,12 @@ def _train(args) -> int:
     from .experiments.train import TrainRun
     from .models import ModelSpec
 
+    if args.calibrate_on is not None:
+        return _calibrate(args)
+    if args.model is not None:
+        raise ConfigError("--model names the model to calibrate with --calibrate-on RUN_DIR; "
+                          "qmoe train builds a new model from --router, --expert, ...")
+
     spec = ModelSpec(num_experts=args.experts, router=args.router, ansatz=args.ansatz,
                      num_qubits=args.qubits, num_layers=args.layers, router_hidden=args.hidden,
                      expert=args.expert, top_k=args.top_k)
@@ -351,6 +368,18 @@ def _train(args) -> int:
                                                                 args.noise_model)
     config = TrainRun(data=_data_spec(args, args.seed), model=spec,
                       train=_train_config(args, args.seed), noise_from=noise_from)
+    print(f"model: {_finish(config, args) / 'model.pt'}")
+    return 0
+
+
+def _calibrate(args) -> int:
+    from .experiments.calibrate import CalibrateHeads
+
+    if args.noise_from is not None:
+        raise ConfigError("--calibrate-on retrains on the hardware's own outputs; --noise-from "
+                          "trains under a fitted noise model: use one or the other")
+    fields = {k: v for k, v in (("epochs", args.epochs), ("lr", args.lr)) if v is not None}
+    config = CalibrateHeads(run=args.calibrate_on, model=args.model, seed=args.seed, **fields)
     print(f"model: {_finish(config, args) / 'model.pt'}")
     return 0
 
@@ -389,7 +418,8 @@ def _run_config(args, dry_run: bool = False):
                      noise_scale=args.noise_scale, mitigate=args.mitigate,
                      zne_factors=args.zne_factors, zne_extrapolator=args.zne_extrapolator,
                      readout_scale=args.readout_scale, noise_drift=args.noise_drift,
-                     repeats=args.repeats, repeat_interval=args.repeat_interval)
+                     repeats=args.repeats, repeat_interval=args.repeat_interval,
+                     split=args.split)
 
 
 def _run(args) -> int:

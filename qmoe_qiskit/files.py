@@ -4,13 +4,14 @@ writes, and plain words for what went wrong with a file."""
 from __future__ import annotations
 
 import errno
+import hashlib
 import os
 import tempfile
 from pathlib import Path
 
 from .errors import StorageError
 
-__all__ = ["atomic_write", "check_writable_dir", "os_reason"]
+__all__ = ["atomic_write", "check_writable_dir", "file_sha256", "os_reason"]
 
 
 def os_reason(exc: OSError) -> str:
@@ -67,3 +68,12 @@ def atomic_write(path: Path, text: str) -> None:
     except BaseException:
         Path(tmp).unlink(missing_ok=True)
         raise
+
+
+def file_sha256(path: str | Path) -> str:
+    """The SHA-256 of a file's bytes."""
+    digest = hashlib.sha256()
+    with open(path, "rb") as handle:
+        for block in iter(lambda: handle.read(1 << 20), b""):
+            digest.update(block)
+    return digest.hexdigest()

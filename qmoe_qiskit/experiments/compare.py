@@ -65,7 +65,7 @@ from .hypotheses import (
     readout_sensitive,
 )
 from .replay import RouterTap, replay, replay_estimates
-from .run import RunConfig, router_z_scores
+from .run import RunConfig, router_z_scores, split_rows
 
 __all__ = ["CompareConfig", "MODELS", "MIN_SHOTS", "FamilyCell", "FamilyFits", "EstimatedCell",
            "EstimatedReplay", "Snapshot"]
@@ -152,7 +152,8 @@ class CompareConfig:
         common = dict(pubs=tuple(recorded.pubs), device=device_backend, used=used,
                       basis=tuple(gate_names([pub.isa for pub in recorded.pubs])),
                       idle=self.idle_noise, alpha=self.alpha, model=recorded.results["model"],
-                      samples=int(recorded.results["samples"]))
+                      samples=int(recorded.results["samples"]),
+                      split=recorded.results.get("split", "test"))
         cells = [recorded]
         for family in dict.fromkeys(hypothesis(n).family for n in names):
             chosen = tuple(n for n in names if hypothesis(n).family == family)
@@ -161,7 +162,8 @@ class CompareConfig:
             refits = [self.zne_extrapolator] if self.zne_extrapolator is not None and \
                 pubs[0].resilience.zne else []
             cells += [EstimatedCell(technique, tuple(pubs), common["model"], common["samples"],
-                                    extrapolator) for extrapolator in [None, *refits]]
+                                    extrapolator, common["split"])
+                      for extrapolator in [None, *refits]]
         return cells
 
     def _estimated(self, recorded: "RecordedRun") -> dict[str, list[EstimatedPub]]:
@@ -355,6 +357,7 @@ class FamilyCell:
     alpha: float
     model: str
     samples: int
+    split: str = "test"  # the split whose first ``samples`` rows the run measured
 
     @property
     def label(self) -> str:
@@ -380,7 +383,7 @@ class FamilyCell:
                           [[pub.counts for pub in group] for group in repeats],
                           fits["device_scaled_fit"])
         model, _, prepared = load_trained(self.model)
-        x = torch.as_tensor(prepared.x_test[:self.samples], dtype=torch.float32)
+        x, _ = split_rows(prepared, self.split, self.samples)
         tap, replays, router = RouterTap(model), {}, {}
         for name, fit in fits.items():
             replays[name] = replay(model, x, together, fit.probabilities)
@@ -418,6 +421,7 @@ class EstimatedCell:
     model: str
     samples: int
     extrapolator: tuple[str, ...] | None = None
+    split: str = "test"
 
     @property
     def name(self) -> str:
@@ -433,7 +437,7 @@ class EstimatedCell:
         tables = None if self.extrapolator is None else \
             [extrapolate(pub, self.extrapolator) for pub in self.pubs]
         model, _, prepared = load_trained(self.model)
-        x = torch.as_tensor(prepared.x_test[:self.samples], dtype=torch.float32)
+        x, _ = split_rows(prepared, self.split, self.samples)
         predictions, gates, router = replay_estimates(model, x, self.pubs, tables)
         tap = RouterTap(model)
         with torch.no_grad():

@@ -243,6 +243,7 @@ def analyse(recorded, families, *, alpha: float, seed: int, device, idle_noise: 
         run={"backend": results["backend"], "device": results.get("device", results["backend"]),
              "calibration": results.get("calibration"), "run": results.get("model"),
              "local_testing_mode": results.get("local_testing_mode"),
+             "split": results.get("split", "test"),
              "stand_in": _truth(results)},
         shots=shots, repeats=len(by_repeat(recorded.pubs)), samples=int(results["samples"]),
         circuits=[pub.isa.name for pub in pubs], used_qubits=used,

@@ -276,7 +276,8 @@ def report(a: CompareAnalysis) -> str:
                if a.repeats > 1 else "")
     lines = [
         f"# Simulated against measured noise: {run['backend']}{mode}", "",
-        f"{a.samples} held-out test samples, {a.shots // a.repeats} shots each{repeats}, "
+        f"{a.samples} {'training' if run.get('split') == 'train' else 'held-out test'} "
+        f"samples, {a.shots // a.repeats} shots each{repeats}, "
         f"circuits {', '.join(a.circuits)}; device calibration of `{run['device']}` "
         f"({run['calibration']}). Every model is evaluated exactly (Aer density matrix) on the "
         f"ISA circuits, physical qubits and bindings the run used.", "",

@@ -55,7 +55,8 @@ import torch
 from qiskit.providers import BackendV2
 from tqdm.auto import tqdm
 
-from ..errors import ConfigError, DataError, check_seed
+from ..errors import ConfigError, DataError, check_seed, choices
+from ..files import file_sha256
 from ..jobs import (
     JobOptions,
     Ledger,
@@ -73,6 +74,7 @@ from ..jobs.readout import CIRCUIT_PREFIX as CALIBRATION_PREFIX
 from ..jobs.readout import ReadoutCalibration, ReadoutSampler
 from ..jobs.sampler import PubOutcome
 from ..metrics import accuracy, mean_tvd
+from ..models import model_path
 from ..noise_models.standin import stand_in
 from ..plots import router_agreement
 from ..primitives import SamplerEstimator
@@ -95,7 +97,7 @@ class RunConfig:
     backend: str | BackendV2  # an IBM Quantum backend, a fake backend (local testing mode),
     # or a backend object (a stand-in) that runs in local testing mode
     shots: int = 1024
-    samples: int | None = None  # the first K held-out test samples; None: all of them
+    samples: int | None = None  # the first K samples of ``split``; None: all of them
     optimization_level: int = 1
     seed: int = 0  # transpiler seed; in local testing mode also the simulator's
     layout: tuple[int, ...] | None = None  # physical qubits; None: lowest calibrated error
@@ -114,6 +116,8 @@ class RunConfig:
     noise_drift: float | None = None  # the stand-in's scale drawn per job, sd this x the scale
     repeats: int = 1  # measure the same circuits this many times, each in jobs of its own
     repeat_interval: float = 0.0  # seconds from one repeat's start to the next's
+    split: str = "test"  # whose first ``samples`` rows run: "test" (held out) or "train" (what
+    # ``qmoe train --calibrate-on`` fits the classical parts to)
 
     def __post_init__(self):
         object.__setattr__(self, "model", str(self.model))
@@ -134,6 +138,8 @@ class RunConfig:
                               f"{self.repeat_interval!r}")
         if self.samples is not None and self.samples < 1:
             raise ConfigError(f"samples must be >= 1, got {self.samples}")
+        if self.split not in SPLITS:
+            raise ConfigError(f"unknown split {self.split!r}; valid: {choices(SPLITS)}")
         check_seed(self.seed)
         mitigation = self.mitigation()
         if mitigation is not None and not mitigation.readout and self.repeats > 1:
@@ -208,9 +214,9 @@ class RunConfig:
         if not model.quantum_layers():
             raise ConfigError("the model has no quantum circuits (router and experts are "
                               "classical); there is nothing to run on a backend")
-        available = len(data.y_test)
+        available = len(split_rows(data, self.split)[1])
         if self.samples is not None and self.samples > available:
-            raise ConfigError(f"samples={self.samples} but the model's test split has "
+            raise ConfigError(f"samples={self.samples} but the model's {self.split} split has "
                               f"{available}")
         self._check_size(self.samples or available)
         if not self.dry_run:
@@ -232,11 +238,13 @@ class RunConfig:
 
     def aggregate(self, cells, results: list["BackendPass"], seconds: float) -> Outcome:
         [done] = results
-        plan = {"command": "run", "model": str(Path(self.model)), "backend": done.backend,
+        plan = {"command": "run", "model": str(Path(self.model)),
+                "model_sha256": file_sha256(model_path(self.model)), "backend": done.backend,
                 "device": done.device, "noise_scale": self.noise_scale,
                 "stand_in": done.stand_in, "ran_at": done.ran_at,
                 "local_testing_mode": done.local, "calibration": done.calibration,
-                "shots": self.shots, "samples": len(done.labels), "repeats": self.repeats,
+                "shots": self.shots, "samples": len(done.labels), "split": self.split,
+                "repeats": self.repeats,
                 "repeat_interval": self.repeat_interval,
                 "options": asdict(self.job_options()), "dry_run": self.dry_run,
                 **_costs(done.records), "pubs": done.records, "versions": library_versions()}
@@ -268,7 +276,8 @@ class RunConfig:
                     if self.repeats > 1 else "")
         summary = "\n".join([
             f"{results['backend']}: accuracy {results['accuracy']:.3f} on {results['samples']} "
-            f"test samples (ideal {results['ideal_accuracy']:.3f}), {results['shots']} shots; "
+            f"{_rows(self.split)} (ideal {results['ideal_accuracy']:.3f}), {results['shots']} "
+            f"shots; "
             f"router TVD to ideal {results['mean_tvd_to_ideal']:.4f}" + repeated
             + ("" if results["mitigation"] is None else
                f"; readout-mitigated: accuracy {results['mitigation']['accuracy']:.3f}, "
@@ -330,9 +339,7 @@ class RunCell:
         config = self.config
         ran_at = datetime.now(timezone.utc).isoformat(timespec="seconds")
         model, _, data = load_trained(config.model)
-        count = len(data.y_test) if config.samples is None else config.samples
-        x = torch.as_tensor(data.x_test[:count], dtype=torch.float32)
-        y = data.y_test[:count]
+        x, y = split_rows(data, config.split, config.samples)
         connection = connect(config.target(), channel=config.channel, instance=config.instance)
         cache, ledger = config.stores()
         verb = "planning" if config.dry_run else "running"
@@ -464,6 +471,22 @@ def mitigated_primitive_outcomes(sampler, estimator, first: int) -> list:
     if isinstance(sampler, ReadoutSampler):
         return sampler.outcomes[first:]
     return estimator.outcomes[first:]
+
+
+SPLITS = ("test", "train")
+
+
+def split_rows(data, split: str = "test", count: int | None = None
+               ) -> tuple[torch.Tensor, np.ndarray]:
+    """The first ``count`` rows (all for ``None``) of ``split`` of a model's data: inputs as
+    a float32 tensor, labels."""
+    x, y = (data.x_test, data.y_test) if split == "test" else (data.x_train, data.y_train)
+    count = len(y) if count is None else count
+    return torch.as_tensor(x[:count], dtype=torch.float32), np.asarray(y[:count])
+
+
+def _rows(split: str) -> str:
+    return "held-out test samples" if split == "test" else "training samples"
 
 
 def _advance(bar) -> None:
@@ -686,7 +709,8 @@ def _report(results: dict[str, Any]) -> str:
         if results["local_testing_mode"] else ""
     lines = [
         f"# Run on {results['backend']}{mode}", "",
-        f"Model `{results['model']}`, the first {results['samples']} held-out test samples, "
+        f"Model `{results['model']}`, the first {results['samples']} "
+        f"{_rows(results.get('split', 'test'))}, "
         f"{results['shots']} shots per binding. Calibration: {results['calibration']}.", "",
         "| | accuracy |", "|---|---:|",
         f"| {results['backend']} | {results['accuracy']:.3f} |",

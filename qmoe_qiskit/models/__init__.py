@@ -9,6 +9,7 @@ from .moe import (
     build_model,
     load_model,
     model_from_state,
+    model_path,
     save_model,
 )
 from .quantum import QuantumExpert, QuantumLayer, QuantumRouter
@@ -27,6 +28,7 @@ __all__ = [
     "save_model",
     "load_model",
     "model_from_state",
+    "model_path",
     "ROUTERS",
     "EXPERTS",
 ]

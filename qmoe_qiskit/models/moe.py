@@ -29,6 +29,7 @@ __all__ = [
     "build_model",
     "save_model",
     "load_model",
+    "model_path",
     "model_from_state",
     "ROUTERS",
     "EXPERTS",
@@ -257,13 +258,19 @@ def save_model(path: str | Path, model: MixtureOfExperts, spec: ModelSpec,
     return path
 
 
-def load_model(path: str | Path) -> tuple[MixtureOfExperts, ModelSpec, dict[str, Any]]:
-    """Load what :func:`save_model` wrote: ``(model, spec, extra)``, the model in eval mode."""
+def model_path(path: str | Path) -> Path:
+    """The model file ``path`` names: the file, a folder's ``model.pt``, or ``path.pt``."""
     path = Path(path)
     if path.is_dir():
         path = path / "model.pt"
     if not path.exists() and path.with_suffix(".pt").exists():
         path = path.with_suffix(".pt")
+    return path
+
+
+def load_model(path: str | Path) -> tuple[MixtureOfExperts, ModelSpec, dict[str, Any]]:
+    """Load what :func:`save_model` wrote: ``(model, spec, extra)``, the model in eval mode."""
+    path = model_path(path)
     if not path.is_file():
         raise ModelFileError(f"model file not found: {path}")
     try:
