@@ -266,11 +266,12 @@ def _run_args(p: argparse.ArgumentParser) -> None:
     p.add_argument("--repeat-interval", type=float, default=0.0, metavar="SECONDS",
                    help="seconds from one repeat's start to the next's (default 0)")
     p.add_argument("--mitigate", default=None, metavar="TECHNIQUES",
-                   help="readout: mthree on the counts, calibrated in the same job (needs "
-                        "mthree: pip install 'qmoe-qiskit[mitigation]'); trex, zne or trex,zne: "
-                        "the model again on the runtime's client-side Estimator, reported "
-                        "beside the raw results (compare --run DIR: the technique the run "
-                        "must have used)")
+                   help="readout: mthree on the counts, calibrated in the same job; trex, "
+                        "zne, pea, pec (and trex,zne, trex,pea, trex,pec): the model again on "
+                        "the runtime's client-side Estimator, reported beside the raw results "
+                        "(pea and pec learn each layer's noise in a job first); needs pip "
+                        "install 'qmoe-qiskit[mitigation]' for readout, pea and pec (compare "
+                        "--run DIR: the technique the run must have used)")
     p.add_argument("--zne-factors", type=_floats, default=None, metavar="F1,F2,...",
                    help="run with --mitigate zne: gate-folding noise factors, each >= 1 and "
                         "increasing (default 1,3,5)")

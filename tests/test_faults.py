@@ -204,12 +204,45 @@ def _run_shared(root: str, go, out) -> None:
     out.put((sampler.stats(), counts))
 
 
-def test_two_processes_on_one_cache_submit_the_pub_once(tmp_path):
+def _estimate_shared(root: str, go, out) -> None:
+    """As :func:`_run_shared`, for an estimator PUB with ZNE (the runtime Estimator's job)."""
+    import time
+
+    from qiskit import QuantumCircuit
+    from qiskit.circuit import Parameter
+    from qiskit.quantum_info import SparsePauliOp
+
+    from qmoe_qiskit.jobs import ResultCache, RuntimeSampler, connect
+    from qmoe_qiskit.jobs import estimator as estimator_module
+
+    submit = estimator_module.RuntimeEstimator._submit
+
+    def slow_submit(self, *args, **kwargs):
+        time.sleep(1.0)
+        return submit(self, *args, **kwargs)
+
+    estimator_module.RuntimeEstimator._submit = slow_submit
+    theta = Parameter("t")
+    circuit = QuantumCircuit(2, name="pair")
+    circuit.ry(theta, 0)
+    circuit.cx(0, 1)
+    sampler = RuntimeSampler(connect("fake_manila"), cache=ResultCache(root),
+                             ledger=Ledger(f"{root}/ledger.jsonl"), seed=1)
+    estimator = estimator_module.RuntimeEstimator(
+        sampler, estimator_module.Resilience(zne=True))
+    go.wait()
+    evs = estimator.run([(circuit, SparsePauliOp("ZZ"), [[0.3], [1.2]])]).result()[0].data.evs
+    out.put((sampler.stats(), [float(v) for v in evs]))
+
+
+@pytest.mark.parametrize("worker", [_run_shared, _estimate_shared],
+                         ids=["sampler", "estimator"])
+def test_two_processes_on_one_cache_submit_the_pub_once(tmp_path, worker):
     import multiprocessing as mp
 
     ctx = mp.get_context("spawn")
     go, out = ctx.Event(), ctx.Queue()
-    workers = [ctx.Process(target=_run_shared, args=(str(tmp_path / "c"), go, out))
+    workers = [ctx.Process(target=worker, args=(str(tmp_path / "c"), go, out))
                for _ in range(2)]
     for w in workers:
         w.start()

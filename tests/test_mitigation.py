@@ -1,5 +1,7 @@
 """Mitigation by name, and probabilities read through a (mitigating) estimator."""
 
+import json
+
 import numpy as np
 import pytest
 from qiskit import QuantumCircuit
@@ -27,6 +29,8 @@ def _values(circuit, rows, seed=2):
     ("zne,cdr", r"unknown mitigation 'cdr'; valid: 'readout', 'trex', 'zne'"),
     ("readout,zne", r"readout \(mthree on the sampler's counts\) does not combine"),
     ("zne,zne", r"names a technique twice"),
+    ("zne,pea", r"zne \(gate folding\) and pea \(probabilistic error amplification\) are two"),
+    ("pec,zne", r"pec cancels the learned noise; it does not combine with zne or pea"),
 ])
 def test_bad_techniques_are_refused_in_one_line(text, message):
     with pytest.raises(ConfigError, match=message) as exc:
@@ -40,8 +44,11 @@ def test_techniques_and_their_options_parse_into_the_runtimes_resilience():
     assert both.resilience == Resilience(trex=True, zne=True, zne_factors=(1.0, 2.0, 3.0),
                                          zne_extrapolator=("linear",))
     assert parse_mitigation("readout").readout and parse_mitigation(None) is None
-    with pytest.raises(ConfigError, match="--zne-factors needs zne among the techniques"):
+    with pytest.raises(ConfigError, match="--zne-factors needs zne or pea among the"):
         parse_mitigation("trex", zne_factors=(1, 3))
+    pea = parse_mitigation("pea,trex", zne_factors=(1, 2, 3))
+    assert pea.name == "trex,pea" and pea.resilience.pea and pea.resilience.learns
+    assert parse_mitigation("trex,pec").resilience == Resilience(trex=True, pec=True)
     with pytest.raises(ConfigError, match="--zne-extrapolator needs --mitigate zne"):
         parse_mitigation(None, zne_extrapolator=("linear",))
     with pytest.raises(ConfigError, match="strictly increasing"):
@@ -105,6 +112,27 @@ def test_a_mid_circuit_measurement_is_refused_before_anything_is_submitted():
     circuit.measure(1, 1)
     with pytest.raises(UnsupportedCircuitError, match="mid-circuit measurement"):
         EstimatorSampler(ExactEstimator()).run([(circuit,)]).result()
+
+
+@pytest.mark.parametrize("resilience", [Resilience(zne=True), Resilience(pec=True)],
+                         ids=["zne", "pec"])
+def test_zne_and_pec_refuse_a_mid_circuit_measurement_before_any_job(tmp_path, resilience):
+    """Outcomes read only as samples (a measurement before the last gate) have no observable to
+    extrapolate or cancel: refused in one line, no noise-learning job, no ledger line."""
+    from qmoe_qiskit.jobs import Ledger, ResultCache
+
+    pytest.importorskip("qiskit_noise_learning")
+    circuit = QuantumCircuit(2, 2)
+    circuit.h(0)
+    circuit.measure(0, 0)
+    circuit.cx(0, 1)
+    circuit.measure(1, 1)
+    ledger = Ledger(tmp_path / "ledger.jsonl")
+    sampler = RuntimeSampler(connect("fake_manila"), cache=ResultCache(tmp_path), ledger=ledger)
+    with pytest.raises(UnsupportedCircuitError, match="mid-circuit measurement") as exc:
+        EstimatorSampler(RuntimeEstimator(sampler, resilience)).run([(circuit,)]).result()
+    assert "\n" not in str(exc.value)
+    assert ledger.entries() == [] and sampler.records == []
 
 
 def test_run_with_zne_reports_the_mitigated_router_beside_the_raw_one(sel_model, tmp_path):
@@ -234,3 +262,25 @@ def test_refitting_a_run_without_zne_is_refused(sel_model, tmp_path, capsys):
                  "--zne-extrapolator", "linear"]) == 2
     err = capsys.readouterr().err
     assert "--zne-extrapolator refits a ZNE run's noise-factor values" in err
+
+
+def test_a_probability_routers_z_strings_are_scored_against_its_exact_ones(tmp_path):
+    """The paper router through the runtime Estimator: its outcome Z strings (the QNN's own
+    circuit, parameters renamed inputs[i], weights[j]) are set against the exact Z strings of
+    the same bindings, so the std calibration is reported for probability routers too."""
+    from qmoe_qiskit.cli import main
+    from qmoe_qiskit.jobs.estimator import read_estimates
+
+    model = tmp_path / "paper"
+    assert main(["train", "--router", "quantum", "--ansatz", "paper", "--layers", "2",
+                 "--epochs", "3", "--samples", "200", "--no-progress", "--out",
+                 str(model)]) == 0
+    run = tmp_path / "run"
+    assert main(["run", "--model", str(model), "--backend", "fake_manila", "--noise-scale",
+                 "2.5", "--samples", "8", "--shots", "400", "--mitigate", "trex",
+                 "--no-progress", "--cache", str(tmp_path / "c"), "--out", str(run)]) == 0
+    r = json.loads((run / "results.json").read_text())
+    trex = r["mitigated"]["trex"]
+    assert trex["router_z_rms"] is not None and 0 < trex["router_z_rms"] < 10
+    [pub] = read_estimates(run)  # the router's Z strings, the only circuit
+    assert pub.parameters[0].startswith("inputs[") and pub.evs.shape == (8, 1)

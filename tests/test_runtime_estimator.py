@@ -182,3 +182,101 @@ def test_a_measuring_circuit_is_refused_before_anything_is_submitted(monkeypatch
     estimator = RuntimeEstimator(RuntimeSampler(connect("fake_manila")), Resilience(zne=True))
     with pytest.raises(UnsupportedCircuitError, match="must not measure"):
         estimator.run([(measured, SparsePauliOp("IZ"))]).result()
+
+
+# ------------------------------------------------------------------ PEA and PEC
+def _pair():
+    """A Bell pair behind three CNOTs and an angle: <ZZ> = 1 exactly, whatever the angle."""
+    from qiskit.circuit import Parameter
+
+    theta = Parameter("t")
+    circuit = QuantumCircuit(2, name="pair")
+    circuit.ry(theta, 0)
+    for _ in range(3):
+        circuit.cx(0, 1)
+    return circuit, np.array([[0.3], [1.2], [2.0]])
+
+
+@pytest.mark.parametrize("resilience", [Resilience(pea=True), Resilience(trex=True, pec=True)],
+                         ids=["pea", "trex,pec"])
+def test_pea_and_pec_learn_the_layers_noise_in_a_ledgered_cached_job(tmp_path, resilience):
+    pytest.importorskip("qiskit_noise_learning")
+    circuit, values = _pair()
+    target = stand_in("fake_manila", scale=4, readout_scale=0)
+    cache, ledger = ResultCache(tmp_path / "c"), Ledger(tmp_path / "c" / "ledger.jsonl")
+
+    def fresh(**kwargs):
+        sampler = RuntimeSampler(connect(target), JobOptions(shots=500), cache=cache,
+                                 ledger=ledger, seed=5, **kwargs)
+        return sampler, RuntimeEstimator(sampler, resilience)
+
+    # the dry run prices the learning and the technique before anything is submitted
+    plan, estimator = fresh(plan_only=True)
+    estimator.run([(circuit, SparsePauliOp("ZZ"), values)]).result()
+    learning, pub = sorted(plan.records, key=lambda r: r.primitive != f"noise learner "
+                                                                     f"({resilience.name})")
+    assert learning.source == pub.source == "planned" and learning.shot_seconds > 0
+    assert learning.circuit == "noise learning: pair" and learning.bindings > 100
+    if resilience.pec:  # priced at the sampling-overhead cap: 100 x the plain PUB, plus
+        # TREX's calibration shots
+        rep = getattr(target, "default_rep_delay", None) or 250e-6
+        np.testing.assert_allclose(pub.shot_seconds, 3 * 500 * 100 * (pub.duration_s + rep)
+                                   + 500 * rep, rtol=1e-9)
+    assert not ledger.entries()
+    sampler, estimator = fresh()
+    data = estimator.run([(circuit, SparsePauliOp("ZZ"), values)]).result()[0].data
+    assert np.all(np.isfinite(data.evs)) and np.all(data.stds > 0)
+    assert sampler.stats()["jobs_submitted"] == 2  # the learning, then the estimator
+    kinds = sorted(e.kind for e in ledger.entries())
+    assert kinds == ["noise learner", "pub"] and {e.status for e in ledger.entries()} == {"done"}
+    # again: both from the cache, no job
+    again, estimator = fresh()
+    repeat = estimator.run([(circuit, SparsePauliOp("ZZ"), values)]).result()[0].data
+    assert again.stats()["jobs_submitted"] == 0
+    np.testing.assert_array_equal(repeat.evs, data.evs)
+    # another circuit needs learning of its own: the learning key is the circuit's
+    other, estimator = fresh()
+    circuit.cx(1, 0)
+    estimator.run([(circuit, SparsePauliOp("ZZ"), values)]).result()
+    assert [r.source for r in other.records if r.primitive.startswith("noise")] == ["submitted"]
+
+
+def test_a_learning_job_interrupted_after_submission_is_resumed_not_resubmitted(
+        tmp_path, monkeypatch):
+    pytest.importorskip("qiskit_noise_learning")
+    from qmoe_qiskit.jobs import estimator as estimator_module
+
+    circuit, values = _pair()
+    cache, ledger = ResultCache(tmp_path / "c"), Ledger(tmp_path / "c" / "ledger.jsonl")
+    connection = connect(stand_in("fake_manila", scale=2))
+    real = estimator_module.learned_payload
+    calls = []
+
+    def die_while_waiting(results):
+        calls.append(1)
+        raise KeyboardInterrupt  # the job ran; this process died before keeping its result
+
+    monkeypatch.setattr(estimator_module, "learned_payload", die_while_waiting)
+    sampler = RuntimeSampler(connection, JobOptions(shots=300), cache=cache, ledger=ledger)
+    with pytest.raises(KeyboardInterrupt):
+        RuntimeEstimator(sampler, Resilience(pec=True)).run(
+            [(circuit, SparsePauliOp("ZZ"), values)]).result()
+    [entry] = ledger.entries()  # the estimator's job was not recorded: it waits on learning
+    assert entry.kind == "noise learner" and entry.status == "submitted" and entry.job_id
+    monkeypatch.setattr(estimator_module, "learned_payload", real)
+    later = RuntimeSampler(connection, JobOptions(shots=300), cache=cache, ledger=ledger)
+    RuntimeEstimator(later, Resilience(pec=True)).run(
+        [(circuit, SparsePauliOp("ZZ"), values)]).result()
+    learning = [r for r in later.records if r.primitive.startswith("noise")]
+    assert [r.source for r in learning] == ["fetched"] and learning[0].job_id == entry.job_id
+    assert later.stats()["jobs_submitted"] == 1  # the estimator's job only
+
+
+@pytest.mark.parametrize("kwargs, message", [
+    (dict(zne=True, pea=True), "zne (gate folding) and pea (probabilistic error amplification)"),
+    (dict(pec=True, zne=True), "pec cancels the learned noise; it does not combine with zne"),
+    (dict(pec=True, pec_max_overhead=0.5), "sampling-overhead cap must be a number >= 1"),
+])
+def test_incompatible_learned_techniques_are_refused_in_one_line(kwargs, message):
+    with pytest.raises(ConfigError, match=message.replace("(", r"\(").replace(")", r"\)")):
+        Resilience(**kwargs)

@@ -160,7 +160,7 @@ class CompareConfig:
             cells.append(FamilyCell(family=family, names=chosen, **common))
         for technique, pubs in estimated.items():  # as the runtime returned them, and refit
             refits = [self.zne_extrapolator] if self.zne_extrapolator is not None and \
-                pubs[0].resilience.zne else []
+                pubs[0].resilience.extrapolates else []
             cells += [EstimatedCell(technique, tuple(pubs), common["model"], common["samples"],
                                     extrapolator, common["split"])
                       for extrapolator in [None, *refits]]
@@ -189,7 +189,7 @@ class CompareConfig:
                     f"{', '.join(measured) or 'no mitigation'}); run it with --mitigate {asked}")
             by_technique = {t: p for t, p in by_technique.items() if t == asked}
         if self.zne_extrapolator is not None:
-            zne = {t: p for t, p in by_technique.items() if p[0].resilience.zne}
+            zne = {t: p for t, p in by_technique.items() if p[0].resilience.extrapolates}
             if not zne:
                 raise ConfigError(f"--zne-extrapolator refits a ZNE run's noise-factor values; "
                                   f"{where} has none (run it with --mitigate zne)")

@@ -67,6 +67,7 @@ from ..jobs import (
 )
 from ..jobs.cache import library_versions
 from ..jobs.estimator import RuntimeEstimator, estimate_files
+from ..jobs.learning import LEARNER
 from ..jobs.layer import MAX_EXECUTIONS, pack
 from ..jobs.mitigation import EstimatorSampler, Mitigation, parse_mitigation, walsh
 from ..jobs.outcomes import MeasuredPub, by_repeat, measurement_files, pooled
@@ -364,7 +365,8 @@ class RunCell:
                 marks[1] = len(sampler.outcomes)
                 mitigated = None
                 if mitigated_sampler is not None:  # the same pass on the mitigating wrapper
-                    first = len(mitigated_sampler.outcomes)
+                    first = len(mitigated_primitive_outcomes(mitigated_sampler,
+                                                             mitigated_estimator, 0))
                     with model.using(sampler=mitigated_sampler, estimator=mitigated_estimator):
                         outputs, gates = model.forward_with_gates(x)
                     mitigated = _Mitigated(outputs.argmax(dim=-1).numpy(), router.last,
@@ -562,8 +564,12 @@ def router_z_scores(layer, pub, evs: np.ndarray, stds: np.ndarray,
     else:  # the exact Z strings of the router's logical circuit on the same bindings
         circuit = layer.ansatz.circuit
         column = {p.name: i for i, p in enumerate(circuit.parameters)}
+        # the QNN's circuit names its parameters inputs[i] and weights[j] (qiskit-machine-
+        # learning reparameterizes it): the ansatz's i-th input and j-th weight
+        renamed = {**{f"inputs[{i}]": p.name for i, p in enumerate(layer.ansatz.inputs)},
+                   **{f"weights[{j}]": p.name for j, p in enumerate(layer.ansatz.weights)}}
         values = np.zeros((len(pub.values), circuit.num_parameters))
-        values[:, [column[name] for name in pub.parameters]] = pub.values
+        values[:, [column[renamed.get(name, name)] for name in pub.parameters]] = pub.values
         [register] = [c.name for c in circuit.cregs]
         probabilities = ExactSampler(default_shots=None).run(
             [(circuit, values)]).result()[0].data[register].probabilities
@@ -601,8 +607,8 @@ def _mitigated(done: BackendPass) -> dict[str, Any] | None:
             "router": _listed(done.mitigated_router.get("readout")),
             "predictions": _listed(done.mitigated_predictions)}
     for name, estimated in done.estimated.items():
-        seconds = sum(r["shot_seconds"] or 0 for r in records
-                      if r.get("primitive") == f"estimator ({name})")
+        seconds = sum(r["shot_seconds"] or 0 for r in records  # its PUBs, and learning
+                      if r.get("primitive") in (f"estimator ({name})", f"{LEARNER} ({name})"))
         out[name] = {
             "accuracy": accuracy(done.labels, estimated.predictions),
             "router_error_vs_ideal": _router_error(estimated.router, done.ideal_router),
@@ -637,7 +643,7 @@ def _costs(records: list[dict]) -> dict[str, Any]:
         "total_shots": sum(r["bindings"] * r["shots"] for r in records),
         "uncached_circuits": len(pending),
         "jobs": len({r["job_id"] for r in pending if r["source"] != "planned"}) + sum(
-            len(pack([r["bindings"] * r["shots"] for r in planned
+            len(pack([r["bindings"] * r["shots"] * r.get("variants", 1) for r in planned
                       if (r.get("repeat", 0), r.get("primitive", "sampler")) == group],
                      MAX_EXECUTIONS)) for group in groups),
         "estimated_qpu_seconds": (float(sum(known)) if len(known) == len(pending) else None),
@@ -672,7 +678,9 @@ def plan_text(plan: dict[str, Any]) -> str:
         "estimated QPU time: " + ("unknown (the backend reports no gate durations)"
                                   if seconds is None else f"{seconds:.1f} s")
         + " (bindings x shots x (circuit duration + repetition delay); queueing and "
-          "per-job overhead not included)",
+          "per-job overhead not included)"
+        + ("; PEC priced at its sampling-overhead cap, an upper bound"
+           if any("pec" in r.get("primitive", "") for r in plan["pubs"]) else ""),
     ]
     return "\n".join(lines)
 

@@ -6,9 +6,12 @@ It runs beside a :class:`~.sampler.RuntimeSampler` and shares its :class:`~.laye
 layout). ``EstimatorQNN`` sends one PUB per observable on the same circuit and bindings; those
 become one runtime PUB (``(isa, observables (k, 1), bindings)``) with its own cache key and
 ledger line. Submission goes through qiskit-ibm-runtime's ``executor_estimator.Estimator``,
-which does every technique on the client: TREX (measurement twirling with readout rescaling)
-and zero-noise extrapolation by gate folding (:class:`Resilience`). Nothing of those techniques
-is re-implemented here: results are the runtime's ``evs`` and ``stds``, and the raw values at
+which does every technique on the client: TREX (measurement twirling with readout rescaling),
+zero-noise extrapolation by gate folding or by probabilistic error amplification (PEA), and
+probabilistic error cancellation (PEC) (:class:`Resilience`). PEA and PEC first learn each
+entangling layer's noise with the runtime's ``NoiseLearnerV3``, in a job of its own that is
+ledgered, cached and priced like the PUBs (:mod:`.learning`). Nothing of those techniques is
+re-implemented here: results are the runtime's ``evs`` and ``stds``, and the raw values at
 each noise factor (``evs_noise_factors``, ``ensemble_stds_noise_factors``) are kept with
 every PUB, so :func:`extrapolate` refits them offline with another extrapolator using the
 runtime's own fitting function.
@@ -17,6 +20,7 @@ runtime's own fitting function.
 from __future__ import annotations
 
 import json
+import math
 from collections.abc import Sequence
 from dataclasses import asdict, dataclass, field
 from typing import Any
@@ -28,11 +32,21 @@ from qiskit.primitives.containers.estimator_pub import EstimatorPub
 from qiskit.quantum_info import SparsePauliOp
 from qiskit_ibm_runtime.executor_estimator import Estimator as ExecutorEstimator
 
-from ..errors import ConfigError, UnsupportedCircuitError, choices
+from ..errors import ConfigError, DataError, UnsupportedCircuitError, choices
 from ..primitives import SyncEstimator, binding_rows
 from ..primitives.counts import estimator_pub_result
+from ..transpile import Compiled
 from .cache import pub_key
-from .layer import Part
+from .layer import Part, PubRecord
+from .learning import (
+    LEARNER,
+    learned_maps,
+    learned_payload,
+    learner_options,
+    learning_key,
+    learning_program,
+    require_learner,
+)
 from .sampler import RuntimeSampler
 
 __all__ = ["Resilience", "RuntimeEstimator", "GroupedEstimator", "EstimatedPub", "extrapolate",
@@ -54,12 +68,20 @@ class Resilience:
     ``trex``: measurement twirling with TREX rescaling (readout). ``zne``: zero-noise
     extrapolation by gate folding at ``zne_factors`` (each >= 1, increasing), fitted with the
     ``zne_extrapolator`` models in priority order (the runtime keeps the first valid fit).
+    ``pea``: the same extrapolation with the noise amplified by probabilistic error
+    amplification of each entangling layer's learned noise instead of folding. ``pec``:
+    probabilistic error cancellation of the learned noise, its sampling overhead capped at
+    ``pec_max_overhead`` (the runtime's default 100; beyond it the noise is cancelled in part).
+    PEA and PEC learn each layer's noise first (:mod:`.learning`: a noise-learning job).
     """
 
     trex: bool = False
     zne: bool = False
     zne_factors: tuple[float, ...] = (1.0, 3.0, 5.0)
     zne_extrapolator: tuple[str, ...] = ("exponential", "linear")
+    pea: bool = False
+    pec: bool = False
+    pec_max_overhead: float = 100.0
 
     def __post_init__(self):
         factors = tuple(float(f) for f in self.zne_factors)
@@ -76,7 +98,19 @@ class Resilience:
         if unknown or not extrapolators:
             raise ConfigError(f"unknown ZNE extrapolator {unknown[0] if unknown else ''!r}; "
                               f"valid: {choices(EXTRAPOLATORS)}")
-        if self.zne:
+        if self.zne and self.pea:
+            raise ConfigError("zne (gate folding) and pea (probabilistic error amplification) "
+                              "are two ways to amplify the same noise: choose one")
+        if self.pec and (self.zne or self.pea):
+            raise ConfigError("pec cancels the learned noise; it does not combine with zne or "
+                              "pea (use trex,pec)")
+        overhead = self.pec_max_overhead
+        if isinstance(overhead, bool) or not isinstance(overhead, (int, float)) or \
+                not np.isfinite(overhead) or overhead < 1:
+            raise ConfigError(f"the PEC sampling-overhead cap must be a number >= 1, got "
+                              f"{overhead!r}")
+        object.__setattr__(self, "pec_max_overhead", float(overhead))
+        if self.extrapolates:
             short = [e for e in extrapolators if EXTRAPOLATORS[e] > len(factors)]
             if short:
                 raise ConfigError(f"the {short[0]} extrapolator needs at least "
@@ -86,25 +120,61 @@ class Resilience:
     @property
     def name(self) -> str:
         """The techniques, as ``--mitigate`` spells them (``raw`` for none)."""
-        return ",".join(t for t, on in (("trex", self.trex), ("zne", self.zne)) if on) or "raw"
+        return ",".join(t for t, on in (("trex", self.trex), ("zne", self.zne),
+                                         ("pea", self.pea), ("pec", self.pec)) if on) or "raw"
+
+    @property
+    def extrapolates(self) -> bool:
+        """Whether values are extrapolated to zero noise (ZNE by folding or by PEA)."""
+        return self.zne or self.pea
+
+    @property
+    def learns(self) -> bool:
+        """Whether each layer's noise must be learned first (PEA, PEC)."""
+        return self.pea or self.pec
 
     @property
     def variants(self) -> tuple[float, ...]:
-        """How many times longer each variant of a circuit runs: the noise factors under ZNE."""
-        return self.zne_factors if self.zne else (1.0,)
+        """The circuit variants each binding runs, each at the PUB's shots, as durations
+        relative to the circuit: the noise factors of gate folding; as many variants as
+        factors under PEA (its amplified circuits run as long as the circuit); under PEC the
+        overhead cap's worth (an upper bound: the overhead is the learned noise's gamma^2)."""
+        if self.zne:
+            return self.zne_factors
+        if self.pea:
+            return (1.0,) * len(self.zne_factors)
+        if self.pec:
+            return (1.0,) * math.ceil(self.pec_max_overhead)
+        return (1.0,)
 
     def runtime_options(self) -> dict[str, Any]:
         """The runtime Estimator's resilience options (level 0, then these explicitly)."""
-        options: dict[str, Any] = {"measure_mitigation": self.trex, "zne_mitigation": self.zne}
-        if self.zne:
-            options["zne"] = {"amplifier": "gate_folding",
+        options: dict[str, Any] = {"measure_mitigation": self.trex,
+                                   "zne_mitigation": self.extrapolates}
+        if self.extrapolates:
+            options["zne"] = {"amplifier": "pea" if self.pea else "gate_folding",
                               "noise_factors": list(self.zne_factors),
                               "extrapolator": list(self.zne_extrapolator)}
+        if self.pec:
+            options["pec_mitigation"] = True
+            options["pec"] = {"max_overhead": self.pec_max_overhead}
         return {"resilience_level": 0, "resilience": options}
 
     def to_dict(self) -> dict[str, Any]:
-        return {"trex": self.trex, "zne": self.zne, "zne_factors": list(self.zne_factors),
-                "zne_extrapolator": list(self.zne_extrapolator)}
+        out = {"trex": self.trex, "zne": self.zne, "zne_factors": list(self.zne_factors),
+               "zne_extrapolator": list(self.zne_extrapolator)}
+        if self.pea:  # only where set: the keys of TREX and ZNE PUBs stay as they were
+            out["pea"] = True
+        if self.pec:
+            out |= {"pec": True, "pec_max_overhead": self.pec_max_overhead}
+        return out
+
+    @classmethod
+    def from_dict(cls, data: dict[str, Any]) -> "Resilience":
+        return cls(trex=data["trex"], zne=data["zne"], zne_factors=tuple(data["zne_factors"]),
+                   zne_extrapolator=tuple(data["zne_extrapolator"]),
+                   pea=data.get("pea", False), pec=data.get("pec", False),
+                   pec_max_overhead=data.get("pec_max_overhead", 100.0))
 
 
 @dataclass(frozen=True)
@@ -169,6 +239,10 @@ class RuntimeEstimator(GroupedEstimator):
         self.jobs = sampler.jobs
         self.resilience = resilience or Resilience()
         self.outcomes: list[EstimatedPub] = []  # every PUB that ran (not planned ones)
+        self._compiled: dict[int, Compiled] = {}  # by id of the ISA circuit its parts carry
+        self._learned: dict[str, list] = {}  # learning key -> [(layer, noise map), ...]
+        if self.resilience.learns:
+            require_learner()
 
     @property
     def default_shots(self) -> int:
@@ -199,6 +273,8 @@ class RuntimeEstimator(GroupedEstimator):
                 self.jobs.result(part, None, lambda: None)
             zeros = np.zeros((len(values), k))
             return zeros, zeros
+        if self.jobs.plan_only and self.resilience.learns:
+            self._plan_learning(parts[0])
         records, raw, new = [], [], False
         calibration = self.default_shots if self.resilience.trex else 0
         for part in parts:
@@ -231,6 +307,7 @@ class RuntimeEstimator(GroupedEstimator):
         for i, o in enumerate(observables):
             column[i, 0] = o
         isa = compiled.isa
+        self._compiled[id(isa)] = compiled
         options = {"job": asdict(self.options), "estimator": self.resilience.to_dict(),
                    "observables": labels}
         conn = self.jobs.connection
@@ -242,21 +319,110 @@ class RuntimeEstimator(GroupedEstimator):
                      (isa, column[:, 0]), (b - a) * per_row)
                 for a, b in spans]
 
+    def _prepare(self, pubs: Sequence[tuple]) -> None:
+        """Before a job is recorded and submitted: the noise of its circuits' layers, for PEA
+        and PEC (learned in jobs of their own, or read back)."""
+        if self.resilience.learns:
+            for pub in pubs:
+                self._layer_noise(pub)
+
     def _submit(self, pubs: Sequence[tuple], tag: str):
-        """The one place that calls the runtime's Estimator: a job in the layer's batch."""
+        """The one place that calls the runtime's Estimator: a job in the layer's batch, with
+        the learned noise of its layers for PEA and PEC."""
+        estimator = ExecutorEstimator(mode=self.jobs.batch(), options=self._runtime_options(tag))
+        if self.resilience.learns:
+            estimator.options.resilience.layer_noise_model = [
+                pair for pub in pubs for pair in self._layer_noise(pub)]
+        return estimator.run(list(pubs))
+
+    def _runtime_options(self, tag: str | None) -> dict[str, Any]:
         o = self.options
-        options = {
+        return {
             "default_shots": int(o.shots),
-            "environment": {"job_tags": [tag]},
-            "twirling": {"enable_gates": o.twirling,
-                         "enable_measure": o.twirling or self.resilience.trex},
+            **({"environment": {"job_tags": [tag]}} if tag is not None else {}),
+            "twirling": {"enable_gates": o.twirling or self.resilience.learns,  # PEA and PEC
+                         "enable_measure": o.twirling or self.resilience.trex  # twirl always
+                         or self.resilience.learns},
             "dynamical_decoupling": {"enable": o.dynamical_decoupling,
                                      "sequence_type": o.dd_sequence},
             **self.resilience.runtime_options(),
             **self.jobs.runtime_extras(),
         }
-        estimator = ExecutorEstimator(mode=self.jobs.batch(), options=options)
-        return estimator.run(list(pubs))
+
+    # ------------------------------------------------------------------ noise learning
+    def _layers(self, pub: tuple) -> list:
+        """The distinct entangling layers of ``pub``'s circuit, boxed as the Estimator's run
+        boxes them (nothing submitted)."""
+        finder = ExecutorEstimator(mode=self.jobs.connection.backend,
+                                   options=self._runtime_options(None))
+        return finder.find_unique_layers([pub], types="gates")
+
+    def _learning_key(self, isa: QuantumCircuit) -> str:
+        conn = self.jobs.connection
+        return learning_key(isa, backend=conn.name, calibration=conn.calibration,
+                            options={"job": asdict(self.options),
+                                     "estimator": self.resilience.to_dict()},
+                            repeat=self.jobs.repeat)
+
+    def _layer_noise(self, pub: tuple) -> list:
+        """``[(layer, learned noise), ...]`` for ``pub``'s circuit: from this pass, the cache,
+        a recorded job or a new noise-learning job (:meth:`JobLayer.side_job`)."""
+        isa = pub[0]
+        key = self._learning_key(isa)
+        if key in self._learned:
+            return self._learned[key]
+        layers = self._layers(pub)
+        if not layers:
+            self._learned[key] = []
+            return []
+        learner = require_learner()
+        extras = self.jobs.runtime_extras()
+
+        def submit(tag: str):
+            return learner(mode=self.jobs.batch(),
+                           options=learner_options(tag, extras)).run(layers)
+
+        label = f"noise learning: {isa.name}"
+        payload, source, job_id, facts = self.jobs.side_job(key, label, submit,
+                                                            learned_payload, kind=LEARNER)
+        maps = learned_maps(payload)
+        if len(maps) != len(layers):
+            raise DataError(f"the learned noise of {isa.name!r} covers {len(maps)} layers; its "
+                            f"circuit has {len(layers)} (the cache entry {key[:12]}… does not "
+                            f"belong to it)")
+        record = self._learning_record(isa, key, layers, label)
+        record.source, record.job_id = source, job_id
+        record.qpu_seconds, record.ran_at = facts.get("qpu_seconds"), facts.get("ran_at")
+        self._learned[key] = list(zip(layers, maps))
+        return self._learned[key]
+
+    def _plan_learning(self, part: Part) -> None:
+        """A dry run's record of the noise learning ``part``'s circuit needs (cached or
+        priced), once per circuit."""
+        isa = part.compiled.isa
+        key = self._learning_key(isa)
+        if key in self._learned:
+            return
+        self._learned[key] = []
+        layers = self._layers(part.payload)
+        if layers:
+            record = self._learning_record(isa, key, layers, f"noise learning: {isa.name}")
+            record.source = "cache" if self.jobs.stored(key) is not None else "planned"
+
+    def _learning_record(self, isa: QuantumCircuit, key: str, layers: list, label: str):
+        """A record of learning ``layers``: the learner's circuit instances x shots, priced
+        from its own program."""
+        compiled = self._compiled[id(isa)]
+        instances, shots, seconds = learning_program(layers, self.jobs.connection.backend,
+                                                     self.jobs.runtime_extras())
+        record = PubRecord(
+            circuit=label, key=key, source="", job_id=None, bindings=instances, shots=shots,
+            layout=compiled.initial_layout, physical_qubits=compiled.used_qubits,
+            layout_method=compiled.layout_method, measured=list(compiled.measured), depth=0,
+            two_qubit_gates=0, duration_s=None, shot_seconds=seconds, repeat=self.jobs.repeat,
+            primitive=f"{LEARNER} ({self.resilience.name})")
+        self.jobs.records.append(record)
+        return record
 
 
 def _label(observable: SparsePauliOp) -> str:
@@ -330,10 +496,7 @@ def read_estimates(folder) -> list[EstimatedPub]:
         with np.load(path) as a:
             pubs = []
             for i in range(int(a["pubs"])):
-                options = json.loads(str(a[f"resilience_{i}"]))
-                resilience = Resilience(trex=options["trex"], zne=options["zne"],
-                                        zne_factors=tuple(options["zne_factors"]),
-                                        zne_extrapolator=tuple(options["zne_extrapolator"]))
+                resilience = Resilience.from_dict(json.loads(str(a[f"resilience_{i}"])))
                 noise = {name: a[f"{name}_{i}"] for name in NOISE_FIELDS
                          if f"{name}_{i}" in a}
                 pubs.append(EstimatedPub(

@@ -101,6 +101,8 @@ class PubRecord:
     ran_at: str | None = None  # when its job started running (UTC), if the service says
     repeat: int = 0  # which measurement of the same PUB (``JobLayer.repeat``)
     primitive: str = "sampler"  # "sampler", or "estimator" with its mitigation
+    variants: int = 1  # circuit variants per binding (noise factors, PEC's overhead cap): a
+    # job's executions are bindings x shots x variants
 
 
 @dataclass(frozen=True)
@@ -265,7 +267,7 @@ class JobLayer:
         bindings = part.bindings
         record = PubRecord(
             circuit=part.label, key=part.key, source="", job_id=None, bindings=bindings,
-            repeat=self.repeat, primitive=primitive,
+            repeat=self.repeat, primitive=primitive, variants=len(variants),
             shots=shots, layout=compiled.initial_layout, physical_qubits=compiled.used_qubits,
             layout_method=compiled.layout_method, measured=list(compiled.measured),
             depth=isa.depth(),
@@ -405,6 +407,9 @@ class JobLayer:
         can still find it) before it leaves, and again with its id."""
         conn = self.connection
         primitive = parts[0].primitive
+        prepare = getattr(primitive, "_prepare", None)  # jobs the submission needs first
+        if prepare is not None:  # (noise learning), each recorded and cached on its own
+            prepare([p.payload for p in parts])
         tag = f"qmoe-{uuid.uuid4().hex}"
         entries = [LedgerEntry(job_id="", backend=conn.name, key=part.key, status="submitting",
                                submitted=now(), updated=now(), local=conn.local,
@@ -423,6 +428,68 @@ class JobLayer:
             if self.ledger is not None:
                 self.ledger.record(entry)
         return job, entries
+
+    def side_job(self, key: str, label: str, submit: Callable[[str], Any],
+                 decode: Callable[[Any], Any], *, kind: str) -> tuple[Any, str, str | None,
+                                                                  dict[str, Any]]:
+        """The result of a job beside the PUBs (a noise-learning job): from the cache, from the
+        job the ledger recorded for ``key``, or from ``submit(tag)``, recorded in the ledger
+        (``kind``) before it is waited on. ``decode(job.result())`` is what is cached and
+        returned, with its source, job id and the service's facts (QPU seconds, start)."""
+        held = self._side_cached(key)
+        if held is not None:
+            return held
+        with self.locks([key]):  # another process may be learning the very same layers
+            held = self._side_cached(key)
+            if held is not None:
+                return held
+            conn = self.connection
+            entry = self.ledger.find(key, conn.name) if self.ledger is not None else None
+            job, entry = self._resume(entry) if entry is not None else (None, None)
+            source = "fetched"
+            if job is None:
+                tag = f"qmoe-{uuid.uuid4().hex}"
+                entry = LedgerEntry(job_id="", backend=conn.name, key=key, status="submitting",
+                                    submitted=now(), updated=now(), local=conn.local,
+                                    circuit=label, tag=tag, pid=os.getpid(),
+                                    host=socket.gethostname(), kind=kind)
+                if self.ledger is not None:
+                    self.ledger.record(entry)
+                job = submit(tag)
+                conn.remember(job)
+                entry = replace(entry, job_id=job.job_id(), status="submitted", updated=now())
+                if self.ledger is not None:
+                    self.ledger.record(entry)
+                source = "submitted"
+            if self.on_wait is not None:
+                wait(job, lambda state, seconds: self.on_wait(label, state, seconds))
+            try:
+                payload = decode(job.result())
+            except Exception as exc:  # the runtime raises several unrelated types here
+                if self.ledger is not None:
+                    self.ledger.update(entry, "failed",
+                                       scrub(f"{type(exc).__name__}: {exc}")[:500])
+                raise JobError(f"{label} job {entry.job_id} on {conn.name} failed: "
+                               f"{one_line(exc)}") from exc
+            facts = {"qpu_seconds": _usage(job), "ran_at": _running_since(job)}
+            if self.cache is not None:
+                try:
+                    self.cache.put(key, payload, {"job_id": entry.job_id, "backend": conn.name,
+                                                  "kind": kind, **facts, "stored": now()})
+                except StorageError as exc:
+                    logger.warning("the %s of job %s was not cached (%s)", label,
+                                   entry.job_id, exc)
+            if self.ledger is not None:
+                self.ledger.update(entry, "done")
+            return payload, source, entry.job_id, facts
+
+    def _side_cached(self, key: str):
+        payload = self.stored(key)
+        if payload is None:
+            return None
+        meta = self.cache.meta(key) or {}
+        return payload, "cache", meta.get("job_id"), {"qpu_seconds": meta.get("qpu_seconds"),
+                                                      "ran_at": meta.get("ran_at")}
 
     def runtime_extras(self) -> dict[str, Any]:
         """Options every submission adds: the simulator's seed in local testing mode."""

@@ -47,6 +47,8 @@ class LedgerEntry:
     pid: int = 0  # the process that submitted it, on ``host``
     host: str = ""
     index: int = 0  # the PUB's position in its job (a job carries the PUBs of one pass)
+    kind: str = "pub"  # "pub", or "noise learner" (a job beside the PUBs: its result is the
+    # learned noise of a circuit's layers, cached under ``key``)
 
     @property
     def identity(self) -> str:

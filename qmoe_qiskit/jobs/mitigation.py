@@ -1,10 +1,10 @@
 """Mitigation techniques by name, and the primitive that carries gate-noise mitigation to the
 circuits a model reads as probabilities.
 
-:func:`parse_mitigation` turns ``--mitigate`` text (``readout``, ``trex``, ``zne``,
-``trex,zne``) into a :class:`Mitigation`: ``readout`` is mthree on the sampler's counts
-(:mod:`.readout`); the others are the runtime Estimator's own techniques
-(:class:`~.estimator.Resilience`).
+:func:`parse_mitigation` turns ``--mitigate`` text (``readout``, ``trex``, ``zne``, ``pea``,
+``pec`` and their combinations ``trex,zne``, ``trex,pea``, ``trex,pec``) into a
+:class:`Mitigation`: ``readout`` is mthree on the sampler's counts (:mod:`.readout`); the others
+are the runtime Estimator's own techniques (:class:`~.estimator.Resilience`).
 
 :class:`EstimatorSampler` is a sampler on top of any V2 estimator: a circuit's final
 measurements of ``n`` clbits become the ``2**n - 1`` Z strings on the measured qubits, which
@@ -33,8 +33,8 @@ from .estimator import Resilience
 __all__ = ["TECHNIQUES", "Mitigation", "parse_mitigation", "EstimatorSampler",
            "EstimatedDistributions", "project_to_simplex"]
 
-TECHNIQUES = ("readout", "trex", "zne")
-ESTIMATOR_TECHNIQUES = ("trex", "zne")
+TECHNIQUES = ("readout", "trex", "zne", "pea", "pec")
+ESTIMATOR_TECHNIQUES = ("trex", "zne", "pea", "pec")
 
 
 @dataclass(frozen=True)
@@ -70,14 +70,15 @@ def parse_mitigation(text: str | None, *, zne_factors=None,
     unknown = [t for t in names if t not in TECHNIQUES]
     if unknown:
         raise ConfigError(f"unknown mitigation {unknown[0]!r}; valid: {choices(TECHNIQUES)} "
-                          f"(comma-separated where they combine: trex,zne)")
+                          f"(comma-separated where they combine: trex,zne, trex,pea, trex,pec)")
     if len(set(names)) != len(names):
         raise ConfigError(f"mitigation {text!r} names a technique twice")
     if "readout" in names and len(names) > 1:
         raise ConfigError("readout (mthree on the sampler's counts) does not combine with the "
                           "runtime Estimator's techniques; for readout with ZNE use trex,zne")
-    if zne_given and "zne" not in names:
-        raise ConfigError(f"{zne_given[0]} needs zne among the techniques (--mitigate zne)")
+    if zne_given and not {"zne", "pea"} & set(names):
+        raise ConfigError(f"{zne_given[0]} needs zne or pea among the techniques "
+                          f"(--mitigate zne)")
     ordered = tuple(t for t in TECHNIQUES if t in names)
     if ordered == ("readout",):
         from .readout import require_mthree
@@ -89,7 +90,8 @@ def parse_mitigation(text: str | None, *, zne_factors=None,
         options["zne_factors"] = tuple(zne_factors)
     if zne_extrapolator is not None:
         options["zne_extrapolator"] = zne_extrapolator
-    return Mitigation(ordered, Resilience(trex="trex" in names, zne="zne" in names, **options))
+    return Mitigation(ordered, Resilience(trex="trex" in names, zne="zne" in names,
+                                          pea="pea" in names, pec="pec" in names, **options))
 
 
 @dataclass(frozen=True)

@@ -25,7 +25,7 @@ from qiskit import QuantumCircuit
 from qiskit.circuit import Delay
 from qiskit.providers import BackendV2
 from qiskit.quantum_info import average_gate_fidelity
-from qiskit.transpiler import PassManager, Target
+from qiskit.transpiler import InstructionDurations, PassManager, Target
 from qiskit.transpiler.passes import ALAPScheduleAnalysis, PadDelay
 from qiskit_aer.noise import RelaxationNoisePass, thermal_relaxation_error
 
@@ -42,9 +42,12 @@ def scheduled(isa: QuantumCircuit, target: Target) -> QuantumCircuit:
     if target.dt is None:
         raise ConfigError("the backend reports no sample time (dt): its circuits cannot be "
                           "scheduled for idle-time relaxation; use --no-idle-noise")
+    durations = _durations(isa, target)
+    passes = [ALAPScheduleAnalysis(target=target), PadDelay(target=target)] \
+        if durations is None else \
+        [ALAPScheduleAnalysis(durations=durations), PadDelay(durations=durations)]
     try:
-        timed = PassManager([ALAPScheduleAnalysis(target=target),
-                             PadDelay(target=target)]).run(isa)
+        timed = PassManager(passes).run(isa)
     except Exception as exc:  # a gate without a duration in the target
         raise ConfigError(f"circuit {isa.name!r} cannot be scheduled on this backend "
                           f"({type(exc).__name__}: {' '.join(str(exc).split())}); use "
@@ -57,6 +60,23 @@ def scheduled(isa: QuantumCircuit, target: Target) -> QuantumCircuit:
             continue
         out.append(inst)
     return out
+
+
+def _durations(isa: QuantumCircuit, target: Target) -> InstructionDurations | None:
+    """The target's durations with 0 for the instructions that take no time on a device but
+    that the target does not know: the noise channels the runtime's local executor injects
+    (PEA's amplified noise, ``quantum_channel``). ``None`` where the circuit has none (the
+    target schedules it as it is)."""
+    instant = {(inst.operation.name, tuple(isa.find_bit(q).index for q in inst.qubits))
+               for inst in isa.data if inst.operation.name in INSTANT
+               and inst.operation.name not in target.operation_names}
+    if not instant:
+        return None
+    return target.durations().update([(name, list(qubits), 0, "dt")
+                                      for name, qubits in instant])
+
+
+INSTANT = ("quantum_channel",)  # injected noise: no duration on the device
 
 
 def relaxation_times(backend: BackendV2) -> tuple[list[float], list[float]]:
