@@ -116,6 +116,37 @@ def test_jobs_fetch_brings_a_remote_result_into_the_cache(tmp_path):
     assert outcome == "already cached"
 
 
+def test_jobs_fetch_brings_a_remote_noise_learning_result_into_the_cache(tmp_path):
+    """A PEC run's noise-learning job, fetched by `qmoe jobs fetch`: its maps land in the cache
+    as the run keeps them (rebuilt exactly), where the next run reads them."""
+    pytest.importorskip("qiskit_noise_learning")
+    from qiskit import QuantumCircuit
+    from qiskit.quantum_info import SparsePauliOp
+
+    from qmoe_qiskit.jobs.estimator import Resilience, RuntimeEstimator
+
+    circuit = QuantumCircuit(2, name="pair")
+    circuit.h(0)
+    circuit.cx(0, 1)
+    cache, ledger = ResultCache(tmp_path / "c"), Ledger(tmp_path / "c" / "ledger.jsonl")
+    sampler = RuntimeSampler(connect("fake_manila"), ledger=ledger)  # no cache: ledger only
+    RuntimeEstimator(sampler, Resilience(pec=True)).run(
+        [(circuit, SparsePauliOp("ZZ"))]).result()
+    [entry] = [e for e in ledger.entries() if e.kind == "noise learner"]
+    assert entry.status == "done" and cache.get(entry.key) is None
+    remote = ledger.record(dataclasses.replace(entry, local=False, status="submitted"))
+    job = _LOCAL_JOBS[entry.job_id]
+    service = type("Service", (), {"job": lambda self, job_id: job})
+    [(_, outcome)] = fetch_results(ledger, cache, [remote], service)
+    assert outcome == "fetched into the cache"
+    from qmoe_qiskit.jobs.learning import learned_maps
+
+    stored = learned_maps(cache.get(entry.key))
+    assert stored and stored == job.result().to_pauli_lindblad_maps()  # exactly, round trip
+    [(_, outcome)] = fetch_results(ledger, cache, [remote], service)
+    assert outcome == "already cached"
+
+
 @pytest.mark.parametrize("argv, message", [
     (["--backend", "fake_nowhere"], "fake_manila"),
     (["--backend", "fake_manila", "--samples", "0"], "samples must be >= 1"),

@@ -7,8 +7,9 @@ from collections.abc import Callable, Sequence
 
 from ..errors import ConfigError, JobError
 from .cache import ResultCache
-from .ledger import Ledger, LedgerEntry
+from .ledger import Ledger, LedgerEntry, now
 from .layer import collect
+from .learning import LEARNER, learned_payload
 from .service import one_line, remote_job
 
 __all__ = ["job_table", "select", "refresh_status", "fetch_results"]
@@ -86,13 +87,27 @@ def fetch_results(ledger: Ledger, cache: ResultCache, entries: Sequence[LedgerEn
         if runtime is None:
             runtime = service()
         try:
-            [(_, entry)], _ = collect(remote_job(runtime, entry.job_id), [entry], ledger=ledger,
-                                   cache=cache)
+            if entry.kind == LEARNER:
+                entry = _fetch_learning(remote_job(runtime, entry.job_id), entry, ledger, cache)
+            else:
+                [(_, entry)], _ = collect(remote_job(runtime, entry.job_id), [entry],
+                                       ledger=ledger, cache=cache)
         except JobError as exc:
             rows.append((entry, f"unavailable: {exc}"))
             continue
         rows.append((entry, "fetched into the cache"))
     return rows
+
+
+def _fetch_learning(job, entry: LedgerEntry, ledger: Ledger, cache: ResultCache) -> LedgerEntry:
+    """A noise-learning job's maps into the cache, as the run that submitted it keeps them."""
+    try:
+        payload = learned_payload(job.result())
+    except Exception as exc:  # the runtime raises several unrelated types here
+        raise JobError(f"noise-learning job {entry.job_id} failed: {one_line(exc)}") from None
+    cache.put(entry.key, payload, {"job_id": entry.job_id, "backend": entry.backend,
+                                   "kind": LEARNER, "stored": now()})
+    return ledger.update(entry, "done") if entry.status != "done" else entry
 
 
 def _job_status(runtime, job_id: str):
