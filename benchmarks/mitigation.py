@@ -213,6 +213,15 @@ def table(truth: str, router: str, cells: list[dict[str, dict]], args) -> tuple[
                           f" [{lo:+.3f}, {hi:+.3f}]" if np.isfinite(lo) else " (one seed)"))
                       + f" | {seconds:.1f} | "
                       + ("—" if per is None else f"{per * 1000:+.2f} per 1000 s") + " |")
+    both = [c for c in cells if "head calibration" in c and "head retrain (exact outputs)" in c]
+    if both:  # what the hardware's outputs add over retraining the same parts on exact ones
+        diff = np.array([c["head calibration"]["accuracy"]
+                         - c["head retrain (exact outputs)"]["accuracy"] for c in both])
+        lo, hi = t_interval(diff)
+        summary["hardware_over_control"] = {"mean": float(diff.mean()), "ci": [lo, hi]}
+        lines += ["", f"Head calibration against its control (the same retraining on exact "
+                      f"outputs), paired over {len(both)} seeds: {diff.mean():+.3f}"
+                  + (f" [{lo:+.3f}, {hi:+.3f}]" if np.isfinite(lo) else "") + "."]
     return lines, summary
 
 
@@ -228,6 +237,8 @@ def figure(summary: dict, path: Path) -> None:
     colours = plt.rcParams["axes.prop_cycle"].by_key()["color"]
     for k, panel in enumerate(panels):
         for technique, s in summary[panel].items():
+            if technique not in markers:
+                continue
             raw_seconds = summary[panel]["raw"]["qpu_seconds"]
             x = s["qpu_seconds"] / raw_seconds
             if s["error_over_floor"] is not None:

@@ -558,7 +558,8 @@ def router_z_scores(layer, pub, evs: np.ndarray, stds: np.ndarray,
                     ideal_router: np.ndarray) -> np.ndarray:
     """(estimate - ideal) / std ``(rows, observables)`` of the router's estimator PUB ``pub``
     (its ⟨Z_i⟩, or the Z strings of its outcomes) with values ``evs`` and stds ``stds``; NaN
-    where a std is 0. ``ideal_router``: the router circuit's exact outputs on the same rows."""
+    where a std is 0 (or below :data:`TINY_STD`). ``ideal_router``: the router circuit's
+    exact outputs on the same rows."""
     if layer.ansatz.readout == "expectations":
         ideal = np.asarray(ideal_router)
     else:  # the exact Z strings of the router's logical circuit on the same bindings
@@ -574,8 +575,12 @@ def router_z_scores(layer, pub, evs: np.ndarray, stds: np.ndarray,
         probabilities = ExactSampler(default_shots=None).run(
             [(circuit, values)]).result()[0].data[register].probabilities
         ideal = probabilities @ walsh(circuit.num_clbits)[:, 1:]
-    stds = np.where(np.asarray(stds) > 0, stds, np.nan)
+    stds = np.where(np.asarray(stds) > TINY_STD, stds, np.nan)
     return (np.asarray(evs) - ideal) / stds
+
+
+TINY_STD = 1e-12  # a reported std this small is a fit's rounding, not a standard error: its z
+# is left undefined
 
 
 def z_rms(z: np.ndarray) -> float | None:
