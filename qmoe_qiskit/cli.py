@@ -132,6 +132,9 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--noise-model", default="best",
                    help="which fit: best (the more likely), device_scaled_fit or "
                         "depolarizing_fit")
+    p.add_argument("--mitigate", default=None, metavar="TECHNIQUE",
+                   help="with --noise-from: the technique the model will run with; readout or "
+                        "trex: train under the fit without its readout errors")
     p.add_argument("--calibrate-on", default=None, metavar="RUN_DIR",
                    help="retrain only the classical parts (the <Z> adapter, classical experts) "
                         "of the model a 'qmoe run --split train' measured, on the outputs its "
@@ -365,8 +368,13 @@ def _train(args) -> int:
                      expert=args.expert, top_k=args.top_k)
     from .experiments.noise_from import NoiseFrom
 
+    if args.mitigate is not None and args.noise_from is None:
+        raise ConfigError("--mitigate names the technique the model will run with, for "
+                          "--noise-from COMPARE_DIR (train under the fit without what it "
+                          "removes)")
     noise_from = None if args.noise_from is None else NoiseFrom(args.noise_from,
-                                                                args.noise_model)
+                                                                args.noise_model,
+                                                                args.mitigate)
     config = TrainRun(data=_data_spec(args, args.seed), model=spec,
                       train=_train_config(args, args.seed), noise_from=noise_from)
     print(f"model: {_finish(config, args) / 'model.pt'}")

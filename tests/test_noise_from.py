@@ -108,3 +108,24 @@ def test_a_fit_that_did_not_converge_is_refused(fitted, tmp_path):
     (copy / "results.json").write_text(json.dumps(results))
     with pytest.raises(ConfigError, match="did not converge"):
         NoiseFrom(str(copy), "device_scaled_fit").resolve()
+
+
+def test_the_loop_trains_under_the_fit_without_what_the_technique_removes(fitted, tmp_path,
+                                                                          capsys):
+    """`--mitigate readout` (or trex): the model will run readout-mitigated, so it trains under
+    the fit without readout errors; techniques that change more than readout are refused."""
+    def readout_errors(noise_from):
+        model = noise_from.resolve().simulation().noise_model
+        return [e for e in model.to_dict()["errors"] if e["type"] == "roerror"]
+
+    for name in ("best", "device_scaled_fit", "depolarizing_fit"):
+        assert readout_errors(NoiseFrom(str(fitted), name))
+        assert readout_errors(NoiseFrom(str(fitted), name, mitigate="readout")) == []
+    fit = NoiseFrom(str(fitted), "device_scaled_fit", mitigate="trex").resolve()
+    assert fit.to_dict()["readout"] is False and fit.to_dict()["mitigate"] == "trex"
+    with pytest.raises(ConfigError, match="only where it removes readout errors alone; valid: "
+                                          "'readout', 'trex'"):
+        NoiseFrom(str(fitted), mitigate="trex,zne")
+    assert main(["train", "--router", "quantum", "--ansatz", "sel", "--mitigate", "readout",
+                 "--no-progress", "--out", str(tmp_path / "x")]) == 2
+    assert "--mitigate names the technique the model will run with" in capsys.readouterr().err

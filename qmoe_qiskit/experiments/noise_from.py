@@ -16,12 +16,14 @@ from typing import Any
 
 from ..backends import get_backend
 from ..errors import ConfigError, DataError, choices
+from ..jobs.mitigation import parse_mitigation
 from ..noise_models import NoisySimulation, depolarizing, device
 from .base import read_results
 
-__all__ = ["NoiseFrom", "FittedNoise", "FITTED_MODELS"]
+__all__ = ["NoiseFrom", "FittedNoise", "FITTED_MODELS", "READOUT_ONLY"]
 
 FITTED_MODELS = ("best", "device_scaled_fit", "depolarizing_fit")
+READOUT_ONLY = ("readout", "trex")  # techniques that remove readout errors and nothing else
 
 
 @dataclass(frozen=True)
@@ -34,34 +36,52 @@ class FittedNoise:
     device: str  # whose calibration (and ISA) the fit refers to
     qubits: tuple[int, ...]  # physical qubits the run's circuits used
     basis_gates: tuple[str, ...]  # the run's ISA gates (where depolarizing noise goes)
+    readout: bool = True  # False: the fit without its readout errors (the model will run
+    # with a technique that removes them)
+    mitigate: str | None = None  # that technique
 
     def simulation(self) -> NoisySimulation:
         backend = _backend(self.device)
         if self.model == "device_scaled_fit":
-            noise = device(backend, qubits=self.qubits, scale=self.value, clip=True)
+            noise = device(backend, qubits=self.qubits, scale=self.value, clip=True,
+                           readout=self.readout)
         else:
-            noise = depolarizing(self.value, basis_gates=self.basis_gates)
+            noise = depolarizing(self.value, basis_gates=self.basis_gates,
+                                 **({} if self.readout else {"p1": self.value,
+                                                             "p2": self.value, "readout": 0.0}))
         return NoisySimulation(noise, backend=backend)
 
     def to_dict(self) -> dict[str, Any]:
         return {"compare": self.source, "model": self.model, "value": self.value,
                 "device": self.device, "qubits": list(self.qubits),
-                "basis_gates": list(self.basis_gates)}
+                "basis_gates": list(self.basis_gates), "readout": self.readout,
+                "mitigate": self.mitigate}
 
 
 @dataclass(frozen=True)
 class NoiseFrom:
     """Train under the noise model fitted in the ``qmoe compare`` folder ``compare``:
-    ``model`` names the fit, or ``"best"`` for the more likely of the two."""
+    ``model`` names the fit, or ``"best"`` for the more likely of the two. ``mitigate``: the
+    technique the model will run with, by name; ``readout`` and ``trex`` remove readout
+    errors, so the model trains under the fit without them (what is left for it to meet)."""
 
     compare: str
     model: str = "best"
+    mitigate: str | None = None
 
     def __post_init__(self):
         object.__setattr__(self, "compare", str(self.compare))
         if self.model not in FITTED_MODELS:
             raise ConfigError(f"unknown fitted noise model {self.model!r}; valid: "
                               f"{choices(FITTED_MODELS)}")
+        mitigation = parse_mitigation(self.mitigate)
+        if mitigation is not None:
+            if mitigation.name not in READOUT_ONLY:
+                raise ConfigError(
+                    f"training under the fitted noise models what {mitigation.name} leaves "
+                    f"behind only where it removes readout errors alone; valid: "
+                    f"{choices(READOUT_ONLY)} (or no --mitigate: the raw fit)")
+            object.__setattr__(self, "mitigate", mitigation.name)
 
     def resolve(self) -> FittedNoise:
         """The fit, read and checked; one-line errors for a folder that is not a compare."""
@@ -77,7 +97,8 @@ class NoiseFrom:
             qubits = results.get("used_qubits") or [row["qubit"] for row in results["readout"]]
             basis = results.get("basis_gates") or ["rz", "sx", "x", "cx", "ecr"]
             fitted = FittedNoise(str(folder), name, float(fit[key]), str(results["device"]),
-                                 tuple(int(q) for q in qubits), tuple(basis))
+                                 tuple(int(q) for q in qubits), tuple(basis),
+                                 readout=self.mitigate is None, mitigate=self.mitigate)
         except (KeyError, TypeError, ValueError) as exc:
             raise DataError(f"the compare results in {folder} lack the fit ({exc!r}); run "
                             f"qmoe compare again") from None
