@@ -280,3 +280,17 @@ def test_a_learning_job_interrupted_after_submission_is_resumed_not_resubmitted(
 def test_incompatible_learned_techniques_are_refused_in_one_line(kwargs, message):
     with pytest.raises(ConfigError, match=message.replace("(", r"\(").replace(")", r"\)")):
         Resilience(**kwargs)
+
+
+def test_a_wide_devices_twirled_estimator_job_runs_on_its_stand_in():
+    """On fake_brisbane the Estimator twirls and measures all 127 qubits: the stand-in runs
+    that as a matrix product state (a state vector of them cannot be held) and TREX still
+    brings <ZZ> of a Bell pair near 1."""
+    circuit = QuantumCircuit(2, name="bell")
+    circuit.h(0)
+    circuit.cx(0, 1)
+    target = stand_in("fake_brisbane", scale=1.0)
+    sampler = RuntimeSampler(connect(target), JobOptions(shots=400), seed=2)
+    data = RuntimeEstimator(sampler, Resilience(trex=True)).run(
+        [(circuit, SparsePauliOp("ZZ"))]).result()[0].data
+    assert abs(float(data.evs) - 1) < 5 * float(data.stds) + 0.05

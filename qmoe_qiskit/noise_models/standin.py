@@ -33,11 +33,16 @@ from qiskit_aer.noise import NoiseModel
 from ..backends import get_backend
 from ..errors import ConfigError
 from .factories import device, scale_limits
+from ..transpile import used_qubits
 from .relaxation import idle_relaxed, scheduled
 
 __all__ = ["StandIn", "stand_in", "stand_in_name"]
 
 logger = logging.getLogger(__name__)
+
+
+WIDE = 24  # qubits a circuit may touch before the stand-in simulates it as a matrix product
+# state (a state vector of 25 qubits takes 512 MiB)
 
 
 class StandIn(AerSimulator):
@@ -54,12 +59,18 @@ class StandIn(AerSimulator):
     def run(self, circuits, parameter_binds=None, **run_options):
         """Aer's ``run``, on the circuits as the device schedules them (relaxing while
         idle) where the stand-in has idle noise."""
+        single = not isinstance(circuits, (list, tuple))
+        circuits = [circuits] if single else list(circuits)
         if self._idle_scale is not None:
-            single = not isinstance(circuits, (list, tuple))
             circuits = [idle_relaxed(scheduled(c, self.target), self._device_backend,
-                                     scale=self._idle_scale)
-                        for c in ([circuits] if single else circuits)]
-        return super().run(circuits, parameter_binds=parameter_binds, **run_options)
+                                     scale=self._idle_scale) for c in circuits]
+        if "method" not in run_options and \
+                max((len(used_qubits(c)) for c in circuits), default=0) > WIDE:
+            # the runtime Estimator twirls and measures every qubit of a wide device: a state
+            # vector of them cannot be held, but they stay all but unentangled
+            run_options["method"] = "matrix_product_state"
+        return super().run(circuits[0] if single else circuits,
+                           parameter_binds=parameter_binds, **run_options)
 
     def __deepcopy__(self, memo):
         twin = type(self).__new__(type(self))
