@@ -40,6 +40,7 @@ Each (truth, router, seed, technique) is kept in ``--work`` (default
 from __future__ import annotations
 
 import argparse
+import functools
 import json
 import platform
 import time
@@ -80,6 +81,12 @@ def truths() -> dict:
             "fake_brisbane x1": lambda: stand_in("fake_brisbane", scale=1.0),
             "fake_brisbane x2.5": lambda: stand_in("fake_brisbane", scale=2.5),
             "depolarizing 0.01": lambda: depolarized("fake_manila", 0.01)}
+
+
+@functools.lru_cache(maxsize=None)
+def width(truth: str) -> int:
+    """How many qubits the truth's device has."""
+    return truths()[truth]().num_qubits
 
 
 def floor(ideal: np.ndarray, expectations: bool, shots: int) -> float:
@@ -253,12 +260,14 @@ def figure(summary: dict, path: Path) -> None:
         axes[1].scatter([], [], marker=markers[technique], color="grey", label=technique)
     for k, panel in enumerate(panels):
         axes[1].plot([], [], color=colours[k % len(colours)], label=panel)
+    for ax in axes:
+        ax.set_xscale("log")
     axes[0].axhline(1, color="grey", lw=0.8, ls="--")
-    axes[0].set(xlabel="estimated QPU time / raw run",
+    axes[0].set(xlabel="estimated QPU time / raw run (log scale)",
                 ylabel="router error vs ideal / shot floor",
                 title="router error left (value techniques)")
     axes[1].axhline(0, color="grey", lw=0.8, ls="--")
-    axes[1].set(xlabel="estimated QPU time / raw run",
+    axes[1].set(xlabel="estimated QPU time / raw run (log scale)",
                 ylabel="accuracy gain over raw (95% t-interval)",
                 title="accuracy gained (marker: technique; colour: truth, router)")
     axes[1].legend(fontsize=6, loc="center left", bbox_to_anchor=(1.01, 0.5))
@@ -313,7 +322,7 @@ def main() -> None:
                 kept = work / f"{truth}-{router.split()[0]}-{seed}.json".replace(" ", "_")
                 done = json.loads(kept.read_text()) if kept.exists() else {}
                 skipped = [t for t in ESTIMATOR if t in args.techniques and not args.wide
-                           and truths()[truth]().num_qubits > WIDE]
+                           and width(truth) > WIDE]
                 missing = [t for t in args.techniques if t not in done and t not in skipped]
                 if missing or "raw" not in done:
                     tic = time.perf_counter()
@@ -327,7 +336,7 @@ def main() -> None:
             lines, summary[f"{truth}, {router}"] = table(truth, router, cells, args)
             if skipped:
                 lines.insert(1, f"Not run here: {', '.join(skipped)} (the runtime Estimator "
-                                f"twirls and measures all {truths()[truth]().num_qubits} "
+                                f"twirls and measures all {width(truth)} "
                                 f"qubits; --wide runs them).\n")
             print("\n".join(lines), flush=True)
             out += lines
