@@ -11,6 +11,7 @@ from qmoe_qiskit.errors import ConfigError
 from qmoe_qiskit.experiments import CompareConfig, RunConfig, run_experiment
 from qmoe_qiskit.jobs import JobOptions, RuntimeSampler, connect
 from qmoe_qiskit.jobs import readout as readout_module
+from qmoe_qiskit.jobs.mitigation import parse_mitigation
 from qmoe_qiskit.jobs.readout import ReadoutCalibration, calibrate, calibration_circuits
 from qmoe_qiskit.noise_models.factories import calibrated_readout, device_readout
 from qmoe_qiskit.noise_models.standin import stand_in
@@ -192,7 +193,9 @@ def test_bad_mitigation_is_one_line(q_experts, tmp_path, capsys, argv, message):
 def test_mitigation_without_mthree_names_the_extra(without_module):
     without_module("mthree")
     with pytest.raises(ConfigError, match=r"pip install 'qmoe-qiskit\[mitigation\]'"):
-        readout_module.check_mitigation("readout")
+        parse_mitigation("readout")
+    with pytest.raises(ConfigError, match=r"pip install 'qmoe-qiskit\[mitigation\]'"):
+        readout_module.ReadoutSampler(None)
 
 
 def test_compare_asks_for_a_calibration_the_run_does_not_have(q_experts, tmp_path, capsys):

@@ -34,20 +34,10 @@ from ..primitives import ExactDistributions, SyncSampler, outcome_counts
 from ..transpile import measured_qubits
 from .sampler import RuntimeSampler
 
-__all__ = ["MITIGATIONS", "ReadoutCalibration", "ReadoutMitigatedPub", "ReadoutSampler",
-           "calibration_circuits", "calibrate", "check_mitigation", "require_mthree"]
+__all__ = ["ReadoutCalibration", "ReadoutMitigatedPub", "ReadoutSampler",
+           "calibration_circuits", "calibrate", "require_mthree"]
 
-MITIGATIONS = ("readout",)
 CIRCUIT_PREFIX = "readout_cal"
-
-
-def check_mitigation(name: str | None) -> None:
-    """``None`` (no mitigation) or one of :data:`MITIGATIONS`; checks mthree is installed."""
-    if name is None:
-        return
-    if name not in MITIGATIONS:
-        raise ConfigError(f"unknown mitigation {name!r}; valid: {', '.join(MITIGATIONS)}")
-    require_mthree()
 
 
 def require_mthree():
@@ -144,17 +134,20 @@ def _matrix(p10: float, p01: float) -> np.ndarray:
     return np.array([[1 - p10, p01], [p10, 1 - p01]])
 
 
-def calibrate(sampler: RuntimeSampler, qubits: Sequence[int]) -> ReadoutCalibration | None:
+def calibrate(sampler: RuntimeSampler, qubits: Sequence[int],
+              circuits: Sequence[QuantumCircuit] | None = None) -> ReadoutCalibration | None:
     """Measure the readout calibration of physical ``qubits`` on ``sampler``'s backend (its
     circuits are PUBs like any other: cached, ledgered, in the pass's job under
-    :meth:`RuntimeSampler.run_together`). ``None`` when the sampler only plans, or gathers the
-    pass's PUBs."""
+    :meth:`RuntimeSampler.run_together`). ``circuits``: the calibration circuits already placed
+    on those qubits (default: made and placed now). ``None`` when the sampler only plans, or
+    gathers the pass's PUBs."""
     qubits = sorted({int(q) for q in qubits})
     if not qubits:
         raise ConfigError("no measured qubits to calibrate")
-    circuits = calibration_circuits(len(qubits))
-    for circuit in circuits:
-        sampler.place(circuit, qubits)
+    if circuits is None:
+        circuits = calibration_circuits(len(qubits))
+        for circuit in circuits:
+            sampler.place(circuit, qubits)
     results = sampler.run([(c,) for c in circuits]).result()
     if sampler.plan_only or sampler.jobs.gathering is not None:
         return None
@@ -203,6 +196,7 @@ class ReadoutSampler(SyncSampler):
         self.sampler = sampler
         self.qubits = None if qubits is None else sorted({int(q) for q in qubits})
         self.outcomes: list[ReadoutMitigatedPub] = []
+        self._circuits: dict[tuple[int, ...], list[QuantumCircuit]] = {}
 
     @property
     def default_shots(self) -> int:
@@ -214,7 +208,13 @@ class ReadoutSampler(SyncSampler):
             raise ConfigError(f"readout mitigation reads one classical register; circuit "
                               f"{circuit.name!r} has {len(circuit.cregs)}")
         raw = self.sampler.run([pub]).result()[0]
-        calibration = calibrate(self.sampler, self.qubits or self.sampler.measured_qubits())
+        qubits = tuple(self.qubits or self.sampler.measured_qubits())
+        if qubits not in self._circuits:
+            # placed and compiled once; asked for with every PUB, measured once per pass
+            self._circuits[qubits] = circuits = calibration_circuits(len(qubits))
+            for circuit in circuits:
+                self.sampler.place(circuit, qubits)
+        calibration = calibrate(self.sampler, qubits, self._circuits[qubits])
         if calibration is None:  # planning or gathering: nothing measured yet
             return raw
         isa = self.sampler.compile(circuit).isa
