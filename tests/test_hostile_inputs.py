@@ -141,6 +141,14 @@ CASES = [
     ([*TRAIN, "--dataset", "digits", "--classes", "42,43"], "classes [42, 43] do not occur"),
     ([*TRAIN, "--dataset", "digits", "--classes", "3"], "at least 2 classes"),
     ([*TRAIN, "--dataset", "digits", "--features", "100"], "PCA to 100 features"),
+    # circuits too wide for the exact simulator: refused before anything is built
+    ([*TRAIN, "--dataset", "digits", "--classes", "0,1", "--router", "quantum", "--ansatz",
+      "paper"], "a quantum router on 64 qubits (one per feature: the data has 64 features) is "
+                "too wide for the exact simulator (at most 24); reduce the features with "
+                "--features K"),
+    ([*TRAIN, "--qubits", "30"], "a quantum router on 30 qubits (--qubits) is too wide"),
+    ([*TRAIN, "--dataset", "digits", "--classes", "0,1", "--router", "linear", "--expert",
+      "quantum"], "a quantum expert on 64 qubits (one per feature: the data has 64 features)"),
     ([*TRAIN, "--dataset", "mnist", "--data-dir", W("idx_trunc")], "truncated"),
     ([*TRAIN, "--dataset", "mnist", "--data-dir", W("idx_gzip")], "not a gzip file"),
     ([*TRAIN, "--dataset", "mnist", "--data-dir", W("idx_cut_gzip")], "cut short"),

@@ -252,3 +252,13 @@ def test_model_file_from_another_format_version(tmp_path, monkeypatch):
     monkeypatch.undo()
     with pytest.raises(ModelFileError, match="format version 99; this qmoe-qiskit reads version 1"):
         load_model(tmp_path / "future.pt")
+
+
+def test_a_circuit_wider_than_the_exact_simulator_is_refused_before_it_is_built():
+    with pytest.raises(ConfigError, match=r"quantum router on 30 qubits \(one per feature: the "
+                                          r"data has 30 features\) is too wide"):
+        build_model(ModelSpec(num_features=30, num_classes=2, router="quantum"))
+    with pytest.raises(ConfigError, match=r"quantum expert on 26 qubits"):
+        build_model(ModelSpec(num_features=26, num_classes=2, router="linear", expert="quantum"))
+    with pytest.raises(ConfigError, match=r"router on 25 qubits \(--qubits\)"):
+        build_model(ModelSpec(num_features=2, num_classes=2, router="quantum", num_qubits=25))

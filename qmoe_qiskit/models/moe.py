@@ -172,6 +172,33 @@ class ModelSpec:
                 raise ConfigError(f"the model is set for {given} {name} but the data has {found}")
         return dataclasses.replace(self, num_features=num_features, num_classes=num_classes)
 
+    def circuit_widths(self) -> dict[str, int]:
+        """The qubits of each kind of circuit the model holds: ``{"router": n}`` for a quantum
+        router (``num_qubits``, else one per feature), ``{"expert": d}`` for quantum experts
+        (one qubit per feature)."""
+        d = self.num_features or 1
+        widths = {}
+        if self.router == "quantum":
+            widths["router"] = self.num_qubits or d
+        if self.expert == "quantum":
+            widths["expert"] = d
+        return widths
+
+    def check_width(self) -> None:
+        """Refuse, in one line and before anything is built, a circuit wider than the exact
+        simulator that trains and scores every model holds."""
+        from ..simulation.statevector import MAX_QUBITS
+
+        for part, qubits in self.circuit_widths().items():
+            if qubits > MAX_QUBITS:
+                why = ("one per feature: the data has " f"{self.num_features} features"
+                       if part == "expert" or self.num_qubits is None else "--qubits")
+                fix = ("reduce the features with --features K (PCA) or give the router "
+                       "--qubits K" if part == "router" else
+                       "reduce the features with --features K (PCA)")
+                raise ConfigError(f"a quantum {part} on {qubits} qubits ({why}) is too wide "
+                                  f"for the exact simulator (at most {MAX_QUBITS}); {fix}")
+
     def memory_estimate(self) -> int:
         """Rough peak bytes to build and train the model: 16 per weight (the weight, its
         gradient and Adam's two moments), 8 per hidden unit for each of up to 4096 rows
@@ -221,6 +248,7 @@ def build_model(spec: ModelSpec) -> MixtureOfExperts:
     if spec.num_features is None or spec.num_classes is None:
         raise ConfigError("the model spec has no num_features / num_classes yet; "
                           "use spec.for_data(num_features, num_classes)")
+    spec.check_width()
     check_memory(spec.memory_estimate(), f"a {spec.router}-router model of this size",
                  "use fewer layers, hidden units or experts")
     d, n, c = spec.num_features, spec.num_experts, spec.num_classes

@@ -343,6 +343,9 @@ class DiagonalOrPauli:
 
 
 # -------------------------------------------------------------------- compile
+MAX_QUBITS = 24  # the widest circuit the exact simulator holds (2**24 amplitudes a sample)
+
+
 def compile_circuit(circuit: QuantumCircuit) -> Program:
     """Compile ``circuit`` (cached per circuit object) for batched simulation.
 
@@ -356,10 +359,10 @@ def _compile(circuit: QuantumCircuit) -> Program:
     parameters = list(circuit.parameters)  # columns follow the circuit as given
     circuit = _unrolled(circuit)
     n = circuit.num_qubits
-    if n > 24:
+    if n > MAX_QUBITS:
         raise UnsupportedCircuitError(
-            f"the exact simulator holds 2**n amplitudes per sample; {n} qubits is too many (max 24)"
-        )
+            f"the exact simulator holds 2**n amplitudes per sample; {n} qubits is too many "
+            f"(max {MAX_QUBITS})")
     qubit_index = {q: i for i, q in enumerate(circuit.qubits)}
     clbit_index = {c: i for i, c in enumerate(circuit.clbits)}
     param_index = {p: i for i, p in enumerate(parameters)}
