@@ -70,6 +70,12 @@ def test_the_cli_closes_the_loop_on_the_stand_in(fitted, tmp_path, capsys):
     assert main(["train", "--router", "quantum", "--ansatz", "sel", "--epochs", "2",
                  "--samples", "300", "--noise-from", str(fitted), "--noise-model",
                  "device_scaled_fit", "--no-progress", "--out", str(out)]) == 0
+    printed = capsys.readouterr().out  # both scores, labelled: the noisy one is the point
+    r = json.loads((out / "results.json").read_text())
+    assert f"test accuracy {r['test']['accuracy']:.3f}" in printed and "(exact simulation)" in \
+        printed
+    assert "under the fitted noise it was trained for (device_scaled_fit = " in printed
+    assert f"test accuracy {r['test_under_fitted_noise']['accuracy']:.3f}, macro F1" in printed
     assert main(["run", "--model", str(out), "--backend", "fake_manila", "--noise-scale", "2.5",
                  "--shots", "200", "--samples", "10", "--cache", str(tmp_path / "c"),
                  "--no-progress", "--out", str(tmp_path / "again")]) == 0

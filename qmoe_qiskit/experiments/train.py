@@ -84,7 +84,11 @@ class TrainRun:
                      "test_under_fitted_noise": None if noisy is None else noisy["scores"],
                      "wall_seconds": seconds},
             report=report,
-            summary=f"test accuracy {scores['accuracy']:.3f}, macro F1 {scores['f1']:.3f}",
+            summary=f"test accuracy {scores['accuracy']:.3f}, macro F1 {scores['f1']:.3f}"
+            + ("" if noisy is None else " (exact simulation); under the fitted noise it was "
+               f"trained for ({noisy['fit']['model']} = {noisy['fit']['value']:.4g}): test "
+               f"accuracy {noisy['scores']['accuracy']:.3f}, macro F1 "
+               f"{noisy['scores']['f1']:.3f}"),
             figures={"training_curves.png": training_curves({"model": history})},
             files={"model.pt": lambda path: save_model(path, model, spec,
                                                        {**trained.provenance, "test": scores})})
