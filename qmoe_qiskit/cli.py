@@ -94,7 +94,8 @@ def _executor_args(p: argparse.ArgumentParser) -> None:
     g = p.add_argument_group("where the cells run")
     g.add_argument("--executor", choices=("serial", "ray"), default="serial",
                    help="serial: this process (default); ray: a local Ray instance, or the "
-                        "cluster at --ray-address (pip install 'qmoe-qiskit[ray]')")
+                        "cluster at --ray-address (needs the 'ray' extra: "
+                        "bash scripts/setup.sh --test)")
     g.add_argument("--ray-address", default=None,
                    help="join this Ray cluster (host:port, ray://host:port or auto; default: "
                         "$RAY_ADDRESS, else a local instance)")
@@ -272,9 +273,9 @@ def _run_args(p: argparse.ArgumentParser) -> None:
                    help="readout: mthree on the counts, calibrated in the same job; trex, "
                         "zne, pea, pec (and trex,zne, trex,pea, trex,pec): the model again on "
                         "the runtime's client-side Estimator, reported beside the raw results "
-                        "(pea and pec learn each layer's noise in a job first); needs pip "
-                        "install 'qmoe-qiskit[mitigation]' for readout, pea and pec (compare "
-                        "--run DIR: the technique the run must have used)")
+                        "(pea and pec learn each layer's noise in a job first); readout, pea "
+                        "and pec need the 'mitigation' extra (bash scripts/setup.sh --test) "
+                        "(compare --run DIR: the technique the run must have used)")
     p.add_argument("--zne-factors", type=_floats, default=None, metavar="F1,F2,...",
                    help="run with --mitigate zne: gate-folding noise factors, each >= 1 and "
                         "increasing (default 1,3,5)")

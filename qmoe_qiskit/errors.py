@@ -62,3 +62,23 @@ class ClusterError(QMoEError, ConnectionError):
 
 class CellError(QMoEError, RuntimeError):
     """A cell of an experiment failed; the finished cells are kept for a re-run."""
+
+
+def install_hint(extra: str) -> str:
+    """The command that installs one of the project's extras *here*, for an error message.
+
+    The package is installed from its clone (it is not on PyPI), so the hint names this
+    interpreter's pip and the clone's folder, e.g. ``/x/.venv/bin/python -m pip install -e
+    '/x[ray]'`` plus ``bash scripts/setup.sh --test``, which installs every extra. Installed
+    some other way (a wheel), it names the extra to reinstall with.
+    """
+    import shlex
+    import sys
+    from pathlib import Path
+
+    root = Path(__file__).resolve().parents[1]
+    if (root / "pyproject.toml").is_file() and (root / "scripts" / "setup.sh").is_file():
+        return (f"{shlex.quote(sys.executable)} -m pip install -e "
+                f"{shlex.quote(f'{root}[{extra}]')} (or, in {root}: bash scripts/setup.sh "
+                f"--test, which installs every extra)")
+    return f"reinstall qmoe-qiskit with its '{extra}' extra (qmoe-qiskit[{extra}])"

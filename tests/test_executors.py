@@ -41,8 +41,8 @@ def test_serial_is_the_default_and_bad_choices_are_one_line():
 
 def test_ray_missing_names_the_extra(without_module):
     without_module("ray")
-    with pytest.raises(ConfigError, match=r"needs Ray, which is not installed here: "
-                                          r"pip install 'qmoe-qiskit\[ray\]'"):
+    with pytest.raises(ConfigError, match=r"needs Ray, which is not installed here: .* -m pip "
+                                          r"install -e .*\[ray\].*scripts/setup.sh --test"):
         RayExecutor()
 
 

@@ -192,9 +192,9 @@ def test_bad_mitigation_is_one_line(q_experts, tmp_path, capsys, argv, message):
 
 def test_mitigation_without_mthree_names_the_extra(without_module):
     without_module("mthree")
-    with pytest.raises(ConfigError, match=r"pip install 'qmoe-qiskit\[mitigation\]'"):
+    with pytest.raises(ConfigError, match=r"-m pip install -e .*\[mitigation\]"):
         parse_mitigation("readout")
-    with pytest.raises(ConfigError, match=r"pip install 'qmoe-qiskit\[mitigation\]'"):
+    with pytest.raises(ConfigError, match=r"-m pip install -e .*\[mitigation\]"):
         readout_module.ReadoutSampler(None)
 
 

@@ -30,7 +30,7 @@ from typing import Any
 
 from tqdm.auto import tqdm
 
-from ..errors import CellError, ClusterError, ConfigError, choices
+from ..errors import CellError, ClusterError, ConfigError, choices, install_hint
 from .base import Cell, Executor, serial
 
 __all__ = ["EXECUTORS", "make_executor", "RayExecutor", "package_versions",
@@ -100,7 +100,7 @@ class RayExecutor:
             import ray  # noqa: F401
         except ImportError:
             raise ConfigError("--executor ray needs Ray, which is not installed here: "
-                              "pip install 'qmoe-qiskit[ray]'") from None
+                              + install_hint("ray")) from None
         self.address = address or os.environ.get("RAY_ADDRESS") or None
         self.num_cpus = num_cpus
         self.max_retries = max_retries

@@ -11,7 +11,7 @@ instances x shots x (duration + repetition delay), from the learner's own progra
 locally). The learned maps are stored as sparse lists (``PauliLindbladMap.to_sparse_list``) and
 rebuilt exactly.
 
-The noise learner needs ``qiskit-noise-learning`` (``pip install 'qmoe-qiskit[mitigation]'``).
+The noise learner needs ``qiskit-noise-learning`` (the ``mitigation`` extra: ``bash scripts/setup.sh --test``).
 """
 
 from __future__ import annotations
@@ -22,7 +22,7 @@ from typing import Any
 import numpy as np
 from qiskit import QuantumCircuit
 
-from ..errors import ConfigError
+from ..errors import ConfigError, install_hint
 from .cache import pub_key
 from .layer import DEFAULT_REP_DELAY
 
@@ -38,8 +38,8 @@ def require_learner():
         import qiskit_noise_learning  # noqa: F401  (the learner's preparation needs it)
     except ImportError:
         raise ConfigError("pea and pec learn each layer's noise first, which needs "
-                          "qiskit-noise-learning: pip install 'qmoe-qiskit[mitigation]'"
-                          ) from None
+                          "qiskit-noise-learning, which is not installed: "
+                          + install_hint("mitigation")) from None
     from qiskit_ibm_runtime.executor_noise_learner import NoiseLearnerV3
 
     return NoiseLearnerV3

@@ -14,7 +14,7 @@ sampler (inside ``run_together``, the very counts the raw pass read, not measure
 calibration of the measured qubits joins the pass's job, and the result is the corrected
 distributions; what it corrected, and with what, is kept in ``outcomes``.
 
-mthree is an optional dependency: ``pip install 'qmoe-qiskit[mitigation]'``.
+mthree is an optional dependency: the ``mitigation`` extra (``bash scripts/setup.sh --test``).
 """
 
 from __future__ import annotations
@@ -29,7 +29,7 @@ from qiskit import QuantumCircuit
 from qiskit.primitives import DataBin, SamplerPubResult
 from qiskit.primitives.containers.sampler_pub import SamplerPub
 
-from ..errors import ConfigError, DataError
+from ..errors import ConfigError, DataError, install_hint
 from ..primitives import ExactDistributions, SyncSampler, outcome_counts
 from ..transpile import measured_qubits
 from .sampler import RuntimeSampler
@@ -46,7 +46,7 @@ def require_mthree():
         import mthree
     except ImportError:
         raise ConfigError("readout mitigation needs mthree, which is not installed: "
-                          "pip install 'qmoe-qiskit[mitigation]'") from None
+                          + install_hint("mitigation")) from None
     return mthree
 
 
