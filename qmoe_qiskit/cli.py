@@ -7,10 +7,8 @@ import dataclasses
 import sys
 from pathlib import Path
 
-from .circuits import ANSATZE
-from .data import DATASETS, DataSpec
 from .errors import ConfigError, QMoEError
-from .models import EXPERTS, ROUTERS
+from .names import ANSATZE, DATASETS, EXPERTS, ROUTERS
 
 __all__ = ["main"]
 
@@ -52,7 +50,9 @@ def _data_args(p: argparse.ArgumentParser, default_dataset: str = "moons") -> No
     g.add_argument("--data-dir", default=None, help="folder of the MNIST / Fashion-MNIST IDX files")
 
 
-def _data_spec(args, seed: int) -> DataSpec:
+def _data_spec(args, seed: int):
+    from .data import DataSpec
+
     return DataSpec(dataset=args.dataset, n_samples=args.samples, noise=args.noise,
                     classes=args.classes, n_features=args.features, seed=seed,
                     data_dir=args.data_dir)
@@ -231,8 +231,10 @@ def build_parser() -> argparse.ArgumentParser:
                 "command with the same --out to resume an interrupted run.")
 
     p = sub.add_parser("jobs", help="jobs recorded in the ledger: list, status, fetch")
-    p.add_argument("action", choices=("list", "status", "fetch"))
-    p.add_argument("job_ids", nargs="*", help="job ids (default: every recorded job)")
+    p.add_argument("action", nargs="?", choices=("list", "status", "fetch"),
+                   help="list: the ledger; status: ask IBM Quantum; fetch: results into the cache")
+    p.add_argument("job_ids", nargs="*", metavar="JOB_ID",
+                   help="job ids or tags (optional; default: every recorded job)")
     _account_args(p)
     return parser
 
@@ -473,26 +475,31 @@ def _compare(args) -> int:
 
 
 def _jobs(args) -> int:
-    from .jobs import Ledger, ResultCache, default_cache_dir
-    from .jobs.manage import fetch_results, job_table, refresh_status, select
-    from .jobs.service import runtime_service
+    from .jobs.ledger import Ledger, default_cache_dir
+    from .jobs.manage import fetch_results, job_table, per_job, refresh_status, select
 
+    if args.action is None:
+        raise ConfigError("give an action: list, status or fetch (then job ids, default: every "
+                          "recorded job)")
     root = Path(args.cache) if args.cache else default_cache_dir()
     ledger = Ledger(root / "ledger.jsonl")
     entries = select(ledger, args.job_ids)
     if args.action == "list":
         print(job_table(entries))
         return 0
+    from .jobs.cache import ResultCache
+    from .jobs.service import runtime_service
+
     service = lambda: runtime_service(channel=args.channel, instance=args.instance)  # noqa: E731
     if args.action == "status":
         rows = refresh_status(ledger, entries, service)
     else:
         rows = fetch_results(ledger, ResultCache(root), entries, service)
-    for entry, state in rows:
-        print(f"{entry.job_id or entry.tag}  {entry.backend:<16} {state}")
+    for line in per_job(rows):
+        print(line)
     if not rows:
         print("no jobs recorded")
-    unavailable = [entry.job_id for entry, state in rows if state.startswith("unavailable")]
+    unavailable = {entry.job_id for entry, state in rows if state.startswith("unavailable")}
     if unavailable:
         print(f"qmoe jobs: error: {len(unavailable)} job(s) could not be reached on IBM Quantum "
               f"(see above); their ledger entries are kept", file=sys.stderr)

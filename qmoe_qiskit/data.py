@@ -24,6 +24,7 @@ from sklearn.datasets import load_digits, make_circles, make_moons
 from sklearn.model_selection import train_test_split
 
 from .errors import ConfigError, DataError, check_seed, choices
+from .names import DATASETS
 from .resources import check_memory
 
 __all__ = [
@@ -39,7 +40,6 @@ __all__ = [
     "restore",
 ]
 
-DATASETS = ("moons", "circles", "digits", "mnist", "fashion_mnist")
 GENERATED = ("moons", "circles")  # drawn by scikit-learn, as many samples as asked for
 # Peak bytes per generated sample through loading, splitting and scaling (NumPy's traced peak
 # measured about 90; rounded up for torch's copies).

@@ -13,7 +13,7 @@ ROOT = pathlib.Path(__file__).resolve().parents[1] / "qmoe_qiskit"
 
 # Lower numbers are lower layers; a package may import only packages of a lower rank.
 RANKS = {
-    "errors": 0,
+    "errors": 0, "names": 0,
     "files": 1, "resources": 1,
     "circuits": 2, "primitives": 2, "backends": 2, "metrics": 2, "data": 2,
     "transpile": 3,

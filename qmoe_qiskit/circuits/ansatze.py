@@ -23,10 +23,9 @@ from qiskit.circuit import ClassicalRegister, ParameterVector, QuantumCircuit
 from qiskit.quantum_info import SparsePauliOp
 
 from ..errors import ConfigError, choices
+from ..names import ANSATZE
 
 __all__ = ["ANSATZE", "AnsatzCircuit", "build_ansatz", "paper_ansatz", "sel_ansatz"]
-
-ANSATZE = ("paper", "sel")
 
 
 @dataclass(frozen=True)

@@ -10,12 +10,31 @@ is to mitigate gate noise (TREX, ZNE), through :class:`RuntimeEstimator` beside 
 one :class:`JobLayer`.
 """
 
-from .cache import ResultCache, default_cache_dir, pub_key
-from .ledger import Ledger, LedgerEntry
-from .estimator import Resilience, RuntimeEstimator
-from .layer import JobLayer, JobOptions, PubRecord
-from .sampler import RuntimeSampler
-from .service import Connection, connect
+import importlib
+
+# Each name is loaded from its module when first asked for: ``qmoe jobs list`` reads the
+# ledger without importing the runtime.
+_WHERE = {
+    "ResultCache": "cache", "default_cache_dir": "ledger", "pub_key": "cache",
+    "Ledger": "ledger", "LedgerEntry": "ledger",
+    "Resilience": "estimator", "RuntimeEstimator": "estimator",
+    "JobLayer": "layer", "JobOptions": "layer", "PubRecord": "layer",
+    "RuntimeSampler": "sampler",
+    "Connection": "service", "connect": "service",
+}
+
+
+def __getattr__(name: str):
+    if name in _WHERE:
+        value = getattr(importlib.import_module(f".{_WHERE[name]}", __name__), name)
+        globals()[name] = value
+        return value
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
+
+
+def __dir__():
+    return sorted(set(globals()) | set(_WHERE))
+
 
 __all__ = [
     "connect",

@@ -26,6 +26,7 @@ from qiskit_ibm_runtime import RuntimeDecoder, RuntimeEncoder
 
 from ..errors import StorageError
 from ..files import atomic_write, check_writable_dir, os_reason
+from .ledger import default_cache_dir  # noqa: F401  (re-exported)
 
 __all__ = ["ResultCache", "pub_key", "default_cache_dir", "library_versions"]
 
@@ -34,11 +35,6 @@ logger = logging.getLogger(__name__)
 FORMAT = "qmoe-qiskit-result"
 FORMAT_VERSION = 2  # 2: the checksum covers key, metadata and payload; 1: the payload only
 _LIBRARIES = ("qiskit", "qiskit-aer", "qiskit-ibm-runtime", "qmoe-qiskit")
-
-
-def default_cache_dir() -> Path:
-    """``$QMOE_CACHE_DIR``, else ``~/.cache/qmoe-qiskit``."""
-    return Path(os.environ.get("QMOE_CACHE_DIR") or Path.home() / ".cache" / "qmoe-qiskit")
 
 
 def library_versions() -> dict[str, str]:

@@ -22,12 +22,17 @@ from pathlib import Path
 from ..errors import StorageError
 from ..files import check_writable_dir, os_reason
 
-__all__ = ["Ledger", "LedgerEntry", "STATUSES"]
+__all__ = ["Ledger", "LedgerEntry", "STATUSES", "default_cache_dir"]
 
 logger = logging.getLogger(__name__)
 
 STATUSES = ("submitting", "submitted", "done", "failed", "cancelled", "lost")
 RESUMABLE = ("submitting", "submitted", "done")
+
+
+def default_cache_dir() -> Path:
+    """``$QMOE_CACHE_DIR``, else ``~/.cache/qmoe-qiskit``."""
+    return Path(os.environ.get("QMOE_CACHE_DIR") or Path.home() / ".cache" / "qmoe-qiskit")
 
 
 @dataclass(frozen=True)

@@ -4,15 +4,18 @@ their state, and bring finished results into the cache (so the next run answers 
 from __future__ import annotations
 
 from collections.abc import Callable, Sequence
+from typing import TYPE_CHECKING
 
 from ..errors import ConfigError, JobError
-from .cache import ResultCache
 from .ledger import Ledger, LedgerEntry, now
-from .layer import collect
-from .learning import LEARNER, learned_payload
-from .service import one_line, remote_job
 
-__all__ = ["job_table", "select", "refresh_status", "fetch_results"]
+if TYPE_CHECKING:
+    from .cache import ResultCache
+
+# ``list`` reads the ledger only: the runtime (about 1.5 s to import) is imported by the
+# functions that reach IBM Quantum.
+
+__all__ = ["job_table", "select", "refresh_status", "fetch_results", "per_job"]
 
 _FINAL = {"DONE": "done", "ERROR": "failed", "CANCELLED": "cancelled"}
 
@@ -26,6 +29,24 @@ def job_table(entries: Sequence[LedgerEntry]) -> str:
         lines.append(f"{e.job_id or e.tag:<38} {e.index:>3} {e.backend:<16} {e.status:<10} "
                      f"{e.submitted:<26} {e.circuit:<14} {e.bindings:>8} {e.shots:>6}")
     return "\n".join(lines)
+
+
+def per_job(rows: Sequence[tuple[LedgerEntry, str]]) -> list[str]:
+    """One line per job (a job holds one ledger entry per PUB): its id, backend, PUB count and
+    state; where its PUBs' states differ, each state with its count."""
+    jobs: dict[str, list[tuple[LedgerEntry, str]]] = {}
+    for entry, state in rows:
+        jobs.setdefault(entry.job_id or entry.tag, []).append((entry, state))
+    lines = []
+    for name, pubs in jobs.items():
+        states: dict[str, int] = {}
+        for _, state in pubs:
+            states[state] = states.get(state, 0) + 1
+        said = (next(iter(states)) if len(states) == 1 else
+                "; ".join(f"{n} PUB{'s' * (n > 1)} {state}" for state, n in states.items()))
+        n = len(pubs)
+        lines.append(f"{name}  {pubs[0][0].backend:<16} {n} PUB{'s' * (n > 1)}  {said}")
+    return lines
 
 
 def select(ledger: Ledger, job_ids: Sequence[str]) -> list[LedgerEntry]:
@@ -45,9 +66,10 @@ def select(ledger: Ledger, job_ids: Sequence[str]) -> list[LedgerEntry]:
 def refresh_status(ledger: Ledger, entries: Sequence[LedgerEntry],
                    service: Callable) -> list[tuple[LedgerEntry, str]]:
     """Each entry with its state now; IBM Quantum jobs are asked (``service()`` gives the
-    ``QiskitRuntimeService``), and final states are written to the ledger. A job the service
-    cannot return is reported as ``unavailable: <reason>`` and left as recorded."""
-    rows, runtime = [], None
+    ``QiskitRuntimeService``, once per job however many PUBs it holds), and final states are
+    written to the ledger. A job the service cannot return is reported as
+    ``unavailable: <reason>`` and left as recorded."""
+    rows, runtime, asked = [], None, {}
     for entry in entries:
         if entry.local:
             rows.append((entry, entry.status if entry.status not in ("submitting", "submitted")
@@ -59,10 +81,14 @@ def refresh_status(ledger: Ledger, entries: Sequence[LedgerEntry],
             continue
         if runtime is None:
             runtime = service()
-        try:
-            status = _job_status(runtime, entry.job_id)
-        except JobError as exc:
-            rows.append((entry, f"unavailable: {exc}"))
+        if entry.job_id not in asked:
+            try:
+                asked[entry.job_id] = _job_status(runtime, entry.job_id)
+            except JobError as exc:
+                asked[entry.job_id] = exc
+        status = asked[entry.job_id]
+        if isinstance(status, JobError):
+            rows.append((entry, f"unavailable: {status}"))
             continue
         state = getattr(status, "name", str(status))
         if entry.status == "submitted" and state in _FINAL and _FINAL[state] != "done":
@@ -75,6 +101,10 @@ def fetch_results(ledger: Ledger, cache: ResultCache, entries: Sequence[LedgerEn
                   service: Callable) -> list[tuple[LedgerEntry, str]]:
     """Store the results of finished IBM Quantum jobs in the cache (waiting for unfinished
     ones); already cached, failed, local and unavailable jobs are reported and skipped."""
+    from .layer import collect
+    from .learning import LEARNER
+    from .service import remote_job
+
     rows, runtime = [], None
     for entry in entries:
         if cache.get(entry.key) is not None:
@@ -101,6 +131,9 @@ def fetch_results(ledger: Ledger, cache: ResultCache, entries: Sequence[LedgerEn
 
 def _fetch_learning(job, entry: LedgerEntry, ledger: Ledger, cache: ResultCache) -> LedgerEntry:
     """A noise-learning job's maps into the cache, as the run that submitted it keeps them."""
+    from .learning import LEARNER, learned_payload
+    from .service import one_line
+
     try:
         payload = learned_payload(job.result())
     except Exception as exc:  # the runtime raises several unrelated types here
@@ -113,6 +146,8 @@ def _fetch_learning(job, entry: LedgerEntry, ledger: Ledger, cache: ResultCache)
 def _job_status(runtime, job_id: str):
     """The job's state (a string, or a ``JobStatus`` locally); one-line :class:`JobError`
     when IBM Quantum cannot say."""
+    from .service import one_line, remote_job
+
     job = remote_job(runtime, job_id)
     try:
         return job.status()

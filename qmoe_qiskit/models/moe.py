@@ -19,6 +19,7 @@ from torch import nn
 
 from ..circuits import ANSATZE
 from ..errors import ConfigError, ModelFileError, choices
+from ..names import EXPERTS, ROUTERS
 from ..resources import check_memory
 from .classical import LinearExpert, LinearRouter, MLPExpert, MLPRouter
 from .quantum import QuantumExpert, QuantumLayer, QuantumRouter
@@ -35,8 +36,6 @@ __all__ = [
     "EXPERTS",
 ]
 
-ROUTERS = ("linear", "mlp", "quantum")
-EXPERTS = ("linear", "mlp", "quantum")
 FORMAT = "qmoe-qiskit-model"
 FORMAT_VERSION = 1
 
