@@ -80,7 +80,7 @@ def main(argv=None) -> int:
     print(f"{platform.processor() or platform.machine()}, {os.cpu_count()} cores, Python "
           f"{platform.python_version()}; median of {args.rounds} launches (s)\n")
     labels = list(trees)
-    print("| command | " + " | ".join(labels) + (" | before / now |" if len(labels) > 1 else ""))
+    print("| command | " + " | ".join(labels + ["before / now"] * (len(labels) > 1)) + " |")
     print("|---|" + "---:|" * (len(labels) + (len(labels) > 1)))
     for name in COMMANDS:
         cells = [f"{medians[name, label]:.2f}" for label in labels]

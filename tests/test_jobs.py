@@ -335,6 +335,63 @@ def test_a_job_the_service_cannot_return_is_one_line_and_kept(tmp_path, capsys, 
         assert captured.err.startswith("qmoe jobs: error:") and captured.err.count("\n") == 1
 
 
+def test_jobs_status_asks_once_per_job_and_prints_one_line_per_job(tmp_path, capsys,
+                                                                   monkeypatch):
+    from qmoe_qiskit.cli import main
+    from qmoe_qiskit.jobs import LedgerEntry
+
+    asked = []
+
+    class Job:
+        def __init__(self, job_id):
+            self.job_id = job_id
+
+        def status(self):
+            asked.append(self.job_id)
+            return "RUNNING"
+
+    class Service:
+        def job(self, job_id):
+            return Job(job_id)
+
+    ledger = Ledger(tmp_path / "ledger.jsonl")
+    for job_id, pubs in (("d0three", 3), ("d0one", 1)):
+        for index in range(pubs):
+            ledger.record(LedgerEntry(job_id=job_id, backend="ibm_brisbane",
+                                      key=f"{job_id}{index}", index=index, status="submitted", submitted="t",
+                                      updated="t", local=False))
+    monkeypatch.setattr(service_module, "runtime_service", lambda **_: Service())
+    assert main(["jobs", "status", "--cache", str(tmp_path)]) == 0
+    lines = capsys.readouterr().out.splitlines()
+    assert asked == ["d0three", "d0one"]
+    assert len(lines) == 2 and lines[0].startswith("d0three") and "3 PUBs  RUNNING" in lines[0]
+    assert lines[1].startswith("d0one") and "1 PUB  RUNNING" in lines[1]
+
+
+def test_jobs_without_an_action_is_one_line_and_ids_are_optional(tmp_path, capsys):
+    from qmoe_qiskit.cli import main
+
+    assert main(["jobs", "--cache", str(tmp_path)]) == 2
+    err = capsys.readouterr().err
+    assert err.startswith("qmoe jobs: error: give an action: list, status or fetch")
+    assert err.count("\n") == 1 and "required" not in err
+    assert main(["jobs", "list", "--cache", str(tmp_path)]) == 0
+
+
+def test_the_command_line_starts_without_qiskit_torch_or_scikit_learn(tmp_path):
+    # qmoe --help and qmoe jobs list import only the standard library and the ledger
+    import subprocess
+    import sys
+
+    code = ("import sys; from qmoe_qiskit.cli import build_parser, main; build_parser();"
+            f"main(['jobs', 'list', '--cache', {str(tmp_path)!r}]);"
+            "print(sorted(m for m in ('torch', 'qiskit', 'sklearn', 'qiskit_ibm_runtime', "
+            "'numpy') if m in sys.modules))")
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True,
+                         check=True).stdout
+    assert out.splitlines()[-1] == "[]"
+
+
 # ------------------------------------------------------------------ accounts
 def test_missing_or_rejected_account_fails_clearly_without_the_token(monkeypatch, tmp_path):
     monkeypatch.setenv("HOME", str(tmp_path))

@@ -197,7 +197,8 @@ def test_jobs_commands_on_local_jobs_and_unknown_ids(q_experts, cache, capsys):
     assert main(["jobs", "status"]) == 0
     assert main(["jobs", "fetch"]) == 0
     out = capsys.readouterr().out
-    assert out.count("done") >= 3 and "already cached" in out
+    status, fetch = out.splitlines()  # one job of 3 PUBs: one line each
+    assert status.endswith("3 PUBs  done") and fetch.endswith("3 PUBs  already cached")
     assert main(["jobs", "fetch", "no-such-job"]) == 2
     assert "not in the ledger" in capsys.readouterr().err
 
