@@ -358,7 +358,8 @@ def test_jobs_status_asks_once_per_job_and_prints_one_line_per_job(tmp_path, cap
     for job_id, pubs in (("d0three", 3), ("d0one", 1)):
         for index in range(pubs):
             ledger.record(LedgerEntry(job_id=job_id, backend="ibm_brisbane",
-                                      key=f"{job_id}{index}", index=index, status="submitted", submitted="t",
+                                      key=f"{job_id}{index}", index=index,
+                                      status="submitted", submitted="t",
                                       updated="t", local=False))
     monkeypatch.setattr(service_module, "runtime_service", lambda **_: Service())
     assert main(["jobs", "status", "--cache", str(tmp_path)]) == 0

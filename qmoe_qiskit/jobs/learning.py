@@ -11,7 +11,8 @@ instances x shots x (duration + repetition delay), from the learner's own progra
 locally). The learned maps are stored as sparse lists (``PauliLindbladMap.to_sparse_list``) and
 rebuilt exactly.
 
-The noise learner needs ``qiskit-noise-learning`` (the ``mitigation`` extra: ``bash scripts/setup.sh --test``).
+The noise learner needs ``qiskit-noise-learning`` (the ``mitigation`` extra:
+``bash scripts/setup.sh --test``).
 """
 
 from __future__ import annotations
