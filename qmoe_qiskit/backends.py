@@ -11,9 +11,12 @@ from functools import lru_cache
 
 from qiskit.providers import BackendV2
 
-from .errors import ConfigError, choices
+from .errors import ConfigError, closest
 
-__all__ = ["fake_backend_names", "get_backend"]
+__all__ = ["fake_backend_names", "get_backend", "KNOWN"]
+
+
+KNOWN = ("fake_manila", "fake_brisbane", "fake_torino")  # offered when no name is close
 
 
 @lru_cache(maxsize=1)
@@ -35,7 +38,7 @@ def get_backend(name: str) -> BackendV2:
     if not key.startswith("fake_"):
         key = "fake_" + key
     if key not in fake_backend_names():
-        raise ConfigError(
-            f"unknown backend {name!r}; offline fake backends: {choices(fake_backend_names())}"
-        )
+        offered = closest(key, fake_backend_names(), what="offline fake backends",
+                          fallback=KNOWN)
+        raise ConfigError(f"unknown backend {name!r}; {offered}")
     return FakeProviderForBackendV2().backend(key)

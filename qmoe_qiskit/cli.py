@@ -150,6 +150,8 @@ def build_parser() -> argparse.ArgumentParser:
 
     p = sub.add_parser("evaluate", help="score a saved model on its held-out test split")
     p.add_argument("--model", required=True, help="model file or run folder holding model.pt")
+    p.add_argument("--no-progress", action="store_true",
+                   help="accepted as by every command (evaluate shows no progress bar)")
 
     p = sub.add_parser("sweep", help="a trained model's accuracy under Aer noise, level by level")
     p.add_argument("--model", required=True, help="model file or run folder holding model.pt")
@@ -236,6 +238,8 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("job_ids", nargs="*", metavar="JOB_ID",
                    help="job ids or tags (optional; default: every recorded job)")
     _account_args(p)
+    p.add_argument("--no-progress", action="store_true",
+                   help="accepted as by every command (jobs shows no progress bar)")
     return parser
 
 

@@ -32,6 +32,30 @@ def choices(values) -> str:
     return ", ".join(repr(v) for v in values)
 
 
+def closest(value, valid, *, what: str = "valid choices", many: int = 10,
+            fallback=()) -> str:
+    """The valid choices for an error message; when there are more than ``many``, only the
+    closest few to ``value`` and how many there are, so the message stays one short line:
+    ``closest: 'fake_manila', 'fake_lima' (69 offline fake backends)``. Names are matched
+    without the prefix they all share (``fake_``); with nothing close, ``fallback`` (or the
+    first three) is offered instead."""
+    import difflib
+    import os
+
+    valid = list(valid)
+    if len(valid) <= many:
+        return f"{what}: {choices(valid)}"
+    prefix = os.path.commonprefix(valid)
+    text = str(value).strip().lower()
+    text = text[len(prefix):] if text.startswith(prefix) else text
+    stems = {name[len(prefix):]: name for name in valid}
+    near = [stems[m] for m in difflib.get_close_matches(text, list(stems), n=3, cutoff=0.6)]
+    if near:
+        return f"closest: {choices(near)} ({len(valid)} {what})"
+    offered = [name for name in fallback if name in valid] or valid[:3]
+    return f"for example {choices(offered)} ({len(valid)} {what})"
+
+
 def check_seed(seed, name: str = "seed") -> None:
     """A seed is an integer >= 0 (NumPy, scikit-learn and the transpiler refuse others deep
     inside)."""

@@ -108,7 +108,7 @@ def test_results_json_is_written_last_and_an_old_folder_is_replaced_whole(tmp_pa
 
 
 @pytest.mark.parametrize("make, message", [
-    (lambda: SweepConfig(model="m", noise="fake_nowhere"), "choose from 'depolarizing'"),
+    (lambda: SweepConfig(model="m", noise="fake_nowhere"), "'depolarizing' or an offline fake backend"),
     (lambda: SweepConfig(model="m", scales=(1.0,)), "not scales"),
     (lambda: SweepConfig(model="m", noise="fake_manila", levels=(0.1,)), "not levels"),
     (lambda: SweepConfig(model="m", levels=(0.0, 1.5)), "must be a probability in [0, 1]"),

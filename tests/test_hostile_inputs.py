@@ -174,7 +174,8 @@ CASES = [
     (["evaluate", "--model", W("trunc")], "corrupt or truncated"),
     (["evaluate", "--model", W("empty")], "empty"),
     # sweep
-    ([*SWEEP, "--noise", "fake_nowhere"], "choose from 'depolarizing'"),
+    ([*SWEEP, "--noise", "fake_nowhere"], "offline fake backend; for example 'fake_manila'"),
+    ([*SWEEP, "--noise", "fake_manilla"], "backend; closest: 'fake_manila' ("),
     ([*SWEEP, "--scales", "1"], "not scales"),
     ([*SWEEP, "--noise", "fake_manila", "--levels", "0.1"], "not levels"),
     ([*SWEEP, "--levels", "-0.1"], "must be finite and >= 0"),

@@ -34,3 +34,18 @@ def test_the_install_hint_is_a_command_for_this_clone():
     assert re.search(r"^ray = \[", (ROOT / "pyproject.toml").read_text(), re.M)
     assert re.search(r"^mitigation = \[", (ROOT / "pyproject.toml").read_text(), re.M)
 
+
+
+def _subparsers():
+    import argparse
+
+    from qmoe_qiskit.cli import build_parser
+
+    [sub] = [a for a in build_parser()._actions if isinstance(a, argparse._SubParsersAction)]
+    return sub.choices
+
+
+def test_every_command_accepts_no_progress():
+    lacking = [name for name, p in _subparsers().items()
+               if "--no-progress" not in p._option_string_actions]
+    assert lacking == []

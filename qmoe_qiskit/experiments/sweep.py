@@ -23,8 +23,8 @@ from typing import Any, ClassVar
 import numpy as np
 from qiskit_aer.noise import NoiseModel
 
-from ..backends import fake_backend_names, get_backend
-from ..errors import ConfigError, check_seed, choices
+from ..backends import KNOWN, fake_backend_names, get_backend
+from ..errors import ConfigError, check_seed, choices, closest
 from ..metrics import mean_tvd, summarize
 from ..models import ModelSpec, build_model
 from ..noise_models import (
@@ -83,8 +83,10 @@ class SweepConfig:
         if noise != "depolarizing":
             noise = noise if noise.startswith("fake_") else "fake_" + noise
             if noise not in fake_backend_names():
-                raise ConfigError(f"unknown noise {self.noise!r}; choose from "
-                                  f"{choices(noise_choices())}")
+                offered = closest(noise, fake_backend_names(), what="fake backends",
+                                  fallback=KNOWN)
+                raise ConfigError(f"unknown noise {self.noise!r}: 'depolarizing' or an offline "
+                                  f"fake backend; {offered}")
         object.__setattr__(self, "noise", noise)
         if self.is_device and self.levels is not None:
             raise ConfigError(f"{noise} is device noise: give scales (error-rate factors, "

@@ -24,7 +24,7 @@ from qiskit_ibm_runtime import Batch, QiskitRuntimeService
 from qiskit_ibm_runtime.accounts import AccountNotFoundError
 from qiskit_ibm_runtime.exceptions import IBMError
 
-from ..backends import fake_backend_names, get_backend
+from ..backends import KNOWN, fake_backend_names, get_backend
 from ..errors import (
     AccountError,
     ConfigError,
@@ -32,6 +32,7 @@ from ..errors import (
     QMoEError,
     ServiceUnreachable,
     choices,
+    closest,
 )
 
 __all__ = ["Connection", "connect", "runtime_service", "remote_job", "scrub", "one_line",
@@ -138,8 +139,9 @@ def connect(backend: str | BackendV2, *, channel: str | None = None,
     except Exception as exc:
         raise (_unreachable(exc) if _network_failure(exc) else
                JobError(f"cannot list this account's backends: {one_line(exc)}")) from None
+    offline = closest(backend, fake_backend_names(), what="fake backends", fallback=KNOWN)
     raise ConfigError(f"unknown backend {backend!r}; this account can use: "
-                      f"{choices(names)}; offline: {choices(fake_backend_names()[:3])}, …")
+                      f"{closest(backend, names, what='backends', many=12)}; offline: {offline}")
 
 
 def runtime_service(*, channel: str | None = None, instance: str | None = None,
