@@ -238,10 +238,12 @@ def _find_idx(folder: Path, filename: str) -> Path | None:
 
 
 def _download(folder: Path, filename: str, md5: str, mirrors: tuple[str, ...]) -> Path:
+    created = [p for p in (folder, *folder.parents) if not p.exists()]
     folder.mkdir(parents=True, exist_ok=True)
     errors = []
     for base in mirrors:
         url = base + filename
+        tmp = None
         try:
             with urllib.request.urlopen(url, timeout=30) as response, \
                     tempfile.NamedTemporaryFile(dir=folder, delete=False) as tmp:
@@ -255,7 +257,14 @@ def _download(folder: Path, filename: str, md5: str, mirrors: tuple[str, ...]) -
             Path(tmp.name).replace(target)
             return target
         except OSError as exc:
+            if tmp is not None:
+                Path(tmp.name).unlink(missing_ok=True)
             errors.append(f"{url}: {exc}")
+    for path in created:  # leave no empty folders behind (the deepest first)
+        try:
+            path.rmdir()
+        except OSError:
+            break
     raise DataError(f"{filename} is missing from {folder} and could not be downloaded "
                     f"({'; '.join(errors)})")
 

@@ -10,7 +10,7 @@ object is compiled once, whichever execution package asks.
 from __future__ import annotations
 
 from collections.abc import Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 
 from qiskit import QuantumCircuit, transpile
 from qiskit.providers import BackendV2
@@ -34,7 +34,9 @@ class Compiled:
     isa: QuantumCircuit
     layout: list[int]  # physical qubit of each logical qubit at the end of the circuit
     measured: list[int]  # physical qubit measured into each clbit (-1: never measured)
-    layout_method: str  # "user", "vf2 (lowest calibrated error)", "preset" or "none (no device)"
+    # "user" (--layout), "vf2 (lowest calibrated error)", "preset", "none (no device)", or
+    # "placed (the measured qubits)" for circuits that characterise given qubits
+    layout_method: str
 
     @classmethod
     def from_isa(cls, isa: QuantumCircuit, num_qubits: int, layout_method: str) -> "Compiled":
@@ -108,6 +110,9 @@ def compile_to_basis(circuit: QuantumCircuit, basis_gates: Sequence[str], *,
     return Compiled.from_isa(isa, circuit.num_qubits, "none (no device)")
 
 
+PLACED = "placed (the measured qubits)"
+
+
 class Compiler:
     """Compiles each circuit object once: to ``backend``'s ISA when one is given, else to
     ``basis_gates``. The options are those of :func:`compile_for_backend`."""
@@ -138,7 +143,7 @@ class Compiler:
         compiled = compile_for_backend(circuit, self.backend, initial_layout=qubits,
                                        optimization_level=self.optimization_level,
                                        seed_transpiler=self.seed_transpiler)
-        return self._cache.put(circuit, compiled)
+        return self._cache.put(circuit, replace(compiled, layout_method=PLACED))
 
     def _compile(self, circuit: QuantumCircuit) -> Compiled:
         if self.backend is not None:

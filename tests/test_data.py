@@ -125,6 +125,15 @@ def test_download_verifies_checksums(tmp_path, monkeypatch):
     assert not [p for p in fresh.iterdir() if p.name.startswith("tmp")]
 
 
+def test_a_failed_download_leaves_no_empty_folders_behind(tmp_path):
+    home = tmp_path / "home"
+    home.mkdir()
+    unreachable = ((tmp_path / "no-mirror").as_uri() + "/",)  # every file: not found
+    with pytest.raises(DataError, match="could not be downloaded"):
+        load_idx_dataset(home / "data" / "mnist", "mnist", mirrors=unreachable)
+    assert list(home.iterdir()) == []  # neither data/ nor data/mnist/ was left
+
+
 def test_restore_rebuilds_the_same_splits_without_refitting():
     d = prepare(DataSpec(dataset="digits", classes=(1, 7), n_features=3, n_samples=150, seed=5))
     again = data_module.restore(d.provenance())

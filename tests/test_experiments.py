@@ -107,6 +107,20 @@ def test_results_json_is_written_last_and_an_old_folder_is_replaced_whole(tmp_pa
     assert [p.name for p in tmp_path.iterdir()] == ["run"]  # no staging or replaced copy left
 
 
+@pytest.mark.parametrize("umask", [0o022, 0o077])
+def test_a_run_folder_gets_the_mode_mkdir_would_give_it(tmp_path, umask):
+    import os
+    import stat
+
+    old = os.umask(umask)
+    try:
+        folder = write_run_folder(tmp_path / "run", {"command": "x"},
+                                  Outcome(results={}, report="r", summary="s"))
+    finally:
+        os.umask(old)
+    assert stat.S_IMODE(folder.stat().st_mode) == 0o777 & ~umask  # not mkdtemp's 0700
+
+
 @pytest.mark.parametrize("make, message", [
     (lambda: SweepConfig(model="m", noise="fake_nowhere"), "'depolarizing' or an offline fake backend"),
     (lambda: SweepConfig(model="m", scales=(1.0,)), "not scales"),

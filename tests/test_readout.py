@@ -83,6 +83,9 @@ def test_run_measures_the_calibration_in_the_models_job_and_mitigation_helps(q_e
     measured = {q for p in r["pubs"] if not p["circuit"].startswith("readout_cal")
                 for q in p["measured"]}
     assert {int(q) for q in r["mitigation"]["calibration"]["qubits"]} == measured
+    # no --layout was given: the calibrations say where they were put, not "user"
+    assert {p["layout_method"] for p in r["pubs"] if p["circuit"].startswith("readout_cal")} \
+        == {"placed (the measured qubits)"}
     # the router's output (a softmax of <Z> readings, shot noise included) moves toward ideal
     raw, mitigated = r["mean_tvd_to_ideal"], r["mitigation"]["mean_tvd_to_ideal"]
     assert mitigated < raw, (raw, mitigated)

@@ -321,6 +321,7 @@ def write_run_folder(target: str | Path, config: dict[str, Any], outcome: Outcom
     staging = Path(tempfile.mkdtemp(prefix=f".{target.name}.", suffix=".partial",
                                     dir=target.parent))
     try:
+        staging.chmod(_folder_mode())  # mkdtemp makes it 0700; a run folder is an ordinary one
         for name, writer in folder_writers(config, outcome).items():
             (staging / name).parent.mkdir(parents=True, exist_ok=True)
             writer(staging / name)
@@ -328,6 +329,13 @@ def write_run_folder(target: str | Path, config: dict[str, Any], outcome: Outcom
     except BaseException:
         shutil.rmtree(staging, ignore_errors=True)
         raise
+
+
+def _folder_mode() -> int:
+    """The mode ``mkdir`` would give a new folder under the process's umask."""
+    umask = os.umask(0o022)
+    os.umask(umask)
+    return 0o777 & ~umask
 
 
 def folder_writers(config: dict[str, Any], outcome: Outcome) -> dict[str, Callable[[Path], Any]]:
