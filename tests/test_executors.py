@@ -175,6 +175,71 @@ def test_an_unreachable_cluster_is_one_line(tmp_path, capsys):
     assert not (tmp_path / "r").exists()
 
 
+@pytest.fixture
+def not_ray():
+    """A TCP server that answers as a web server does, not as a Ray head."""
+    import socket
+    import threading
+
+    server = socket.socket()
+    server.bind(("127.0.0.1", 0))
+    server.listen(8)
+
+    def serve():
+        while True:
+            try:
+                conn, _ = server.accept()
+            except OSError:
+                return
+            with conn:
+                conn.recv(1024)
+                conn.sendall(b"HTTP/1.1 400 Bad Request\r\n\r\n")
+
+    threading.Thread(target=serve, daemon=True).start()
+    yield f"127.0.0.1:{server.getsockname()[1]}"
+    server.close()
+
+
+def test_a_local_instance_starts_without_the_token_notice():
+    import subprocess
+
+    code = ("from qmoe_qiskit.experiments.executors import RayExecutor; import ray;"
+            "RayExecutor().connect(); ray.shutdown()")
+    run = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True,
+                         timeout=300)
+    assert run.returncode == 0, run.stderr[-2000:]
+    assert "Token authentication" not in run.stdout + run.stderr
+
+
+def test_an_address_that_answers_but_is_not_ray_is_one_line_within_seconds(not_ray):
+    import time
+
+    tic = time.perf_counter()
+    with pytest.raises(ClusterError, match=rf"{not_ray} answers, but not as a Ray cluster"):
+        RayExecutor(address=not_ray).connect()  # Ray's own attempts hang for minutes
+    assert time.perf_counter() - tic < 15
+
+
+def test_a_ray_client_address_without_ray_client_is_one_line(not_ray, monkeypatch):
+    import qmoe_qiskit.experiments.executors as executors
+
+    monkeypatch.setattr(executors, "_answers_http2", lambda conn: True)  # let Ray try
+    monkeypatch.setattr(ray, "is_initialized", lambda: False)  # as in a fresh process
+    import importlib.util
+
+    if importlib.util.find_spec("grpc") is not None:
+        pytest.skip("ray[client] is installed here")
+    with pytest.raises(ClusterError, match=r"needs 'ray\[client\]' \(not installed here: .* "
+                                           r"-m pip install 'ray\[client\]'\)"):
+        RayExecutor(address=f"ray://{not_ray}").connect()
+
+
+def test_the_local_heads_address_passes_the_check(local_ray):
+    from qmoe_qiskit.experiments.executors import _check_reachable
+
+    _check_reachable(ray.get_runtime_context().gcs_address)  # a real Ray head answers gRPC
+
+
 def test_workers_with_other_versions_are_refused(local_ray, monkeypatch):
     # this process claims another torch; the worker reports the installed one (runs last: on a
     # mismatch the executor shuts Ray down, as a CLI run would stop)

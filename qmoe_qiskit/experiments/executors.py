@@ -20,10 +20,13 @@ has: they are checked before any cell is sent).
 
 from __future__ import annotations
 
+import logging
 import os
 import platform
 import socket
+import sys
 from collections.abc import Callable, Sequence
+from contextlib import contextmanager
 from importlib import metadata
 from pathlib import Path
 from typing import Any
@@ -122,13 +125,21 @@ class RayExecutor:
         if ray.is_initialized():
             return
         try:
-            ray.init(address=self.address, runtime_env=self.runtime_env(),
-                     include_dashboard=False, log_to_driver=False,
-                     logging_level="WARNING")
+            with _quiet_local_auth(local=not self.address):
+                ray.init(address=self.address, runtime_env=self.runtime_env(),
+                         include_dashboard=False, log_to_driver=False,
+                         logging_level="WARNING")
         except (ConnectionError, TimeoutError) as exc:
             raise ClusterError(f"cannot reach the Ray cluster at {self.address} "
                                f"({type(exc).__name__}: {_first_line(exc)}); check the "
                                f"address (ray status on the head node)") from None
+        except ValueError as exc:
+            if "ray[client]" not in str(exc):
+                raise
+            raise ClusterError(f"a ray:// address goes through Ray Client, which needs "
+                               f"'ray[client]' (not installed here: {sys.executable} -m pip "
+                               f"install 'ray[client]'); or give the head's GCS address, "
+                               f"host:6379") from None
         except RuntimeError as exc:
             if "version" in str(exc).lower():
                 raise ClusterError(f"the Ray cluster at {self.address} differs from this "
@@ -199,20 +210,62 @@ def _finished(i: int, result: Any, on_done, bar) -> None:
     bar.update()
 
 
+@contextmanager
+def _quiet_local_auth(local: bool):
+    """Ray turns token authentication on for each new local instance and says so in a warning
+    on every start; for a local instance, that notice is kept out of the output (the setting
+    is Ray's default, unchanged)."""
+    log = logging.getLogger("ray._private.authentication.authentication_token_setup")
+    before = log.level
+    if local:
+        log.setLevel(logging.ERROR)
+    try:
+        yield
+    finally:
+        log.setLevel(before)
+
+
 def _check_reachable(address: str, timeout: float = 5.0) -> None:
-    """A quick TCP check of ``host:port`` (``ray://host:port`` too) before Ray's own, slower
-    connection attempts."""
+    """A quick check of ``host:port`` (``ray://host:port`` too) before Ray's own connection
+    attempts, which retry for minutes: something must listen there, and it must answer as a
+    Ray head does, as an HTTP/2 (gRPC) server. ``RAY_USE_TLS`` skips the second check."""
     target = address.split("://", 1)[-1]
     host, _, port = target.rpartition(":")
     if not host or not port.isdigit():
         raise ClusterError(f"the Ray address {address!r} is not host:port (or ray://host:port, "
                            f"auto)")
     try:
-        with socket.create_connection((host, int(port)), timeout=timeout):
-            pass
+        with socket.create_connection((host, int(port)), timeout=timeout) as conn:
+            if os.environ.get("RAY_USE_TLS", "0") in ("0", ""):
+                speaks = _answers_http2(conn)
+            else:
+                speaks = True
     except OSError as exc:
         raise ClusterError(f"cannot reach the Ray cluster at {address} ({exc.strerror or exc}); "
                            f"check the address (ray status on the head node)") from None
+    if not speaks:
+        raise ClusterError(f"{address} answers, but not as a Ray cluster does (no gRPC reply "
+                           f"within {timeout:.0f} s); check the host and port (the head's GCS "
+                           f"port, 6379 by default, or ray://host:10001 for Ray Client)")
+
+
+# An HTTP/2 client's connection preface and an empty SETTINGS frame (RFC 9113, 3.4 and 6.5);
+# a gRPC server answers with a SETTINGS frame of its own: a 9-byte header of type 0x4.
+_HTTP2_PREFACE = b"PRI * HTTP/2.0\r\n\r\nSM\r\n\r\n" + bytes([0, 0, 0, 4, 0, 0, 0, 0, 0])
+
+
+def _answers_http2(conn: socket.socket) -> bool:
+    try:
+        conn.sendall(_HTTP2_PREFACE)
+        header = b""
+        while len(header) < 9:
+            chunk = conn.recv(9 - len(header))
+            if not chunk:
+                return False
+            header += chunk
+    except (socket.timeout, OSError):
+        return False
+    return header[3] == 0x4
 
 
 def _first_line(exc: BaseException) -> str:
