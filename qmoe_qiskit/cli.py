@@ -8,7 +8,15 @@ import sys
 from pathlib import Path
 
 from .errors import ConfigError, QMoEError
-from .names import ANSATZE, DATASETS, EXPERTS, ROUTERS
+from .names import (
+    ANSATZE,
+    DATASETS,
+    EXPERTS,
+    RETRAIN_DEFAULTS,
+    ROUTERS,
+    TRAIN_DEFAULTS,
+    describe_training,
+)
 
 __all__ = ["main"]
 
@@ -58,8 +66,9 @@ def _data_spec(args, seed: int):
                     data_dir=args.data_dir)
 
 
-def _train_args(p: argparse.ArgumentParser) -> None:
-    g = p.add_argument_group("training (defaults: 100 epochs, lr 0.01, batch 32, patience 10)")
+def _train_args(p: argparse.ArgumentParser, title: str = "training",
+                defaults: dict = TRAIN_DEFAULTS) -> None:
+    g = p.add_argument_group(f"{title} (defaults: {describe_training(defaults)})")
     g.add_argument("--epochs", type=int, default=None)
     g.add_argument("--lr", type=float, default=None)
     g.add_argument("--batch-size", type=int, default=None)
@@ -172,8 +181,10 @@ def build_parser() -> argparse.ArgumentParser:
                         "aer: Aer's density-matrix simulator with parameter shift")
     p.add_argument("--no-baseline", action="store_true",
                    help="skip training the classical baseline shown in the plot")
-    p.add_argument("--seed", type=int, default=0)
-    _train_args(p)
+    p.add_argument("--seed", type=int, default=0,
+                   help="seed of the retraining and the baseline, the transpiler and the "
+                        "sampler (default 0)")
+    _train_args(p, "with --retrain: the model trained at each level", RETRAIN_DEFAULTS)
     _output_args(p, "sweep")
     _executor_args(p)
 
@@ -417,7 +428,7 @@ def _sweep(args) -> int:
         model=args.model, noise=args.noise, levels=args.levels, scales=args.scales,
         shots=args.shots, repetitions=args.repetitions, retrain=args.retrain,
         engine=args.engine,
-        train=_train_config(args, args.seed, TrainConfig(epochs=30, patience=5)),
+        train=_train_config(args, args.seed, TrainConfig(**RETRAIN_DEFAULTS)),
         baseline=not args.no_baseline, seed=args.seed)
     _finish(config, args)
     return 0

@@ -80,6 +80,21 @@ class DataSpec:
     seed: int = 0
     data_dir: str | None = None  # MNIST / Fashion-MNIST folder
 
+    @property
+    def label(self) -> str:
+        """The data in a few words, for figure titles and reports: ``Two Moons (noise 0.1)``,
+        ``scikit-learn digits 0,1, PCA-4 (8×8 stand-in, not MNIST)``, ``MNIST 3,8, PCA-8``."""
+        names = {"moons": "Two Moons", "circles": "circles", "digits": "scikit-learn digits",
+                 "mnist": "MNIST", "fashion_mnist": "Fashion-MNIST"}
+        text = names[self.dataset]
+        if self.dataset in GENERATED:
+            return f"{text} (noise {self.noise:g})"
+        if self.classes is not None:
+            text += " " + ",".join(map(str, self.classes))
+        if self.n_features is not None:
+            text += f", PCA-{self.n_features}"
+        return text + (" (8×8 stand-in, not MNIST)" if self.dataset == "digits" else "")
+
     def __post_init__(self):
         if self.dataset not in DATASETS:
             raise ConfigError(f"unknown dataset {self.dataset!r}; valid datasets: {choices(DATASETS)}")

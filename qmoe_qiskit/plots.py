@@ -53,15 +53,25 @@ def training_curves(histories: dict[str, dict]) -> Figure:
     return fig
 
 
-def noise_sweep(levels: list[float], means: list[float], stds: list[float], *, ideal: float,
-                baseline: float | None, xlabel: str, title: str) -> Figure:
-    """Test accuracy against noise level (error bars: std over repetitions), with the ideal
-    model's and the classical baseline's accuracy as horizontal lines."""
-    lines = [(f"ideal (noiseless) {ideal:.3f}", ideal, "tab:green", "--")]
+def noise_sweep(levels: list[float], means: list[float], stds: list[float] | None, *,
+                ideal: float, baseline: float | None, xlabel: str, title: str,
+                retrained_noiseless: list[float] | None = None, note: str = "") -> Figure:
+    """Test accuracy against noise level (error bars: std over repetitions, none when exact),
+    with the given model's noiseless and the classical baseline's accuracy as horizontal lines;
+    with ``retrained_noiseless``, each level's retrained model scored without noise too."""
+    lines = [(f"the given model, noiseless {ideal:.3f}", ideal, "tab:green", "--")]
     if baseline is not None:
         lines.append((f"classical baseline {baseline:.3f}", baseline, "tab:gray", ":"))
-    return accuracy_vs_level({"quantum router under noise": (levels, means, stds)},
-                             xlabel=xlabel, title=title, lines=lines)
+    label = ("model retrained at each level, under its noise" if retrained_noiseless is not None
+             else "the given model under noise")
+    curves = {label: (levels, means, stds)}
+    if retrained_noiseless is not None:
+        curves["the same retrained models, noiseless"] = (levels, retrained_noiseless, None)
+    fig = accuracy_vs_level(curves, xlabel=xlabel, title=title, lines=lines)
+    if note:
+        fig.axes[0].annotate(note, (0.01, 0.01), xycoords="axes fraction", fontsize="x-small",
+                             color="0.3")
+    return fig
 
 
 def router_agreement(ideal: np.ndarray, measured: np.ndarray, *, title: str) -> Figure:
@@ -270,7 +280,8 @@ def accuracy_vs_level(curves: dict[str, tuple[list[float], list[float], list[flo
         ax.plot(*paper, "D--", color="tab:red", label="paper")
     for label, value, color, style in lines:
         ax.axhline(value, color=color, linestyle=style, label=label)
-    ax.set(xlabel=xlabel, ylabel="held-out test accuracy", title=title)
+    ax.set(xlabel=xlabel, ylabel="held-out test accuracy")
+    ax.set_title(textwrap.fill(title, 64), fontsize="medium")
     ax.legend(fontsize="small")
     return fig
 

@@ -21,6 +21,7 @@ from tqdm.auto import tqdm
 
 from .errors import ConfigError, check_seed
 from .metrics import classification_scores
+from .names import TRAIN_DEFAULTS
 from .models import QuantumLayer
 
 __all__ = ["TrainConfig", "History", "train", "evaluate", "predict", "logits", "gates",
@@ -33,10 +34,10 @@ MAX_LEARNING_RATE = 1e30
 
 @dataclass(frozen=True)
 class TrainConfig:
-    epochs: int = 100
-    lr: float = 0.01
-    batch_size: int = 32
-    patience: int | None = 10  # epochs without validation-loss improvement; None: never stop
+    epochs: int = TRAIN_DEFAULTS["epochs"]
+    lr: float = TRAIN_DEFAULTS["lr"]
+    batch_size: int = TRAIN_DEFAULTS["batch_size"]
+    patience: int | None = TRAIN_DEFAULTS["patience"]  # epochs without validation-loss improvement; None: never stop
     seed: int = 0
     threads: int | None = None  # torch intra-op threads; None: default_threads(model)
 

@@ -56,7 +56,7 @@ def test_cells_pickle_and_each_gives_what_the_whole_run_gives(trained, tmp_path)
     config = SweepConfig(model=str(trained), levels=(0.0, 0.05), baseline=False)
     outcome, _ = run_experiment(config, tmp_path / "sweep", progress=False)
     cells = config.plan()
-    assert [c.label for c in cells] == ["reference", "level=0", "level=0.05"]
+    assert [c.label for c in cells] == ["reference", "epsilon=0", "epsilon=0.05"]
     alone = pickle.loads(pickle.dumps(cells[2]))()  # as another process would run it
     alone = pickle.loads(pickle.dumps(alone))
     row = outcome.results["levels"][1]

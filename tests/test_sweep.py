@@ -44,13 +44,43 @@ def test_sampled_device_sweep_reports_mean_and_std(sel_model, tmp_path):
     assert "128 shots" in (out / "report.md").read_text()
 
 
-def test_retrain_trains_a_model_under_each_level(sel_model, tmp_path):
+def test_retrain_trains_a_model_under_each_level(sel_model, tmp_path, capsys):
     out = tmp_path / "sweep"
-    assert main(["sweep", "--model", str(sel_model), "--levels", "0.01", "--retrain", "--epochs",
-                 "1", "--no-baseline", "--no-progress", "--out", str(out)]) == 0
+    assert main(["sweep", "--model", str(sel_model), "--levels", "0,0.05", "--retrain",
+                 "--epochs", "2", "--no-baseline", "--no-progress", "--out", str(out)]) == 0
     results = _results(out)
-    assert results["retrain"] and results["train"]["epochs"] == 1
-    assert "retrained at each noise level" in (out / "report.md").read_text()
+    assert results["retrain"] and results["train"]["epochs"] == 2
+    zero, noisy = results["levels"]
+    # at zero noise the retrained model is compared with itself: the same router, the same score
+    assert zero["mean_tvd_to_ideal"] < 1e-9
+    assert zero["accuracy"]["mean"] == zero["retrained_noiseless_accuracy"]
+    assert noisy["mean_tvd_to_ideal"] > 1e-4 and 0 <= noisy["retrained_noiseless_accuracy"] <= 1
+    report = (out / "report.md").read_text()
+    assert "retrained at each noise level" in report and "retrained model, noiseless" in report
+    assert "2 epochs, lr 0.01, batch 32, patience 5" in report and "± 0.000" not in report
+    printed = capsys.readouterr().out
+    assert "2 epochs, lr 0.01, batch 32, patience 5" in printed
+    assert "epsilon 0 " in printed and "(noiseless " in printed and "± 0.000" not in printed
+
+
+def test_the_help_states_the_training_defaults_each_command_uses():
+    import argparse
+
+    from qmoe_qiskit.cli import build_parser
+    from qmoe_qiskit.experiments.sweep import SweepConfig
+    from qmoe_qiskit.training import TrainConfig
+
+    [sub] = [a for a in build_parser()._actions if isinstance(a, argparse._SubParsersAction)]
+
+    def title(command):
+        [group] = [g.title for g in sub.choices[command]._action_groups
+                   if "--epochs" in [o for a in g._group_actions for o in a.option_strings]]
+        return group
+
+    for command, config in (("train", TrainConfig()), ("sweep", SweepConfig(model="m").train)):
+        stated = (f"{config.epochs} epochs, lr {config.lr:g}, batch {config.batch_size}, "
+                  f"patience {config.patience}")
+        assert stated in title(command), (command, title(command))
 
 
 @pytest.mark.parametrize("argv, message", [

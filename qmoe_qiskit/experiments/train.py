@@ -74,7 +74,9 @@ class TrainRun:
                 f"{noisy['fit']['model']} = {noisy['fit']['value']:.4g} on "
                 f"{noisy['fit']['device']} (qubits {noisy['fit']['qubits']}); exact values and "
                 f"reverse-mode gradients of the fast noisy engine."]),
-            "", f"Parameters: {trained.parameters}. Trained {len(history['loss'])} epochs "
+            "", f"Trainable parameters: {trained.parameters['total']} "
+            f"({trained.parameters['router']} in the router, {trained.parameters['experts']} in "
+            f"the experts). Trained {len(history['loss'])} epochs "
             f"(best {history['best_epoch'] + 1}) in {trained.seconds:.1f} s.", "",
             "![training curves](training_curves.png)", ""])
         return Outcome(
