@@ -247,14 +247,15 @@ def _drift_figure(d, source: str) -> Figure:
 
 
 def claim_bars(panels: list[tuple[str, list[tuple[str, float, float, float | None]]]]) -> Figure:
-    """One panel per ``(title, bars)``; each bar ``(label, mean, half-width of the 95%
+    """One panel per ``(title, bars)``; each bar ``(label, mean, (low, high) of its 95%
     interval, the paper's value or None)``: measured bars with their interval, the paper's
     value as a red marker."""
     fig = Figure(figsize=(4.5 * len(panels), 4), layout="constrained")
     axes = fig.subplots(1, len(panels), squeeze=False)[0]
     for ax, (title, bars) in zip(axes, panels):
         x = np.arange(len(bars))
-        ax.bar(x, [b[1] for b in bars], yerr=[b[2] for b in bars], capsize=4,
+        yerr = [[b[1] - b[2][0] for b in bars], [b[2][1] - b[1] for b in bars]]
+        ax.bar(x, [b[1] for b in bars], yerr=yerr, capsize=4,
                color="tab:blue", alpha=0.7, label="measured (held-out, 95% CI)")
         paper = [(i, b[3]) for i, b in enumerate(bars) if b[3] is not None]
         if paper:
@@ -269,13 +270,19 @@ def claim_bars(panels: list[tuple[str, list[tuple[str, float, float, float | Non
 def accuracy_vs_level(curves: dict[str, tuple[list[float], list[float], list[float]]], *,
                       xlabel: str, title: str,
                       paper: tuple[list[float], list[float]] | None = None,
-                      lines: list[tuple[str, float, str, str]] = ()) -> Figure:
-    """``curves``: label -> (levels, means, error-bar half-widths); the paper's points if
-    given, and horizontal ``lines`` (label, value, colour, line style)."""
+                      lines: list[tuple[str, float, str, str]] = (),
+                      dodge: bool = False) -> Figure:
+    """``curves``: label -> (levels, means, error bars: half-widths, or [minus, plus] lists
+    for intervals that are not symmetric, or None); the paper's points if given, and
+    horizontal ``lines`` (label, value, colour, line style). ``dodge`` shifts each curve a
+    little sideways so that bars at the same level do not hide each other."""
     fig = Figure(figsize=(6.5, 4), layout="constrained")
     ax = fig.subplots()
-    for label, (levels, means, half) in curves.items():
-        ax.errorbar(levels, means, yerr=half, marker="o", capsize=3, label=label)
+    span = max((max(lv) - min(lv) for lv, _, _ in curves.values() if len(lv) > 1), default=1.0)
+    for i, (label, (levels, means, errors)) in enumerate(curves.items()):
+        shift = (i - (len(curves) - 1) / 2) * 0.012 * span if dodge else 0.0
+        ax.errorbar([lv + shift for lv in levels], means, yerr=errors, marker="o", capsize=3,
+                    label=label)
     if paper is not None:
         ax.plot(*paper, "D--", color="tab:red", label="paper")
     for label, value, color, style in lines:

@@ -5,6 +5,7 @@ from __future__ import annotations
 import dataclasses
 import json
 import math
+import numpy as np
 import re
 
 import pytest
@@ -136,6 +137,9 @@ class Fake:
     def accuracies(self, task, model):
         return self.acc[(task, model)]
 
+    def test_samples(self, task):
+        return None  # unknown: the t-interval cut to [0, 1] alone
+
     def router_parameters(self, task, model):
         return self.params.get((task, model), 10)
 
@@ -169,6 +173,72 @@ def test_value_claims_are_judged_by_the_95_percent_interval():
                  Fake({}, missing=("fashion01",))).verdict == "not run"
     assert judge(_claim(kind="value", task="moons", model="quantum", value=0.9), m,
                  selected=False).notes == "not selected (--claims)"
+
+
+def test_accuracy_intervals_stay_in_range_and_stay_open_where_seeds_agree():
+    from qmoe_qiskit.experiments.claims import accuracy_interval
+
+    high = accuracy_interval([0.97, 1.0, 1.0, 0.95, 1.0])
+    assert interval([0.97, 1.0, 1.0, 0.95, 1.0])["high"] > 1  # the plain t-interval leaves
+    assert 0 <= high["low"] < high["high"] == 1.0              # [0, 1]; this one does not
+    perfect = accuracy_interval([1.0, 1.0, 1.0], test_samples=40)
+    assert perfect["high"] == 1.0 and perfect["low"] < 0.975  # Wilson: 120 of 120, not [1, 1]
+    from qmoe_qiskit.metrics import wilson_interval
+    assert perfect["low"] == pytest.approx(wilson_interval(120, 120)[0])
+    assert accuracy_interval([0.8]) == {**accuracy_interval([0.8]), "low": 0.0, "high": 1.0}
+
+
+@pytest.mark.parametrize("p, spread", [(0.9, 0.03), (0.97, 0.02), (0.995, 0.005), (0.6, 0.05)])
+def test_the_accuracy_interval_covers_the_mean_accuracy_at_least_95_percent(p, spread):
+    # seeds draw a true accuracy around p (split and training vary), then score it on 60
+    # held-out samples; the interval is for the mean accuracy over seeds' draws
+    from qmoe_qiskit.experiments.claims import accuracy_interval
+
+    rng = np.random.default_rng(7)
+    n_test, seeds, trials, covered = 60, 5, 2000, 0
+    for _ in range(trials):
+        truth = np.clip(rng.normal(p, spread, seeds), 0, 1)
+        scores = rng.binomial(n_test, truth) / n_test
+        ci = accuracy_interval(list(scores), test_samples=n_test)
+        covered += ci["low"] <= _mean_truth(p, spread) <= ci["high"]
+    assert covered / trials >= 0.93, covered / trials
+
+
+def _mean_truth(p, spread):
+    from scipy import stats
+
+    # E[clip(N(p, s), 0, 1)]
+    a, b = (0 - p) / spread, (1 - p) / spread
+    return float(p * (stats.norm.cdf(b) - stats.norm.cdf(a))
+                 + spread * (stats.norm.pdf(a) - stats.norm.pdf(b)) + (1 - stats.norm.cdf(b)))
+
+
+def test_a_gap_at_the_boundary_reads_right():
+    m = Fake({("moons", "quantum"): [0.85, 0.90, 0.94, 0.88, 0.93]})
+    ci = interval(m.accuracies("moons", "quantum"))
+    v = judge(_claim(kind="value", task="moons", model="quantum", value=ci["high"] + 1e-5), m)
+    assert v.verdict == "not reproduced"
+    assert "lies above the 95% interval" in v.notes and "by less than 0.05 points" in v.notes
+    assert "0.0 points" not in v.notes
+
+
+def test_quick_runs_mark_verdicts_indicative_and_skip_what_they_cannot_test():
+    from qmoe_qiskit.experiments.reproduce_report import summary
+
+    six = judge(_claim(kind="epochs_to", task="moons", threshold=0.9, quantum_within=20,
+                       deep_epochs=50), Fake({}), epochs=6)
+    assert six.verdict == "not run" and six.notes.startswith("not run (quick)")
+    value = judge(_claim(kind="value", task="moons", model="quantum", value=0.9),
+                  Fake({("moons", "quantum"): [0.9, 0.91]}), epochs=6)
+    assert value.verdict == "reproduced"
+    rows = [{"id": "1a", "verdict": value.verdict, "measured": "m", "notes": "",
+             "indicative": True},
+            {"id": "6", "verdict": six.verdict, "measured": "—", "notes": six.notes,
+             "indicative": False}]
+    text = summary({"quick": True, "claims": rows})
+    assert text.splitlines()[0].startswith("quick run: indicative only")
+    assert "reproduced (indicative)" in text and "not run (quick)" in text
+    assert text.splitlines()[-1].endswith("(indicative: quick run)")
 
 
 def test_ordering_claims_must_hold_in_every_seed():

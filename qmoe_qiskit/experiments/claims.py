@@ -3,7 +3,9 @@
 Verdicts:
 
 - **reproduced**: the paper's number lies within the 95% interval of the held-out measurement
-  (mean ± t·std/√n over seeds), or an ordering claim holds in every seed;
+  (:func:`accuracy_interval`: the t-interval of the mean over seeds, kept inside [0, 1] and
+  widened to the Wilson interval of the pooled test counts), or an ordering claim holds in
+  every seed;
 - **not reproduced**: it does not; the verdict's note says by how much;
 - **not run**: the measurement could not be made (data not available, claim not selected).
 
@@ -25,11 +27,16 @@ from scipy import stats
 from ..metrics import summarize
 
 __all__ = ["Claim", "Verdict", "Measured", "load_claims", "papers", "judge", "interval",
+           "accuracy_interval", "QUICK_NOTE",
            "VERDICT_RULE", "eta", "eta_arithmetic"]
 
 VERDICT_RULE = (
     "A claim is **reproduced** when the paper's number lies inside the 95% interval of our "
-    "held-out measurement (mean ± t₀.₉₇₅,ₙ₋₁ · std/√n over n seeds), or, for a claim that one "
+    "held-out accuracy: the t-interval of the mean over n seeds (mean ± t₀.₉₇₅,ₙ₋₁ · std/√n), "
+    "cut to [0, 1], where every mean accuracy lies, and widened where needed to the 95% "
+    "Wilson interval of the correct answers pooled over the seeds' test sets, so that seeds "
+    "which agree exactly (all 100%, say) do not give a zero-width interval; its coverage is "
+    "measured in the tests. Or, for a claim that one "
     "model beats another, when it holds in every seed. Otherwise it is **not reproduced**, and "
     "the note says by how much. A claim is **not run** when its measurement could not be made "
     "(the note says why).")
@@ -79,6 +86,9 @@ class Measured(Protocol):
 
     def accuracies(self, task: str, model: str) -> list[float]: ...
 
+    def test_samples(self, task: str) -> int | None:
+        """Each seed's held-out test size on ``task`` (None: unknown)."""
+
     def router_parameters(self, task: str, model: str) -> int: ...
 
     def family(self, task: str, prefix: str) -> list[tuple[str, int, list[float]]]:
@@ -101,6 +111,29 @@ def interval(values: list[float]) -> dict[str, Any]:
     return {**summary, "low": mean - half, "high": mean + half, "n": n}
 
 
+QUICK_NOTE = "quick run: indicative only"
+
+
+def accuracy_interval(values: list[float], test_samples: int | None = None) -> dict[str, Any]:
+    """The 95% interval of a mean held-out accuracy over seeds, inside [0, 1].
+
+    The t-interval of the mean (:func:`interval`) is cut to [0, 1] (the mean accuracy lies
+    there, so the cut loses no coverage) and, given each seed's ``test_samples``, widened to
+    the Wilson interval of the correct answers pooled over seeds, which stays open where the
+    seeds agree exactly. With one seed and no test size it is [0, 1]."""
+    ci = interval(values)
+    low, high = max(0.0, ci["low"]), min(1.0, ci["high"])
+    if test_samples:
+        from ..metrics import wilson_interval
+
+        trials = test_samples * ci["n"]
+        correct = int(round(sum(ci["per_seed"]) * test_samples))
+        wl, wh = wilson_interval(correct, trials)
+        low, high = min(low, wl), max(high, wh)
+    return {**ci, "low": low, "high": high,
+            "method": "t over seeds, cut to [0, 1], widened to the pooled Wilson interval"}
+
+
 def _pm(ci: dict[str, Any], percent: bool = True) -> str:
     k = 100 if percent else 1
     unit = "%" if percent else ""
@@ -111,8 +144,10 @@ def _gap(value: float, ci: dict[str, Any]) -> str:
     if ci["low"] <= value <= ci["high"]:
         return "inside the interval"
     side, edge = ("above", ci["high"]) if value > ci["high"] else ("below", ci["low"])
-    return (f"the paper's {100 * value:.1f}% lies {100 * abs(value - edge):.1f} points {side} "
-            f"the 95% interval [{100 * ci['low']:.1f}, {100 * ci['high']:.1f}]%")
+    gap = 100 * abs(value - edge)
+    by = f"{gap:.1f} points" if gap >= 0.05 else "less than 0.05 points"
+    return (f"the paper's {100 * value:.2f}% lies {side} the 95% interval "
+            f"[{100 * ci['low']:.2f}, {100 * ci['high']:.2f}]%, by {by}")
 
 
 def eta(accuracy: float, parameters: int) -> float:
@@ -155,9 +190,15 @@ def eta_arithmetic(rows: list[dict[str, Any]]) -> dict[str, Any]:
 
 
 # --------------------------------------------------------------------------- the rule
-def judge(claim: Claim, measured: Measured, *, selected: bool = True) -> Verdict:
+def judge(claim: Claim, measured: Measured, *, selected: bool = True,
+          epochs: int | None = None) -> Verdict:
+    """The claim's verdict; ``epochs``: how many epochs the run trained, where it was cut short
+    (a quick run), so that a claim no run that short can test is "not run", not a failure."""
     if not selected:
         return Verdict("not run", "—", "not selected (--claims)")
+    if epochs is not None and (needs := _epochs_needed(claim.test)) and epochs < needs:
+        return Verdict("not run", "—", f"not run (quick): this run trains {epochs} epochs, and "
+                                       f"the claim is about epoch {needs}")
     test = claim.test
     task = test.get("task")
     if task is not None and (why := measured.ran(task)):
@@ -166,7 +207,8 @@ def judge(claim: Claim, measured: Measured, *, selected: bool = True) -> Verdict
 
 
 def _value(test, m: Measured) -> Verdict:
-    ci = interval(m.accuracies(test["task"], test["model"]))
+    ci = accuracy_interval(m.accuracies(test["task"], test["model"]),
+                           m.test_samples(test["task"]))
     params = m.router_parameters(test["task"], test["model"])
     inside = ci["low"] <= test["value"] <= ci["high"]
     measured = (f"{_pm(ci)} (95% CI {100 * ci['low']:.1f}–{100 * ci['high']:.1f}; {params} "
@@ -212,7 +254,7 @@ def _levels(test, m: Measured) -> Verdict:
     for level, value in zip(test["levels"], test["values"]):
         if level not in got:
             return Verdict("not run", "—", f"level {level:g} was not measured")
-        ci = interval(got[level])
+        ci = accuracy_interval(got[level], m.test_samples("moons"))
         rows.append({"level": level, "paper": value, **ci})
         if ci["low"] <= value <= ci["high"]:
             inside += 1
@@ -380,6 +422,13 @@ def _ordering(test, m: Measured) -> Verdict:
              f"{100 * diff['std']:.1f} points")
     return Verdict("reproduced" if ok else "not reproduced", measured, notes,
                    {"difference": diff, "seeds_won": wins})
+
+
+def _epochs_needed(test: dict[str, Any]) -> int | None:
+    """The training length a claim's test needs to be decided at all."""
+    if test["kind"] == "epochs_to":
+        return max(test["quantum_within"], test["deep_epochs"])
+    return None
 
 
 _RULES = {"value": _value, "parameters_to_match": _parameters_to_match, "levels": _levels,

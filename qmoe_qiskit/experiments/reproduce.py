@@ -286,11 +286,14 @@ class ReproduceConfig:
         measured = Measurements(self, results)
         claims = []
         for claim in load_claims():
-            v = judge(claim, measured, selected=self.selected(claim.group))
+            v = judge(claim, measured, selected=self.selected(claim.group),
+                      epochs=self.train.epochs if self.quick else None)
             claims.append({"id": claim.id, "paper": claim.paper, "source": claim.source,
                            "claim": claim.claim, "paper_value": claim.paper_value,
                            "measured": v.measured, "verdict": v.verdict, "notes": v.notes,
-                           "values": v.values})
+                           "values": v.values,
+                           # a quick run's verdicts say how the command works, not the papers
+                           "indicative": self.quick and v.verdict != "not run"})
         out = {"command": "reproduce", "quick": self.quick, "seeds": list(self.seeds),
                "tasks": {t: measured.describe(t) for t in (*TASK_CLAIMS,)},
                "scored_on": "held-out test split of each seed (never used for training or "
@@ -343,6 +346,10 @@ class Measurements:
 
     def router_parameters(self, task: str, model: str) -> int:
         return self._scores(task, model)[0].parameters["router"]
+
+    def test_samples(self, task: str) -> int | None:
+        scores = [r for (t, _), rs in self.runs.items() if t == task for r in rs]
+        return int(scores[0].split_sizes["test"]) if scores else None
 
     def family(self, task: str, prefix: str) -> list[tuple[str, int, list[float]]]:
         return [(name, rs[0].parameters["router"], [r.test["accuracy"] for r in rs])

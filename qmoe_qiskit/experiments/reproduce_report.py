@@ -14,7 +14,7 @@ from ..plots import (
     parameter_efficiency,
     threshold_curves,
 )
-from .claims import VERDICT_RULE, interval, load_claims, papers
+from .claims import QUICK_NOTE, VERDICT_RULE, accuracy_interval, load_claims, papers
 
 __all__ = ["report", "summary", "figures"]
 
@@ -37,9 +37,15 @@ def _task_label(results: dict, task: str) -> str:
     return info["label"] if task == "moons" else f"{info['label']}, classes {info['classes']}"
 
 
+def _test_samples(results: dict, task: str) -> int | None:
+    info = results["tasks"].get(task, {})
+    return info["split_sizes"]["test"] if info.get("ran") else None
+
+
 def _accuracy(results: dict, task: str, name: str) -> dict[str, Any] | None:
     model = results["models"].get(task, {}).get(name)
-    return None if model is None else interval(model["test_accuracy"]["per_seed"])
+    return None if model is None else accuracy_interval(model["test_accuracy"]["per_seed"],
+                                                        _test_samples(results, task))
 
 
 def figures(results: dict[str, Any], roles: dict[str, dict[str, str]]) -> dict[str, Any]:
@@ -53,7 +59,7 @@ def figures(results: dict[str, Any], roles: dict[str, dict[str, str]]) -> dict[s
             ci = _accuracy(results, task, name)
             if ci is not None:
                 bars.append((f"{role}\n({results['models'][task][name]['parameters']['router']}"
-                             f" params)", ci["mean"], ci["high"] - ci["mean"],
+                             f" params)", ci["mean"], (ci["low"], ci["high"]),
                              paper.get((task, role))))
         if bars:
             panels.append((_task_label(results, task), bars))
@@ -63,17 +69,18 @@ def figures(results: dict[str, Any], roles: dict[str, dict[str, str]]) -> dict[s
         curves = {}
         for protocol, levels in results["levels"].items():
             keys = sorted(levels, key=float)
-            cis = [interval(levels[k]) for k in keys]
+            cis = [accuracy_interval(levels[k], _test_samples(results, "moons")) for k in keys]
             curves[f"{protocol} ({'one model' if protocol == 'evaluated' else 'per level'})"] = (
                 [float(k) for k in keys], [c["mean"] for c in cis],
-                [c["high"] - c["mean"] for c in cis])
+                [[c["mean"] - c["low"] for c in cis], [c["high"] - c["mean"] for c in cis]])
         linear = _accuracy(results, "moons", "linear")
         lines = [] if linear is None else [
             (f"linear router (held-out) {linear['mean']:.3f}", linear["mean"], "tab:gray", ":")]
         out["table2_noise.png"] = accuracy_vs_level(
             curves, paper=table_ii,
-            lines=lines, xlabel="depolarizing ε",
-            title="Table II: quantum router under depolarizing noise (Two Moons)")
+            lines=lines, xlabel="depolarizing ε", dodge=True,
+            title=f"Table II: quantum router under depolarizing noise (Two Moons); bars: 95% "
+                  f"interval of the mean over {len(results['seeds'])} seeds")
     panels = []
     for task in ("moons", "mnist01"):
         models = results["models"].get(task, {})
@@ -107,13 +114,23 @@ def figures(results: dict[str, Any], roles: dict[str, dict[str, str]]) -> dict[s
 
 
 def summary(results: dict[str, Any]) -> str:
-    lines = [f"{'claim':<6} {'verdict':<15} measured"]
+    lines = ([f"{QUICK_NOTE}: few seeds and epochs; a full run (without --quick) decides the "
+              f"verdicts"] if results["quick"] else [])
+    lines.append(f"{'claim':<6} {'verdict':<30} measured")
     for c in results["claims"]:
-        lines.append(f"{c['id']:<6} {c['verdict']:<15} {c['measured']}")
+        lines.append(f"{c['id']:<6} {_verdict(c):<30} {c['measured']}")
     counts = {v: sum(c["verdict"] == v for c in results["claims"])
               for v in ("reproduced", "not reproduced", "not run")}
-    lines.append(", ".join(f"{n} {v}" for v, n in counts.items()))
+    lines.append(", ".join(f"{n} {v}" for v, n in counts.items())
+                 + (" (indicative: quick run)" if results["quick"] else ""))
     return "\n".join(lines)
+
+
+def _verdict(claim: dict[str, Any]) -> str:
+    """``reproduced``; in a quick run ``reproduced (indicative)``; ``not run (quick)``."""
+    if claim["verdict"] == "not run" and claim["notes"].startswith("not run (quick)"):
+        return "not run (quick)"
+    return claim["verdict"] + (" (indicative)" if claim.get("indicative") else "")
 
 
 def _cell(text: str) -> str:
@@ -147,7 +164,7 @@ def report(results: dict[str, Any], figure_names: list[str]) -> str:
               "|---|---|---|---|---|---|"]
     for c in results["claims"]:
         lines.append(f"| {c['id']} | {_cell(c['source'])} | {_cell(c['paper_value'])} | "
-                     f"{_cell(c['measured'])} | **{c['verdict']}** | {_cell(c['notes'])} |")
+                     f"{_cell(c['measured'])} | **{_verdict(c)}** | {_cell(c['notes'])} |")
     lines += ["", "Claims as stated (package data `qmoe_qiskit/experiments/claims.json`):", ""]
     lines += [f"- **{c['id']}** ({c['source']}): {c['claim']}" for c in results["claims"]]
     lines += ["", *_eta_section(results), "", *_discussion(results), "", "## Figures", ""]
@@ -217,7 +234,8 @@ def _discussion(results: dict[str, Any]) -> list[str]:
              f"{verdicts.count('reproduced')} of {len(verdicts)} claims reproduced, "
              f"{verdicts.count('not reproduced')} not reproduced, {verdicts.count('not run')} "
              f"not run. Each verdict follows the rule above; the notes say by how much a number "
-             f"misses.", ""]
+             f"misses." + (" This is a quick run: every verdict is indicative only."
+                          if results["quick"] else ""), ""]
     linear = _accuracy(results, "moons", "linear")
     if linear is not None and claims["1b"]["verdict"] == "not reproduced":
         lines += [f"- **The linear router.** The paper's 65% is far below the "
