@@ -42,6 +42,36 @@ def _numbers(kind: type, what: str, one: str):
     return parse
 
 
+class _Deprecated(argparse.Action):
+    """An old spelling of an option: stores into the new option's destination and warns, once
+    per use, on stderr. Kept for one version."""
+
+    def __init__(self, option_strings, dest, *, new: str, **kwargs):
+        self.new = new
+        super().__init__(option_strings, dest, **kwargs)
+
+    def __call__(self, parser, namespace, values, option_string=None):
+        print(f"{parser.prog}: warning: {option_string} is deprecated and will be removed in "
+              f"the next version; use {self.new}", file=sys.stderr)
+        setattr(namespace, self.dest, values)
+
+
+def _alias(p, old: str, new: str, dest: str, **kwargs) -> None:
+    """``old`` as a deprecated spelling of ``new`` (whose destination is ``dest``)."""
+    p.add_argument(old, dest=dest, action=_Deprecated, new=new, default=argparse.SUPPRESS,
+                   help=f"deprecated spelling of {new}", **kwargs)
+
+
+# Old spellings that meant different things in different commands, and what replaced them.
+# Each option name now has one meaning across the command line (tests/test_newcomer.py).
+RENAMED = {
+    ("ablation", "--noise"): "--data-noise", ("train", "--noise"): "--data-noise",
+    ("sweep", "--noise"): "--noise-model",
+    ("run", "--samples"): "--limit", ("compare", "--samples"): "--limit",
+    ("run", "--seed"): "--transpiler-seed", ("compare", "--seed"): "--transpiler-seed",
+}
+
+
 _ints = _numbers(int, "integers", "integer")
 _floats = _numbers(float, "numbers", "number")
 _names = _numbers(str.strip, "names", "name")
@@ -50,18 +80,23 @@ _names = _numbers(str.strip, "names", "name")
 def _data_args(p: argparse.ArgumentParser, default_dataset: str = "moons") -> None:
     g = p.add_argument_group("data")
     g.add_argument("--dataset", choices=DATASETS, default=default_dataset)
-    g.add_argument("--samples", type=int, default=1000, help="number of samples (default 1000)")
-    g.add_argument("--noise", type=float, default=0.1, help="moons / circles noise (default 0.1)")
+    g.add_argument("--samples", type=int, default=1000,
+                   help="dataset size: samples to draw or keep (default 1000)")
+    g.add_argument("--data-noise", type=float, default=0.1,
+                   help="moons / circles: the noise of the generated points (default 0.1)")
+    _alias(g, "--noise", "--data-noise", "data_noise", type=float)
     g.add_argument("--classes", type=_ints, default=None,
                    help="digits / MNIST labels to keep, e.g. 0,1")
     g.add_argument("--features", type=int, default=None, help="PCA to this many features")
-    g.add_argument("--data-dir", default=None, help="folder of the MNIST / Fashion-MNIST IDX files")
+    g.add_argument("--data-dir", default=None,
+                   help="the data folder: it holds mnist/ and fashion_mnist/ with the IDX "
+                        "files (a folder holding the IDX files themselves is also taken)")
 
 
 def _data_spec(args, seed: int):
     from .data import DataSpec
 
-    return DataSpec(dataset=args.dataset, n_samples=args.samples, noise=args.noise,
+    return DataSpec(dataset=args.dataset, n_samples=args.samples, noise=args.data_noise,
                     classes=args.classes, n_features=args.features, seed=seed,
                     data_dir=args.data_dir)
 
@@ -120,7 +155,8 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--seeds", type=int, default=None, help="number of seeds (default 5)")
     p.add_argument("--widths", type=_ints, default=None, help="MLP router widths (default 2,4,8,16,32)")
     p.add_argument("--layers", type=int, default=3, help="router circuit layers (default 3)")
-    p.add_argument("--models", default=None, help="comma-separated subset, e.g. A,B_sel,D")
+    p.add_argument("--models", type=_names, default=None,
+                   help="comma-separated subset, e.g. A,B_sel,D")
     _data_args(p)
     _train_args(p)
     _output_args(p, "ablation")
@@ -164,9 +200,10 @@ def build_parser() -> argparse.ArgumentParser:
 
     p = sub.add_parser("sweep", help="a trained model's accuracy under Aer noise, level by level")
     p.add_argument("--model", required=True, help="model file or run folder holding model.pt")
-    p.add_argument("--noise", default="depolarizing",
+    p.add_argument("--noise-model", default="depolarizing",
                    help="'depolarizing' or an offline fake backend (fake_brisbane, fake_torino, "
                         "fake_manila, ...) for its calibrated noise")
+    _alias(p, "--noise", "--noise-model", "noise_model")
     p.add_argument("--levels", type=_floats, default=None,
                    help="depolarizing epsilons (default 0,0.005,0.01,0.02,0.03,0.05)")
     p.add_argument("--scales", type=_floats, default=None,
@@ -211,7 +248,7 @@ def build_parser() -> argparse.ArgumentParser:
     _run_args(p)
     p.add_argument("--quick", action="store_true",
                    help=f"with --model: a short run ({QUICK_COMPARE_SAMPLES} test samples unless "
-                        f"--samples is given)")
+                        f"--limit is given)")
     p.add_argument("--alpha", type=float, default=0.01,
                    help="level of the goodness-of-fit test: a model explains the hardware "
                         "unless the test rejects it at this level (default 0.01)")
@@ -259,13 +296,16 @@ QUICK_COMPARE_SAMPLES = 40
 
 def _run_args(p: argparse.ArgumentParser) -> None:
     p.add_argument("--shots", type=int, default=1024, help="shots per sample (default 1024)")
-    p.add_argument("--samples", type=int, default=None,
-                   help="use the first K samples of --split (default: all)")
+    p.add_argument("--limit", type=int, default=None, metavar="K",
+                   help="use only the first K samples of --split (default: all)")
+    _alias(p, "--samples", "--limit", "limit", type=int)
     p.add_argument("--split", choices=("test", "train"), default="test",
                    help="test: the held-out samples (default); train: training samples, for "
                         "qmoe train --calibrate-on RUN_DIR")
     p.add_argument("--optimization-level", type=int, default=1, choices=(0, 1, 2, 3))
-    p.add_argument("--seed", type=int, default=0, help="transpiler seed, and in local testing mode the simulator's (default 0)")
+    p.add_argument("--transpiler-seed", type=int, default=0,
+                   help="transpiler seed, and in local testing mode the simulator's (default 0)")
+    _alias(p, "--seed", "--transpiler-seed", "transpiler_seed", type=int)
     p.add_argument("--layout", type=_ints, default=None,
                    help="physical qubits, one per circuit qubit (default: lowest calibrated "
                         "error)")
@@ -280,7 +320,7 @@ def _run_args(p: argparse.ArgumentParser) -> None:
     p.add_argument("--noise-drift", type=float, default=None,
                    help="with --noise-scale: each job of the stand-in draws its scale from a "
                         "normal distribution of this relative standard deviation (seeded by "
-                        "--seed)")
+                        "--transpiler-seed)")
     p.add_argument("--repeats", type=int, default=1,
                    help="measure the same circuits this many times, each in jobs of its own "
                         "(compare then tests for drift between them; default 1)")
@@ -356,7 +396,7 @@ def _ablation(args) -> int:
         fields["widths"] = args.widths
     fields["train"] = _train_config(args, 0, fields.get("train"))
     if args.models is not None:
-        fields["models"] = tuple(m.strip() for m in args.models.split(",") if m.strip())
+        fields["models"] = args.models
     _finish(AblationConfig(data=_data_spec(args, 0), num_layers=args.layers, **fields), args)
     return 0
 
@@ -425,7 +465,7 @@ def _sweep(args) -> int:
     from .training import TrainConfig
 
     config = SweepConfig(
-        model=args.model, noise=args.noise, levels=args.levels, scales=args.scales,
+        model=args.model, noise=args.noise_model, levels=args.levels, scales=args.scales,
         shots=args.shots, repetitions=args.repetitions, retrain=args.retrain,
         engine=args.engine,
         train=_train_config(args, args.seed, TrainConfig(**RETRAIN_DEFAULTS)),
@@ -438,8 +478,8 @@ def _run_config(args, dry_run: bool = False):
     from .experiments.run import RunConfig
 
     return RunConfig(model=args.model, backend=args.backend, shots=args.shots,
-                     samples=args.samples, optimization_level=args.optimization_level,
-                     seed=args.seed, layout=args.layout, twirling=args.twirling,
+                     samples=args.limit, optimization_level=args.optimization_level,
+                     seed=args.transpiler_seed, layout=args.layout, twirling=args.twirling,
                      dynamical_decoupling=args.dd, cache_dir=args.cache,
                      channel=args.channel, instance=args.instance, dry_run=dry_run,
                      noise_scale=args.noise_scale, mitigate=args.mitigate,
@@ -482,8 +522,8 @@ def _compare(args) -> int:
         raise ConfigError("give a finished run folder (--run DIR), or a model and a backend to "
                           "run it on first (--model M --backend B)")
     else:
-        if args.quick and args.samples is None:
-            args.samples = QUICK_COMPARE_SAMPLES
+        if args.quick and args.limit is None:
+            args.limit = QUICK_COMPARE_SAMPLES
         config = CompareConfig(backend_run=_run_config(args), **analysis)
     _finish(config, args)
     return 0

@@ -32,6 +32,7 @@ __all__ = [
     "DataSpec",
     "PreparedData",
     "Preprocessor",
+    "idx_folder",
     "load_dataset",
     "load_idx_dataset",
     "idx_available",
@@ -78,7 +79,7 @@ class DataSpec:
     val_fraction: float = 0.2
     test_fraction: float = 0.2
     seed: int = 0
-    data_dir: str | None = None  # MNIST / Fashion-MNIST folder
+    data_dir: str | None = None  # the data folder: holds mnist/, fashion_mnist/ (idx_folder)
 
     @property
     def label(self) -> str:
@@ -146,8 +147,9 @@ def load_dataset(spec: DataSpec) -> tuple[np.ndarray, np.ndarray]:
         x, y = _subsample(*_select(bunch.data, bunch.target, spec.classes), spec)
     else:
         if spec.data_dir is None:
-            raise DataError(f"dataset {spec.dataset!r} needs data_dir (the folder of its IDX files)")
-        x, y = load_idx_dataset(spec.data_dir, spec.dataset)
+            raise DataError(f"dataset {spec.dataset!r} needs data_dir (the data folder, which "
+                            f"holds {spec.dataset}/ with its IDX files)")
+        x, y = load_idx_dataset(idx_folder(spec.data_dir, spec.dataset), spec.dataset)
         x, y = _subsample(*_select(x.reshape(len(x), -1), y, spec.classes), spec)
     return np.asarray(x, dtype=float), _reindex(np.asarray(y))
 
@@ -238,6 +240,18 @@ def load_idx_dataset(folder: str | Path, name: str, *, download: bool = True,
     images = np.concatenate([arrays["train-images"], arrays["t10k-images"]])
     labels = np.concatenate([arrays["train-labels"], arrays["t10k-labels"]])
     return images, labels
+
+
+def idx_folder(data_dir: str | Path, name: str) -> Path:
+    """Where the IDX files of ``name`` are under ``data_dir``, the data folder every command's
+    ``--data-dir`` names: ``data_dir/name/`` (``../shared/data/mnist/``), or ``data_dir``
+    itself where it holds the files directly. Missing files go to ``data_dir/name/``."""
+    data_dir = Path(data_dir)
+    if not data_dir.is_dir() and data_dir.exists():
+        return data_dir  # a file: load_idx_dataset says so
+    if not idx_available(data_dir / name, name) and idx_available(data_dir, name):
+        return data_dir
+    return data_dir / name
 
 
 def idx_available(folder: str | Path, name: str) -> bool:

@@ -50,7 +50,7 @@ def test_calibration_retrains_only_the_classical_parts_on_the_hardware_outputs(
     assert not torch.equal(after["experts.0.weight"], before["experts.0.weight"])
     # the calibrated model runs the original's circuits and bindings: its test run is free
     # where the original's ran
-    test = ["run", *STAND_IN, "--samples", "20", "--cache", str(cache)]
+    test = ["run", *STAND_IN, "--limit", "20", "--cache", str(cache)]
     assert main([*test, "--model", str(sel_model), "--out", str(tmp_path / "t0")]) == 0
     assert main([*test, "--model", str(tmp_path / "cal" / "model.pt"),
                  "--out", str(tmp_path / "t1")]) == 0
@@ -86,7 +86,7 @@ def test_the_calibration_never_reads_a_test_row(train_run, monkeypatch, tmp_path
 def test_calibrating_on_a_run_of_test_samples_or_another_model_is_refused(
         sel_model, q_experts, train_run, tmp_path, capsys):
     run, cache = train_run
-    assert main(["run", "--model", str(sel_model), *STAND_IN, "--samples", "10", "--cache",
+    assert main(["run", "--model", str(sel_model), *STAND_IN, "--limit", "10", "--cache",
                  str(cache), "--out", str(tmp_path / "test-run")]) == 0
     capsys.readouterr()
     cases = [

@@ -318,7 +318,7 @@ def test_a_backend_object_runs_without_patching(sel_model, tmp_path):
 # ------------------------------------------------------------------ bad input
 def _run_folder(sel_model, tmp_path, shots, *extra):
     out = tmp_path / f"run{shots}"
-    assert main(["run", "--model", str(sel_model), "--backend", "fake_manila", "--samples", "5",
+    assert main(["run", "--model", str(sel_model), "--backend", "fake_manila", "--limit", "5",
                  "--shots", str(shots), "--cache", str(tmp_path / "cache"), "--no-progress",
                  "--out", str(out), *extra]) == 0
     return out

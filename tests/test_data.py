@@ -95,6 +95,20 @@ def test_mnist_dataset_through_prepare(tmp_path):
     assert len(d.y_train) + len(d.y_val) + len(d.y_test) == 40
 
 
+def test_the_data_folder_holds_one_folder_per_dataset_or_the_files_themselves(tmp_path):
+    from qmoe_qiskit.data import idx_folder
+
+    (tmp_path / "mnist").mkdir()
+    _write_idx_set(tmp_path / "mnist", n_train=60, n_test=30)
+    assert idx_folder(tmp_path, "mnist") == tmp_path / "mnist"  # what --data-dir names
+    assert idx_folder(tmp_path / "mnist", "mnist") == tmp_path / "mnist"  # the files themselves
+    assert idx_folder(tmp_path, "fashion_mnist") == tmp_path / "fashion_mnist"  # downloads go here
+    parent = prepare(DataSpec(dataset="mnist", data_dir=str(tmp_path), n_samples=40, seed=1))
+    itself = prepare(DataSpec(dataset="mnist", data_dir=str(tmp_path / "mnist"), n_samples=40,
+                              seed=1))
+    np.testing.assert_array_equal(parent.x_test, itself.x_test)
+
+
 def test_missing_file_names_folder_and_file(tmp_path):
     with pytest.raises(DataError, match=rf"train-images-idx3-ubyte.gz .*missing from {tmp_path}"):
         load_idx_dataset(tmp_path, "fashion_mnist", download=False)

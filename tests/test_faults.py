@@ -93,7 +93,7 @@ def test_an_unwritable_cache_or_ledger_is_refused_before_anything_is_submitted(
     if (root.parent / "file").exists():
         root = root.parent / "file" / "cache"  # under a file
     before = sorted(p.name for p in tmp_path.rglob("*"))
-    assert main(["run", "--model", str(trained), "--backend", "fake_manila", "--samples", "4",
+    assert main(["run", "--model", str(trained), "--backend", "fake_manila", "--limit", "4",
                  "--cache", str(root), "--no-progress", "--out", str(tmp_path / "r")]) == 2
     err = capsys.readouterr().err
     assert err.startswith("qmoe run: error:") and message in err and err.count("\n") == 1
@@ -115,7 +115,7 @@ def test_a_read_only_cache_is_refused_before_anything_is_submitted(trained, tmp_
         raise OSError(errno.EROFS, "Read-only file system")
 
     monkeypatch.setattr(tempfile, "mkstemp", read_only)
-    assert main(["run", "--model", str(trained), "--backend", "fake_manila", "--samples", "4",
+    assert main(["run", "--model", str(trained), "--backend", "fake_manila", "--limit", "4",
                  "--cache", str(root), "--no-progress", "--out", str(tmp_path / "r")]) == 2
     err = capsys.readouterr().err
     assert "Read-only file system" in err and err.count("\n") == 1
@@ -315,7 +315,7 @@ def _snapshot(folder):
 
 @pytest.mark.parametrize("argv", [
     ["train", "--epochs", "1", "--samples", "100"],
-    ["run", "--backend", "fake_manila", "--samples", "3", "--shots", "16"],
+    ["run", "--backend", "fake_manila", "--limit", "3", "--shots", "16"],
     ["sweep", "--levels", "0", "--no-baseline"],
 ])
 def test_an_existing_run_folder_is_never_overwritten_without_asking(trained, tmp_path, capsys,

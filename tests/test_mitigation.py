@@ -254,7 +254,7 @@ def test_compare_refuses_what_the_run_did_not_measure_in_one_line(zne_run, tmp_p
 def test_refitting_a_run_without_zne_is_refused(sel_model, tmp_path, capsys):
     from qmoe_qiskit.cli import main
 
-    run = ["run", "--model", str(sel_model), "--backend", "fake_manila", "--samples", "5",
+    run = ["run", "--model", str(sel_model), "--backend", "fake_manila", "--limit", "5",
            "--shots", "200", "--no-progress", "--cache", str(tmp_path / "c")]
     assert main([*run, "--out", str(tmp_path / "r"), "--mitigate", "trex"]) == 0
     capsys.readouterr()
@@ -277,7 +277,7 @@ def test_a_probability_routers_z_strings_are_scored_against_its_exact_ones(tmp_p
                  str(model)]) == 0
     run = tmp_path / "run"
     assert main(["run", "--model", str(model), "--backend", "fake_manila", "--noise-scale",
-                 "2.5", "--samples", "8", "--shots", "400", "--mitigate", "trex",
+                 "2.5", "--limit", "8", "--shots", "400", "--mitigate", "trex",
                  "--no-progress", "--cache", str(tmp_path / "c"), "--out", str(run)]) == 0
     r = json.loads((run / "results.json").read_text())
     trex = r["mitigated"]["trex"]

@@ -77,7 +77,7 @@ def test_the_cli_closes_the_loop_on_the_stand_in(fitted, tmp_path, capsys):
     assert "under the fitted noise it was trained for (device_scaled_fit = " in printed
     assert f"test accuracy {r['test_under_fitted_noise']['accuracy']:.3f}, macro F1" in printed
     assert main(["run", "--model", str(out), "--backend", "fake_manila", "--noise-scale", "2.5",
-                 "--shots", "200", "--samples", "10", "--cache", str(tmp_path / "c"),
+                 "--shots", "200", "--limit", "10", "--cache", str(tmp_path / "c"),
                  "--no-progress", "--out", str(tmp_path / "again")]) == 0
     assert json.loads((tmp_path / "again" / "results.json").read_text())["samples"] == 10
 

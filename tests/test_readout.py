@@ -166,7 +166,7 @@ def test_readout_sampler_corrects_the_counts_the_wrapped_sampler_read(tmp_path):
 
 
 def test_mitigating_a_cached_run_submits_only_the_calibration(q_experts, tmp_path, capsys):
-    argv = ["run", "--model", str(q_experts), "--backend", "fake_manila", "--samples", "10",
+    argv = ["run", "--model", str(q_experts), "--backend", "fake_manila", "--limit", "10",
             "--shots", "200", "--no-progress", "--cache", str(tmp_path / "c")]
     assert main([*argv, "--out", str(tmp_path / "a")]) == 0
     assert main([*argv, "--mitigate", "readout", "--dry-run"]) == 0
@@ -203,7 +203,7 @@ def test_mitigation_without_mthree_names_the_extra(without_module):
 
 def test_compare_asks_for_a_calibration_the_run_does_not_have(q_experts, tmp_path, capsys):
     run = tmp_path / "run"
-    assert main(["run", "--model", str(q_experts), "--backend", "fake_manila", "--samples",
+    assert main(["run", "--model", str(q_experts), "--backend", "fake_manila", "--limit",
                  "10", "--shots", "200", "--no-progress", "--cache", str(tmp_path / "c"),
                  "--out", str(run)]) == 0
     capsys.readouterr()

@@ -25,7 +25,7 @@ def _results(out):
 
 
 def test_run_writes_results_and_a_repeat_costs_nothing(q_experts, cache, tmp_path, capsys):
-    argv = ["run", "--model", str(q_experts), "--backend", "fake_manila", "--samples", "30",
+    argv = ["run", "--model", str(q_experts), "--backend", "fake_manila", "--limit", "30",
             "--shots", "256", "--no-progress"]
     assert main([*argv, "--out", str(tmp_path / "r1")]) == 0
     first = _results(tmp_path / "r1")
@@ -54,7 +54,7 @@ def test_run_writes_results_and_a_repeat_costs_nothing(q_experts, cache, tmp_pat
 
 def test_dry_run_prints_the_cost_and_submits_nothing(q_experts, cache, tmp_path, capsys):
     out = tmp_path / "dry"
-    assert main(["run", "--model", str(q_experts), "--backend", "fake_brisbane", "--samples", "20",
+    assert main(["run", "--model", str(q_experts), "--backend", "fake_brisbane", "--limit", "20",
                  "--shots", "100", "--dry-run", "--no-progress", "--out", str(out)]) == 0
     text = capsys.readouterr().out
     assert "nothing submitted" in text
@@ -74,7 +74,7 @@ def test_interrupted_run_resumes_by_fetching(q_experts, cache, tmp_path, capsys,
         return original(self, *args, **kwargs)
 
     monkeypatch.setattr(LocalRuntimeJob, "result", interrupted)
-    argv = ["run", "--model", str(q_experts), "--backend", "fake_manila", "--samples", "12",
+    argv = ["run", "--model", str(q_experts), "--backend", "fake_manila", "--limit", "12",
             "--no-progress"]
     assert main([*argv, "--out", str(tmp_path / "a")]) == 130
     assert "run the same command again" in capsys.readouterr().err
@@ -149,8 +149,8 @@ def test_jobs_fetch_brings_a_remote_noise_learning_result_into_the_cache(tmp_pat
 
 @pytest.mark.parametrize("argv, message", [
     (["--backend", "fake_nowhere"], "fake_manila"),
-    (["--backend", "fake_manila", "--samples", "0"], "samples must be >= 1"),
-    (["--backend", "fake_manila", "--samples", "100000"], "test split has 40"),
+    (["--backend", "fake_manila", "--limit", "0"], "samples must be >= 1"),
+    (["--backend", "fake_manila", "--limit", "100000"], "test split has 40"),
     (["--backend", "fake_manila", "--shots", "0"], "shots must be a positive integer"),
     (["--backend", "fake_manila", "--layout", "0"], "give one per logical qubit"),
     (["--backend", "ibm_brisbane"], "no IBM Quantum account found"),
@@ -191,7 +191,7 @@ def test_rejected_token_never_shows(q_experts, cache, tmp_path, capsys, monkeypa
 def test_jobs_commands_on_local_jobs_and_unknown_ids(q_experts, cache, capsys):
     assert main(["jobs", "list"]) == 0
     assert "no jobs recorded" in capsys.readouterr().out
-    assert main(["run", "--model", str(q_experts), "--backend", "fake_manila", "--samples", "5",
+    assert main(["run", "--model", str(q_experts), "--backend", "fake_manila", "--limit", "5",
                  "--shots", "64", "--no-progress", "--out", str(cache.parent / "r")]) == 0
     capsys.readouterr()
     assert main(["jobs", "status"]) == 0
@@ -221,7 +221,7 @@ def test_the_qpu_time_a_job_was_charged_is_recorded_beside_the_estimate(q_expert
         "timestamps": {"created": "2026-03-14T08:00:00Z", "running": "2026-03-14T09:26:53.5Z",
                        "finished": "2026-03-14T09:27:10Z"}})
     cache = tmp_path / "c"
-    argv = ["run", "--model", str(q_experts), "--backend", "fake_manila", "--samples", "10",
+    argv = ["run", "--model", str(q_experts), "--backend", "fake_manila", "--limit", "10",
             "--shots", "128", "--no-progress", "--cache", str(cache)]
     assert main([*argv, "--out", str(tmp_path / "a")]) == 0
     first = _results(tmp_path / "a")

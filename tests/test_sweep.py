@@ -32,7 +32,7 @@ def test_exact_sweep_reproduces_the_ideal_model_at_level_zero(sel_model, tmp_pat
 
 def test_sampled_device_sweep_reports_mean_and_std(sel_model, tmp_path):
     out = tmp_path / "sweep"
-    assert main(["sweep", "--model", str(sel_model), "--noise", "fake_manila", "--scales", "1,3",
+    assert main(["sweep", "--model", str(sel_model), "--noise-model", "fake_manila", "--scales", "1,3",
                  "--shots", "128", "--repetitions", "3", "--no-baseline", "--no-progress",
                  "--out", str(out)]) == 0
     results = _results(out)
@@ -84,11 +84,11 @@ def test_the_help_states_the_training_defaults_each_command_uses():
 
 
 @pytest.mark.parametrize("argv, message", [
-    (["--noise", "fake_nowhere"], "fake_brisbane"),
+    (["--noise-model", "fake_nowhere"], "fake_brisbane"),
     (["--scales", "1,2"], "--levels"),
-    (["--noise", "fake_manila", "--levels", "0.1"], "--scales"),
+    (["--noise-model", "fake_manila", "--levels", "0.1"], "--scales"),
     (["--levels", "0,1.5"], "must be a probability in [0, 1]"),
-    (["--noise", "fake_manila", "--scales", "1000"], "use a scale <="),
+    (["--noise-model", "fake_manila", "--scales", "1000"], "use a scale <="),
 ])
 def test_rejected_input_is_one_line_and_leaves_no_run_folder(sel_model, tmp_path, capsys, argv,
                                                               message):
