@@ -221,6 +221,9 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--seed", type=int, default=0,
                    help="seed of the retraining and the baseline, the transpiler and the "
                         "sampler (default 0)")
+    p.add_argument("--dry-run", action="store_true",
+                   help="plan the sweep, time one training step and one forward pass, print "
+                        "how long it would take, and run nothing")
     _train_args(p, "with --retrain: the model trained at each level", RETRAIN_DEFAULTS)
     _output_args(p, "sweep")
     _executor_args(p)
@@ -470,6 +473,12 @@ def _sweep(args) -> int:
         engine=args.engine,
         train=_train_config(args, args.seed, TrainConfig(**RETRAIN_DEFAULTS)),
         baseline=not args.no_baseline, seed=args.seed)
+    if args.dry_run:
+        from .experiments.base import estimate_experiment
+
+        print(f"qmoe sweep --dry-run: {estimate_experiment(config)}; nothing was run or "
+              f"written")
+        return 0
     _finish(config, args)
     return 0
 

@@ -106,3 +106,26 @@ def test_a_classical_router_has_nothing_to_sweep(tmp_path, capsys):
     assert main(["sweep", "--model", str(model), "--out", str(tmp_path / "s")]) == 2
     assert "needs a quantum router" in capsys.readouterr().err
     assert not (tmp_path / "s").exists()
+
+
+def test_dry_run_estimates_from_a_timed_step_and_runs_nothing(sel_model, tmp_path, capsys):
+    out = tmp_path / "sweep"
+    assert main(["sweep", "--model", str(sel_model), "--levels", "0,0.05", "--retrain",
+                 "--epochs", "4", "--dry-run", "--out", str(out)]) == 0
+    printed = capsys.readouterr().out
+    assert printed.startswith("qmoe sweep --dry-run: 3 cells; about ")
+    assert "2 levels × retraining 4 epochs of" in printed and "fast engine" in printed
+    assert "nothing was run or written" in printed and not out.exists()
+
+
+def test_long_work_is_announced_before_it_starts(sel_model, tmp_path, monkeypatch, caplog):
+    import logging
+
+    from qmoe_qiskit.experiments import base
+
+    monkeypatch.setattr(base, "LONG_SECONDS", 0)  # every sweep counts as long here
+    with caplog.at_level(logging.WARNING, logger=base.__name__):
+        assert main(["sweep", "--model", str(sel_model), "--levels", "0", "--no-baseline",
+                     "--no-progress", "--out", str(tmp_path / "s")]) == 0
+    [line] = [r.getMessage() for r in caplog.records if "this will take about" in r.getMessage()]
+    assert "1 level × evaluation" in line and "resumes with the same --out" in line

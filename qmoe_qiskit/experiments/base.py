@@ -56,7 +56,8 @@ from ..models import MixtureOfExperts, ModelSpec, load_model
 
 __all__ = ["Cell", "CellStore", "Experiment", "Executor", "Outcome", "run_experiment",
            "serial", "write_run_folder", "folder_writers", "check_run_folder",
-           "default_run_path", "load_trained"]
+           "default_run_path", "load_trained", "duration", "estimate_experiment",
+           "LONG_SECONDS"]
 
 logger = logging.getLogger(__name__)
 
@@ -177,6 +178,29 @@ class CellStore:
         shutil.rmtree(self.folder, ignore_errors=True)
 
 
+LONG_SECONDS = 180  # work estimated to take longer is announced before it starts
+
+
+def duration(seconds: float) -> str:
+    """``45 s``, ``12 min``, ``2.1 h``."""
+    if seconds < 90:
+        return f"{seconds:.0f} s"
+    if seconds < 5400:
+        return f"{seconds / 60:.0f} min"
+    return f"{seconds / 3600:.1f} h"
+
+
+def estimate_experiment(experiment: Experiment) -> str:
+    """What ``--dry-run`` prints for a study: its cells and, where the experiment can time
+    itself, how long they will take. Nothing runs and nothing is written."""
+    cells = experiment.plan()
+    text = f"{len(cells)} cells"
+    if hasattr(experiment, "estimate"):
+        seconds, how = experiment.estimate(cells)
+        text += f"; about {duration(seconds)} ({how})"
+    return text
+
+
 def run_experiment(experiment: Experiment, out: str | Path | None = None, *,
                    overwrite: bool = False, executor: Executor = serial,
                    progress: bool = True) -> tuple[Outcome, Path | None]:
@@ -195,6 +219,11 @@ def run_experiment(experiment: Experiment, out: str | Path | None = None, *,
     else:
         cells = experiment.plan()
     store = CellStore.beside(path, _inputs_stamp(inputs)) if writes else None
+    if hasattr(experiment, "estimate"):
+        seconds, how = experiment.estimate(cells)
+        if seconds > LONG_SECONDS:
+            logger.warning("this will take about %s (%s); an interrupted run resumes with the "
+                           "same --out", duration(seconds), how)
     results = _run_cells(cells, executor, store, progress, experiment.command)
     outcome = experiment.aggregate(cells, results, time.perf_counter() - tic)
     if not writes:

@@ -172,6 +172,47 @@ class SweepConfig:
         return [ReferenceCell(self), *(LevelCell(self, level, qubits)
                                        for level in self.level_values())]
 
+    def estimate(self, cells) -> tuple[float, str]:
+        """Seconds the cells will take, from one training step and one forward pass timed on
+        this engine at the highest level: ``(seconds, how)``."""
+        import torch
+
+        model, spec, data = load_trained(self.model)
+        levels = [c for c in cells if isinstance(c, LevelCell)]
+        if not levels:
+            return 0.0, "nothing to run"
+        simulation = self.simulation(max(c.level for c in levels), levels[0].qubits)
+        batch = min(self.train.batch_size, len(data.x_train))
+        x = torch.as_tensor(data.x_train[:batch], dtype=torch.float32)
+        y = torch.as_tensor(data.y_train[:batch])
+        probe = build_model(spec)
+        probe.set_primitives(**training_primitives(simulation))
+        times = []
+        for _ in range(2):  # the first step compiles the circuits: the second is the rate
+            tic = time.perf_counter()
+            torch.nn.functional.cross_entropy(probe(x), y).backward()
+            times.append(time.perf_counter() - tic)
+        step = times[-1]
+        with model.using(sampler=NoisySampler(simulation, default_shots=self.shots),
+                         estimator=NoisyEstimator(simulation, default_shots=self.shots)), \
+                torch.no_grad():
+            model(x)
+            tic = time.perf_counter()
+            model(x)
+            forward = (time.perf_counter() - tic) / batch
+        count = f"{len(levels)} level{'s' * (len(levels) != 1)}"
+        per_eval = 2 * forward * len(data.x_test) * (self.repetitions if self.shots else 1)
+        per_level = per_eval
+        how = f"{count} × evaluation ({forward * 1e3:.0f} ms per sample)"
+        if self.retrain:
+            batches = -(-len(data.x_train) // self.train.batch_size)
+            training = self.train.epochs * (batches * step + forward * len(data.x_val))
+            per_level += training
+            how = (f"{count} × retraining {self.train.epochs} epochs of {batches} "
+                   f"batches at {step:.2f} s per step, plus evaluation"
+                   + ("; early stopping may end it sooner" if self.train.patience else ""))
+        return len(levels) * per_level, f"{how}, on the {self.engine} engine, timed on one batch"
+
     def describe(self, qubits: tuple[int, ...]) -> dict[str, Any]:
         return {
             "model": str(Path(self.model)),
