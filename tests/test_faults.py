@@ -345,8 +345,53 @@ def test_overwrite_replaces_a_folder_whole_but_never_one_holding_the_input(train
     before = _snapshot(trained)
     assert main(["sweep", "--model", str(trained / "model.pt"), "--levels", "0",
                  "--no-baseline", "--no-progress", "--out", str(trained), "--overwrite"]) == 2
-    assert "holds this run's input" in capsys.readouterr().err
+    err = capsys.readouterr().err
+    assert "is or holds" in err and "which this command reads" in err
     assert _snapshot(trained) == before
+
+
+def _idx_folder(folder):
+    import gzip
+    import struct
+
+    import numpy as np
+
+    folder.mkdir(parents=True)
+    rng = np.random.default_rng(0)
+    for name, shape in (("train-images-idx3-ubyte.gz", (30, 28, 28)),
+                        ("train-labels-idx1-ubyte.gz", (30,)),
+                        ("t10k-images-idx3-ubyte.gz", (10, 28, 28)),
+                        ("t10k-labels-idx1-ubyte.gz", (10,))):
+        data = (rng.integers(0, 256, shape) if len(shape) == 3 else np.arange(shape[0]) % 2)
+        header = struct.pack(">BBBB", 0, 0, 0x08, len(shape)) + struct.pack(
+            f">{len(shape)}I", *shape)
+        (folder / name).write_bytes(gzip.compress(header + data.astype(np.uint8).tobytes()))
+
+
+@pytest.mark.parametrize("where", ["is", "inside", "holds"])
+def test_out_never_touches_the_data_folder_the_cache_or_the_ledger(trained, tmp_path, capsys,
+                                                                   where):
+    from qmoe_qiskit.cli import main
+
+    data = tmp_path / "data"
+    _idx_folder(data / "mnist")
+    cache = tmp_path / "cache"
+    cache.mkdir()
+    (cache / "ledger.jsonl").write_text('{"job": "paid for"}\n')
+    out = {"is": lambda f: f, "inside": lambda f: f / "run", "holds": lambda f: f.parent}[where]
+    before = (_snapshot(data), _snapshot(cache))
+    train = ["train", "--dataset", "mnist", "--data-dir", str(data), "--router", "linear",
+             "--samples", "20", "--epochs", "1", "--no-progress", "--overwrite"]
+    run = ["run", "--model", str(trained), "--backend", "fake_manila", "--limit", "2",
+           "--shots", "16", "--cache", str(cache), "--no-progress", "--overwrite"]
+    for argv, folder in ((train, data), (run, cache), (run, cache / "ledger.jsonl")):
+        target = out(folder)
+        if where == "holds" and folder.name == "ledger.jsonl":
+            continue  # the cache folder: the case before
+        assert main([*argv, "--out", str(target)]) == 2, (argv[0], target)
+        err = capsys.readouterr().err
+        assert err.count("\n") == 1 and "which this command reads; choose another --out" in err
+        assert (_snapshot(data), _snapshot(cache)) == before
 
 
 @pytest.mark.parametrize("out, message", [

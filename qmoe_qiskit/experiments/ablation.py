@@ -18,6 +18,7 @@ import dataclasses
 import math
 import time
 from dataclasses import dataclass
+from pathlib import Path
 from typing import Any, ClassVar
 
 import torch
@@ -66,6 +67,10 @@ class AblationConfig:
 
     def selected_models(self) -> list[str]:
         return [n for n in self.model_names() if self.models is None or n in self.models]
+
+    def protected(self) -> tuple[Path, ...]:
+        """What --out must never be, hold or lie inside: the data folder."""
+        return (Path(self.data.data_dir),) if self.data.data_dir else ()
 
     def to_dict(self) -> dict[str, Any]:
         d = dataclasses.asdict(self)

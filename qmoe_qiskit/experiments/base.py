@@ -212,8 +212,9 @@ def run_experiment(experiment: Experiment, out: str | Path | None = None, *,
     writes = getattr(experiment, "writes", True)
     path = default_run_path(experiment.command) if out is None else out
     inputs = experiment.inputs() if hasattr(experiment, "inputs") else ()
+    protected = (*inputs, *(experiment.protected() if hasattr(experiment, "protected") else ()))
     if writes:
-        path = check_run_folder(path, overwrite=overwrite, inputs=inputs)
+        path = check_run_folder(path, overwrite=overwrite, inputs=protected)
     if "progress" in inspect.signature(experiment.plan).parameters:
         cells = experiment.plan(progress=progress)  # planning the user waits on (compare's run)
     else:
@@ -282,15 +283,19 @@ def check_run_folder(out: str | Path, *, overwrite: bool = False,
     if not str(out).strip():
         raise StorageError("the run folder (--out) is empty; give a folder name")
     path = Path(out)
+    here = path.resolve()
+    for given in inputs:  # the command's inputs, its cache and ledger: never written over
+        other = Path(given).resolve()
+        if here == other or here in other.parents:
+            raise StorageError(f"the run folder {path} is or holds {given}, which this command "
+                               f"reads; choose another --out")
+        if other in here.parents:
+            raise StorageError(f"the run folder {path} lies inside {given}, which this command "
+                               f"reads; choose another --out")
     if path.is_dir() and any(path.iterdir()):  # refused before anything touches it
         if not overwrite:
             raise StorageError(f"the run folder {path} already holds files; choose another "
                                f"--out, or pass --overwrite to replace it")
-        here = path.resolve()
-        held = [str(p) for p in inputs if here in (Path(p).resolve(), *Path(p).resolve().parents)]
-        if held:
-            raise StorageError(f"the run folder {path} holds this run's input {held[0]}; "
-                               f"choose another --out")
         if here in (Path.cwd(), *Path.cwd().parents):
             raise StorageError(f"the run folder {path} holds the current directory; "
                                f"choose another --out")

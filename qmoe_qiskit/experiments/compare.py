@@ -132,6 +132,11 @@ class CompareConfig:
             out["backend_run"] = self.backend_run.to_dict()
         return out
 
+    def protected(self) -> tuple[Path, ...]:
+        """What --out must never be, hold or lie inside: the run folder compared, or the
+        model, cache and ledger of the run made first."""
+        return (Path(self.run),) if self.run is not None else self.backend_run.protected()
+
     def inputs(self) -> tuple[Path, ...]:
         if self.run is not None:
             return (Path(self.run),)

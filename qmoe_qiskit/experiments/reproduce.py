@@ -217,6 +217,10 @@ class ReproduceConfig:
                     f"IDX files each (train-images-idx3-ubyte[.gz], ...); give the folder that "
                     f"holds them, or leave --data-dir out to run the digits stand-in")
 
+    def protected(self) -> tuple[Path, ...]:
+        """What --out must never be, hold or lie inside: the data folder."""
+        return (Path(self.data_dir),) if self.data_dir else ()
+
     def to_dict(self) -> dict[str, Any]:
         return dataclasses.asdict(self)
 

@@ -180,6 +180,12 @@ class RunConfig:
     def inputs(self) -> tuple[Path, ...]:
         return (Path(self.model),)
 
+    def protected(self) -> tuple[Path, ...]:
+        """What --out must never be, hold or lie inside: the model, the cache and its ledger
+        (the record of paid jobs)."""
+        cache, ledger = self.stores()
+        return (Path(self.model), Path(cache.root), Path(ledger.path))
+
     def stores(self) -> tuple[ResultCache, Ledger]:
         """The result cache and job ledger this run reads and writes."""
         root = Path(self.cache_dir) if self.cache_dir else default_cache_dir()

@@ -39,6 +39,12 @@ class TrainRun:
     train: TrainConfig = field(default_factory=TrainConfig)
     noise_from: NoiseFrom | None = None  # train under a noise model qmoe compare fitted
 
+    def protected(self) -> tuple[Path, ...]:
+        """What --out must never be, hold or lie inside: the data folder, the compare folder
+        trained from."""
+        return tuple(Path(p) for p in (self.data.data_dir,
+                                       self.noise_from and self.noise_from.compare) if p)
+
     def to_dict(self) -> dict[str, Any]:
         return {"model": self.model.to_dict(), "data": self.data.to_dict(),
                 "train": dataclasses.asdict(self.train),
