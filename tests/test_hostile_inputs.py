@@ -195,7 +195,7 @@ CASES = [
     (["sweep", "--model", W("linear")], "needs a quantum router"),
     (["sweep", "--model", "nowhere"], "model file not found"),
     (["sweep", "--model", W("noprov")], "no record of the data"),
-    ([*SWEEP, "--out", W("model")], "already holds files"),
+    ([*SWEEP, "--out", W("model")], "which this command reads; choose another --out"),
     # run
     (["run", *M, "--backend", "fake_nowhere"], "unknown backend 'fake_nowhere'"),
     (["run", *M, "--backend", ""], "backend must be a backend name"),
@@ -217,7 +217,7 @@ CASES = [
     ([*RUN, "--cache", W("afile") + "/c"], "is a file"),
     ([*RUN, "--cache", W("ledgerdir")], "is a directory"),
     (["run", "--model", W("linear"), "--backend", "fake_manila"], "no quantum circuits"),
-    ([*RUN, "--out", W("model")], "already holds files"),
+    ([*RUN, "--out", W("model")], "which this command reads; choose another --out"),
     (["run", "--model", W("noprov"), "--backend", "fake_manila"], "no record of the data"),
     # jobs
     (["jobs", "fetch", "no-such-job", "--cache", W("cache")], "not in the ledger"),
