@@ -173,8 +173,8 @@ class SweepConfig:
                                        for level in self.level_values())]
 
     def estimate(self, cells) -> tuple[float, str]:
-        """Seconds the cells will take, from one training step and one forward pass timed on
-        this engine at the highest level: ``(seconds, how)``."""
+        """Seconds the cells will take, from one forward pass (and, with ``retrain``, one
+        training step) timed on this engine at the highest level: ``(seconds, how)``."""
         import torch
 
         model, spec, data = load_trained(self.model)
@@ -185,14 +185,6 @@ class SweepConfig:
         batch = min(self.train.batch_size, len(data.x_train))
         x = torch.as_tensor(data.x_train[:batch], dtype=torch.float32)
         y = torch.as_tensor(data.y_train[:batch])
-        probe = build_model(spec)
-        probe.set_primitives(**training_primitives(simulation))
-        times = []
-        for _ in range(2):  # the first step compiles the circuits: the second is the rate
-            tic = time.perf_counter()
-            torch.nn.functional.cross_entropy(probe(x), y).backward()
-            times.append(time.perf_counter() - tic)
-        step = times[-1]
         with model.using(sampler=NoisySampler(simulation, default_shots=self.shots),
                          estimator=NoisyEstimator(simulation, default_shots=self.shots)), \
                 torch.no_grad():
@@ -204,7 +196,13 @@ class SweepConfig:
         per_eval = 2 * forward * len(data.x_test) * (self.repetitions if self.shots else 1)
         per_level = per_eval
         how = f"{count} × evaluation ({forward * 1e3:.0f} ms per sample)"
-        if self.retrain:
+        if self.retrain:  # only a retraining sweep trains: only then is a step timed
+            probe = build_model(spec)
+            probe.set_primitives(**training_primitives(simulation))
+            for _ in range(2):  # the first step compiles the circuits: the second is the rate
+                tic = time.perf_counter()
+                torch.nn.functional.cross_entropy(probe(x), y).backward()
+                step = time.perf_counter() - tic
             batches = -(-len(data.x_train) // self.train.batch_size)
             training = self.train.epochs * (batches * step + forward * len(data.x_val))
             per_level += training
