@@ -111,3 +111,48 @@ def test_outcome_probabilities_of_samples_are_their_frequencies():
     assert outcome_counts(field).sum() == 6 * 300
     exact = ExactSampler(default_shots=None).run([(circuit, _values(circuit))]).result()[0].data.meas
     assert outcome_probabilities(exact) is exact.probabilities
+
+
+def _reference_error(run):
+    with pytest.raises(Exception) as info:
+        run()
+    return info.type
+
+
+@pytest.mark.parametrize("bad", [np.nan, np.inf, -np.inf])
+def test_every_primitive_refuses_nan_and_infinite_values_as_the_reference_does(bad, tmp_path):
+    """Qiskit's StatevectorSampler / StatevectorEstimator raise on NaN ("Binding to NaN") and
+    on infinities; ours must too, instead of returning a distribution of a meaningless circuit,
+    and the job layer must refuse before anything is submitted or recorded."""
+    from qiskit.primitives import StatevectorSampler
+
+    from qmoe_qiskit.jobs import Ledger, ResultCache, RuntimeSampler, connect
+    from qmoe_qiskit.simulation import ExactEstimatorGradient, ExactSamplerGradient
+
+    sel = sel_ansatz(2, 1)
+    measured = sel.circuit.measure_all(inplace=False)
+    values = _values(sel.circuit, 3)
+    values[1, 2] = bad
+    expected = _reference_error(lambda: StatevectorSampler().run([(measured, values)]).result())
+    assert expected is _reference_error(
+        lambda: StatevectorEstimator().run([(sel.circuit, sel.observables[0], values)]).result())
+    simulation = NoisySimulation(depolarizing(0.02))
+    ledger = Ledger(tmp_path / "ledger.jsonl")
+    samplers = [ExactSampler(), ExactSampler(default_shots=100), NoisySampler(simulation),
+                RuntimeSampler(connect("fake_manila"), cache=ResultCache(tmp_path / "c"),
+                               ledger=ledger)]
+    estimators = [ExactEstimator(), NoisyEstimator(simulation),
+                  SamplerEstimator(ExactSampler())]
+    for sampler in samplers:
+        with pytest.raises(expected, match="PUB 0"):
+            sampler.run([(measured, values)])
+    for estimator in estimators:
+        with pytest.raises(expected, match="PUB 0"):
+            estimator.run([(sel.circuit, sel.observables[0], values)])
+    with pytest.raises(expected, match="parameter value set 1"):
+        ExactSamplerGradient().run([measured] * 3, list(values))
+    with pytest.raises(expected, match="parameter value set 1"):
+        ExactEstimatorGradient().run([sel.circuit] * 3, [sel.observables[0]] * 3, list(values))
+    assert not ledger.path.exists() or not ledger.path.read_text().strip()
+    values[1, 2] = 0.5  # the same PUB with finite values runs
+    assert ExactSampler().run([(measured, values)]).result()[0].data.meas.num_shots is not None

@@ -13,6 +13,7 @@ from .base import (
     SyncEstimator,
     SyncSampler,
     binding_rows,
+    check_finite,
     one_register,
 )
 from .counts import (
@@ -38,6 +39,7 @@ __all__ = [
     "SyncSampler",
     "SyncEstimator",
     "binding_rows",
+    "check_finite",
     "one_register",
     "diagonal_eigenvalues",
     "estimator_pub_result",

@@ -31,7 +31,7 @@ from qiskit.providers import JobStatus
 from ..errors import UnsupportedCircuitError
 
 __all__ = ["DoneJob", "ExactDistributions", "SyncSampler", "SyncEstimator", "CircuitCache",
-           "binding_rows", "one_register"]
+           "binding_rows", "one_register", "check_finite"]
 
 T = TypeVar("T")
 
@@ -109,6 +109,8 @@ class SyncSampler(BaseSamplerV2):
     def run(self, pubs: Iterable, *, shots: int | None = None) -> DoneJob:
         shots = self._resolve_shots(shots)
         coerced = [SamplerPub.coerce(pub, shots) for pub in pubs]
+        for i, pub in enumerate(coerced):
+            check_finite(pub.parameter_values, f"PUB {i}")
         return DoneJob(PrimitiveResult([self._run_pub(pub) for pub in coerced],
                                        metadata={"version": 2}))
 
@@ -129,6 +131,8 @@ class SyncEstimator(BaseEstimatorV2):
     def run(self, pubs: Iterable, *, precision: float | None = None) -> DoneJob:
         precision = self._resolve_precision(precision)
         coerced = [EstimatorPub.coerce(pub, precision) for pub in pubs]
+        for i, pub in enumerate(coerced):
+            check_finite(pub.parameter_values, f"PUB {i}")
         return DoneJob(PrimitiveResult(self._run_pubs(coerced), metadata={"version": 2}))
 
     def _resolve_precision(self, precision: float | None) -> float | None:
@@ -167,6 +171,25 @@ class CircuitCache(Generic[T]):
             for stale in [s for s, entry in self._entries.items() if entry[0]() is None]:
                 del self._entries[stale]
         return value
+
+
+def check_finite(values: BindingsArray | np.ndarray, where: str) -> None:
+    """Refuse NaN and infinite parameter values as Qiskit's reference primitives do: NaN
+    raises ``RuntimeError("Binding to NaN.")`` and an infinity ``ZeroDivisionError("attempted
+    to bind infinite value to parameter")``; the messages also name ``where`` and the column.
+    A simulator would otherwise return a distribution for a meaningless circuit."""
+    if isinstance(values, BindingsArray):
+        columns = [("a value of " + ", ".join(str(n) for n in names), np.asarray(array))
+                   for names, array in values.data.items()]
+    else:
+        columns = [("a parameter value", np.asarray(values, dtype=float))]
+    for name, array in columns:
+        if array.dtype.kind not in "fc" or np.isfinite(array).all():
+            continue
+        if np.isnan(array).any():
+            raise RuntimeError(f"Binding to NaN. ({where}: {name} is NaN)")
+        raise ZeroDivisionError(
+            f"attempted to bind infinite value to parameter ({where}: {name} is infinite)")
 
 
 def binding_rows(bindings: BindingsArray, parameters: Sequence[Parameter]) -> np.ndarray:

@@ -22,7 +22,7 @@ from qiskit_machine_learning.gradients import (
     SamplerGradientResult,
 )
 
-from .base import DoneJob
+from .base import DoneJob, check_finite
 
 __all__ = ["SyncSamplerGradient", "SyncEstimatorGradient", "ParameterColumns",
            "group_by_circuit"]
@@ -139,7 +139,8 @@ def _normalise(circuits, parameters, parameter_values):
         )
     seen: set[tuple[int, int]] = set()
     normalised = []
-    for circuit, values, params in zip(circuits, parameter_values, parameters):
+    for i, (circuit, values, params) in enumerate(zip(circuits, parameter_values, parameters)):
+        check_finite(values, f"parameter value set {i}")
         if params is None:
             params = circuit.parameters
         key = (id(circuit), id(params))

@@ -31,7 +31,14 @@ from qiskit.circuit import QuantumCircuit
 from qiskit.primitives import BitArray, DataBin, PrimitiveResult, SamplerPubResult
 from qiskit.primitives.containers.sampler_pub import SamplerPub
 
-from .base import CircuitCache, DoneJob, ExactDistributions, SyncSampler, binding_rows
+from .base import (
+    CircuitCache,
+    DoneJob,
+    ExactDistributions,
+    SyncSampler,
+    binding_rows,
+    check_finite,
+)
 
 __all__ = ["FinalMeasurements", "ProbabilitySampler", "final_measurements", "generator",
            "marginal", "register_probabilities"]
@@ -130,9 +137,10 @@ class ProbabilitySampler(SyncSampler):
     def run(self, pubs: Iterable, *, shots: int | None = None) -> DoneJob:
         shots = self._default_shots if shots is None else shots
         coerced = [SamplerPub.coerce(pub, shots) for pub in pubs]
-        for pub in coerced:
+        for i, pub in enumerate(coerced):
             if pub.shots is not None:
                 _check_shots(pub.shots)
+            check_finite(pub.parameter_values, f"PUB {i}")
         if any(not pub.circuit.cregs for pub in coerced):
             warnings.warn("One of your circuits has no output classical registers and so the "
                           "result will be empty. Did you mean to add measurement instructions?",
