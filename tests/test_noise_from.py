@@ -135,3 +135,23 @@ def test_the_loop_trains_under_the_fit_without_what_the_technique_removes(fitted
     assert main(["train", "--router", "quantum", "--ansatz", "sel", "--mitigate", "readout",
                  "--no-progress", "--out", str(tmp_path / "x")]) == 2
     assert "--mitigate names the technique the model will run with" in capsys.readouterr().err
+
+
+def test_a_model_wider_than_the_compared_run_is_refused_under_the_device_fit(fitted, tmp_path,
+                                                                             capsys):
+    """The device fit restricts the noise to the compared run's qubits: a 4-qubit router,
+    placed on two more, would train with their gates noiseless. One line, before training;
+    the depolarizing fit (every qubit) still trains it."""
+    compare = json.loads((fitted / "results.json").read_text())
+    assert len(compare["used_qubits"]) == 2
+    argv = ["train", "--router", "quantum", "--ansatz", "sel", "--qubits", "4", "--epochs", "1",
+            "--samples", "300", "--no-progress", "--noise-from", str(fitted), "--out",
+            str(tmp_path / "wide")]
+    assert main([*argv, "--noise-model", "device_scaled_fit"]) == 2
+    err = capsys.readouterr().err
+    assert err.count("\n") == 1 and "would train noiseless" in err, err
+    assert f"covers physical qubits {compare['used_qubits']} of fake_manila" in err
+    assert not (tmp_path / "wide").exists()
+    assert main([*argv, "--noise-model", "depolarizing_fit"]) == 0
+    r = json.loads((tmp_path / "wide" / "results.json").read_text())
+    assert r["trained_under"]["model"] == "depolarizing_fit"

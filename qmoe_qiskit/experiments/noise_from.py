@@ -51,6 +51,27 @@ class FittedNoise:
                                                              "p2": self.value, "readout": 0.0}))
         return NoisySimulation(noise, backend=backend)
 
+    def simulation_for(self, model) -> NoisySimulation:
+        """:meth:`simulation`, refused in one line where the device fit does not cover
+        ``model``: a circuit placed on a physical qubit the compared run did not use would
+        train with that qubit's gates and readout noiseless (the fit restricts the device's
+        noise to the qubits it was fitted on). The depolarizing fit acts on every qubit."""
+        simulation = self.simulation()
+        if self.model != "device_scaled_fit":
+            return simulation
+        for layer in model.quantum_layers():
+            placed = simulation.used_qubits(layer.qnn.circuit)
+            uncovered = sorted(set(placed) - set(self.qubits))
+            if uncovered:
+                raise ConfigError(
+                    f"--noise-from {self.source}: the device fit covers physical qubits "
+                    f"{list(self.qubits)} of {self.device} (the compared run's), but this "
+                    f"model's {layer.ansatz.num_qubits}-qubit circuit is placed on {placed}: "
+                    f"the gates on {uncovered} would train noiseless; train a model as wide "
+                    f"as the one compared, compare this model first, or use --noise-model "
+                    f"depolarizing_fit (it acts on every qubit)")
+        return simulation
+
     def to_dict(self) -> dict[str, Any]:
         return {"compare": self.source, "model": self.model, "value": self.value,
                 "device": self.device, "qubits": list(self.qubits),

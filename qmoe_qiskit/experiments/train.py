@@ -58,7 +58,8 @@ class TrainRun:
             if not model.quantum_layers():
                 raise ConfigError("--noise-from trains quantum circuits under noise; this "
                                   "model has none (choose --router quantum or quantum experts)")
-            self.noise_from.resolve()  # a bad folder fails before any training
+            # a bad folder, or a fit that does not cover the model, fails before any training
+            self.noise_from.resolve().simulation_for(model)
         return [TrainCell(self)]
 
     def aggregate(self, cells, results: list["Trained"], seconds: float) -> Outcome:
@@ -131,7 +132,7 @@ class TrainCell:
         noisy = None
         if config.noise_from is not None:
             fitted = config.noise_from.resolve()
-            model.set_primitives(**training_primitives(fitted.simulation()))
+            model.set_primitives(**training_primitives(fitted.simulation_for(model)))
         tic = time.perf_counter()
         history = train(model, data.x_train, data.y_train, data.x_val, data.y_val,
                         config.train, progress=progress,
