@@ -124,6 +124,13 @@ class DataSpec:
         if self.data_dir is not None and not str(self.data_dir).strip():
             raise ConfigError("data_dir is empty; give the folder of the IDX files")
 
+    def input_files(self) -> tuple[Path, ...]:
+        """The files this data is read from (the IDX files of MNIST or Fashion-MNIST; none
+        for the generated and scikit-learn datasets)."""
+        if self.dataset in IDX_FILES and self.data_dir is not None:
+            return idx_files(self.data_dir, self.dataset)
+        return ()
+
     def to_dict(self) -> dict[str, Any]:
         d = dict(self.__dict__)
         d["classes"] = list(self.classes) if self.classes is not None else None
@@ -252,6 +259,13 @@ def idx_folder(data_dir: str | Path, name: str) -> Path:
     if not idx_available(data_dir / name, name) and idx_available(data_dir, name):
         return data_dir
     return data_dir / name
+
+
+def idx_files(data_dir: str | Path, name: str) -> tuple[Path, ...]:
+    """The IDX files of ``name`` found under ``data_dir`` (as :func:`idx_folder` reads it):
+    what a result computed from them depends on."""
+    folder = idx_folder(data_dir, name)
+    return tuple(p for p in (_find_idx(folder, f) for f in IDX_FILES[name]) if p is not None)
 
 
 def idx_available(folder: str | Path, name: str) -> bool:

@@ -10,7 +10,7 @@ import pytest
 from qmoe_qiskit.data import DataSpec
 from qmoe_qiskit.errors import ConfigError
 from qmoe_qiskit.experiments import AblationConfig, SweepConfig, TrainRun, run_experiment
-from qmoe_qiskit.experiments.base import Outcome, write_run_folder
+from qmoe_qiskit.experiments.base import CellStore, Outcome, result_type, write_run_folder
 from qmoe_qiskit.experiments.run import RunConfig
 from qmoe_qiskit.models import ModelSpec
 from qmoe_qiskit.training import TrainConfig
@@ -90,6 +90,35 @@ def test_a_killed_run_leaves_no_folder(trained, tmp_path, monkeypatch):
     assert sorted(p.name for p in tmp_path.iterdir()) == ["sweep"]
 
 
+def test_a_kept_cell_that_is_not_what_was_saved_is_computed_again(tmp_path, caplog):
+    """A store entry is reused only as save wrote it for that key, and only if it holds the
+    type the cell returns: a file replaced by another pickle (the hostile campaign's dict), an
+    edited byte, an entry moved to another key or a result of the wrong type are all missing,
+    with a warning, never trusted."""
+    from qmoe_qiskit.experiments.reproduce import ModelCell, ModelScore
+
+    store = CellStore(tmp_path / "cells")
+    result = ModelScore(task="moons", name="quantum", seed=0, data={}, parameters={"total": 3},
+                        test={"accuracy": 0.9}, noisy={}, split_sizes={}, val_accuracy=[0.8],
+                        seconds=1.0, trained_under=None, load=None)
+    expected = "ModelScore"
+    store.save("k1", result)
+    assert store.load("k1", expected) == (True, result)
+    assert result_type(ModelCell.__new__(ModelCell)) == "ModelScore"
+    path = tmp_path / "cells" / "k1.pkl"
+    saved = path.read_bytes()
+    path.write_bytes(pickle.dumps({"trained_under": None}))  # a pickle, but not our entry
+    assert store.load("k1", expected) == (False, None)
+    path.write_bytes(saved[:-1] + bytes([saved[-1] ^ 1]))  # one byte edited
+    assert store.load("k1", expected) == (False, None)
+    (tmp_path / "cells" / "k2.pkl").write_bytes(saved)  # a right entry under another key
+    assert store.load("k2", expected) == (False, None)
+    store.save("k3", {"a dict": 1})  # saved by us, but not the type the cell returns
+    assert store.load("k3", expected) == (False, None)
+    assert store.load("k3") == (True, {"a dict": 1})
+    assert caplog.text.count("running it again") == 4
+
+
 def test_results_json_is_written_last_and_an_old_folder_is_replaced_whole(tmp_path):
     seen = []
     outcome = Outcome(results={"n": 1}, report="r", summary="s",
@@ -153,3 +182,23 @@ def test_a_model_spec_is_fitted_to_the_data_and_checked_against_it(tmp_path):
     with pytest.raises(ConfigError, match="2 features but the circuit has 1 qubits"):
         run_experiment(TrainRun(model=ModelSpec(num_qubits=1)), tmp_path / "t", progress=False)
     assert not (tmp_path / "t").exists()
+
+
+def test_every_cell_names_the_type_it_returns():
+    """The store reuses a kept result only of the type a cell's ``__call__`` is annotated to
+    return, so each annotation must name a real class of the cell's module."""
+    import importlib
+    import inspect
+
+    names = ("ablation", "calibrate", "compare", "reproduce", "run", "sweep", "train")
+    cells = []
+    for name in names:
+        module = importlib.import_module(f"qmoe_qiskit.experiments.{name}")
+        for cls in vars(module).values():
+            call = getattr(cls, "__dict__", {}).get("__call__")
+            if inspect.isclass(cls) and cls.__module__ == module.__name__ and call and \
+                    "progress" in (call.__kwdefaults__ or {}):
+                returned = result_type(cls.__new__(cls))
+                assert returned is not None and inspect.isclass(getattr(module, returned)), cls
+                cells.append(cls.__name__)
+    assert {"TrainCell", "ModelCell", "LevelCell"} <= set(cells) and len(cells) >= 9, cells

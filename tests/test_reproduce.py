@@ -360,6 +360,42 @@ def test_real_idx_files_are_used_and_labelled(tmp_path):
     assert "`mnist01`: MNIST" in report and "stand-in" not in report.split("## Verdicts")[0]
 
 
+def test_kept_cells_are_not_reused_once_the_data_changed(monkeypatch, tmp_path):
+    """The cell store is keyed on the IDX files' content: one changed pixel, with the file's
+    size and modification time kept, makes every cell run again on the resume."""
+    import gzip
+    import os
+
+    folder = tmp_path / "data" / "mnist"
+    folder.mkdir(parents=True)
+    _write_idx_set(folder, n_train=120, n_test=40)
+    config = rp.ReproduceConfig(claims=(3,), data_dir=str(tmp_path / "data"), **TINY)
+    calls, real_call = [], rp.ModelCell.__call__
+
+    def counted(self, *, progress=False):
+        calls.append(self.label)
+        if len(calls) == 3 and fail:
+            raise KeyboardInterrupt
+        return real_call(self, progress=progress)
+
+    monkeypatch.setattr(rp.ModelCell, "__call__", counted)
+    fail = True
+    with pytest.raises(KeyboardInterrupt):
+        run_experiment(config, tmp_path / "run", progress=False)
+    assert len(list((tmp_path / ".run.cells").glob("*.pkl"))) == 2
+    images = folder / "t10k-images-idx3-ubyte.gz"
+    before = images.stat()
+    raw = bytearray(gzip.decompress(images.read_bytes()))
+    raw[-1] ^= 0xFF  # one pixel of the last test image
+    images.write_bytes(gzip.compress(bytes(raw), mtime=0))
+    os.utime(images, ns=(before.st_atime_ns, before.st_mtime_ns))
+    assert images.stat().st_size == before.st_size  # random pixels: gzip stores them as they are
+    assert images.stat().st_mtime_ns == before.st_mtime_ns
+    fail, calls[:] = False, []
+    run_experiment(config, tmp_path / "run", progress=False)
+    assert len(calls) == len(config.plan())  # nothing computed from the old file was reused
+
+
 def test_bad_reproduce_input_is_one_line(tmp_path, capsys):
     with pytest.raises(ConfigError, match=r"unknown claims \[9\]; valid claims: 1, 2, .*8"):
         rp.ReproduceConfig(claims=(9,))

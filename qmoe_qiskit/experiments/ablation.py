@@ -68,6 +68,10 @@ class AblationConfig:
     def selected_models(self) -> list[str]:
         return [n for n in self.model_names() if self.models is None or n in self.models]
 
+    def inputs(self) -> tuple[Path, ...]:
+        """The IDX files read (a kept cell computed from other contents is not reused)."""
+        return self.data.input_files()
+
     def protected(self) -> tuple[Path, ...]:
         """What --out must never be, hold or lie inside: the data folder."""
         return (Path(self.data.data_dir),) if self.data.data_dir else ()

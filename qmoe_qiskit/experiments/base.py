@@ -116,6 +116,9 @@ def serial(cells: Sequence[Cell], *, progress: bool = True, desc: str = "",
     return results
 
 
+_CELL_MAGIC = b"qmoe-cell-1 sha256="
+
+
 class CellStore:
     """Finished cells' results, one pickle file per cell, written atomically as each finishes.
 
@@ -145,20 +148,39 @@ class CellStore:
     def _path(self, key: str) -> Path:
         return self.folder / f"{key}.pkl"
 
-    def load(self, key: str | None) -> tuple[bool, Any]:
+    def load(self, key: str | None, expected: str | None = None) -> tuple[bool, Any]:
         """``(True, result)`` for the finished cell with this :meth:`key`, ``(False, None)``
-        otherwise (an unreadable entry counts as missing)."""
+        otherwise. An entry that is not what :meth:`save` wrote for this key (unreadable,
+        edited, or, where ``expected`` names the cell's result type, a result of another type)
+        counts as missing: it is computed again, never trusted."""
         if key is None:
             return False, None
         try:
-            with open(self._path(key), "rb") as f:
-                return True, pickle.load(f)
+            blob = self._path(key).read_bytes()
         except FileNotFoundError:
             return False, None
-        except (OSError, pickle.UnpicklingError, EOFError, AttributeError, ImportError) as exc:
-            logger.warning("a kept cell result is unreadable (%s: %s); running it again",
-                           type(exc).__name__, exc)
-            return False, None
+        except OSError as exc:
+            return self._unusable(f"{type(exc).__name__}: {exc}")
+        header, _, data = blob.partition(b"\n")
+        if header != _CELL_MAGIC + self._digest(key, data):
+            return self._unusable("it is not the entry this run wrote: damaged or edited")
+        try:
+            result = pickle.loads(data)
+        except (pickle.UnpicklingError, EOFError, AttributeError, ImportError, TypeError,
+                ValueError) as exc:
+            return self._unusable(f"{type(exc).__name__}: {exc}")
+        if expected is not None and type(result).__name__ != expected:
+            return self._unusable(f"it holds a {type(result).__name__}, not a {expected}")
+        return True, result
+
+    @staticmethod
+    def _digest(key: str, data: bytes) -> bytes:
+        return hashlib.sha256(key.encode() + b"\n" + data).hexdigest().encode()
+
+    @staticmethod
+    def _unusable(why: str) -> tuple[bool, None]:
+        logger.warning("a kept cell result is unusable (%s); running it again", why)
+        return False, None
 
     def save(self, key: str | None, result: Any, label: str = "a cell") -> None:
         if key is None:
@@ -171,7 +193,7 @@ class CellStore:
         self.folder.mkdir(parents=True, exist_ok=True)
         path = self._path(key)
         tmp = path.with_suffix(f".{os.getpid()}.tmp")
-        tmp.write_bytes(data)
+        tmp.write_bytes(_CELL_MAGIC + self._digest(key, data) + b"\n" + data)
         os.replace(tmp, path)
 
     def clear(self) -> None:
@@ -243,7 +265,7 @@ def _run_cells(cells: Sequence[Cell], executor: Executor, store: CellStore | Non
     keys = [store.key(cell) for cell in cells]  # each cell pickled once
     todo = []
     for i, key in enumerate(keys):
-        found, result = store.load(key)
+        found, result = store.load(key, result_type(cells[i]))
         if found:
             results[i] = result
         else:
@@ -259,13 +281,32 @@ def _run_cells(cells: Sequence[Cell], executor: Executor, store: CellStore | Non
     return results
 
 
+def result_type(cell: Cell) -> str | None:
+    """The name of the type a cell's ``__call__`` is annotated to return (``None`` where it
+    names none): what a kept result must be to be reused."""
+    annotation = inspect.signature(type(cell).__call__).return_annotation
+    if annotation is inspect.Signature.empty or annotation in ("Any", Any):
+        return None
+    name = annotation if isinstance(annotation, str) else getattr(annotation, "__name__", None)
+    return None if name is None else name.strip("'\"").rsplit(".", 1)[-1]
+
+
 def _inputs_stamp(inputs: Sequence[str | Path]) -> str:
-    """Each input file's path, size and modification time: a changed input is a new run."""
+    """Each input's path and a digest of its content (every file of a folder, by relative
+    name): an input that changed, even with its size and modification time kept, is a new
+    run, and no kept cell computed from the old one is reused."""
     stamps = []
     for p in inputs:
+        path = Path(p)
+        files = sorted(f for f in path.rglob("*") if f.is_file()) if path.is_dir() else [path]
+        digest = hashlib.sha256()
         try:
-            st = Path(p).stat()
-            stamps.append(f"{p}:{st.st_size}:{st.st_mtime_ns}")
+            for f in files:
+                digest.update(f"{f.relative_to(path) if f != path else ''}\n".encode())
+                with open(f, "rb") as handle:
+                    for block in iter(lambda: handle.read(1 << 20), b""):
+                        digest.update(block)
+            stamps.append(f"{p}:{digest.hexdigest()}")
         except OSError:
             stamps.append(f"{p}:missing")
     return "|".join(stamps)

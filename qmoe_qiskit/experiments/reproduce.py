@@ -31,7 +31,7 @@ from typing import Any, ClassVar
 import numpy as np
 import torch
 
-from ..data import DataSpec, idx_available, prepare
+from ..data import DataSpec, idx_available, idx_files, prepare
 from ..errors import ConfigError, check_seed
 from ..metrics import classification_scores, summarize
 from ..models import MixtureOfExperts, ModelSpec, build_model
@@ -216,6 +216,11 @@ class ReproduceConfig:
                     f"--data-dir {folder} holds neither mnist/ nor fashion_mnist/ with the four "
                     f"IDX files each (train-images-idx3-ubyte[.gz], ...); give the folder that "
                     f"holds them, or leave --data-dir out to run the digits stand-in")
+
+    def inputs(self) -> tuple[Path, ...]:
+        """The IDX files read (a kept cell computed from other contents is not reused)."""
+        return tuple(f for name in ("mnist", "fashion_mnist") if self.real(name)
+                     for f in idx_files(self.data_dir, name))
 
     def protected(self) -> tuple[Path, ...]:
         """What --out must never be, hold or lie inside: the data folder."""

@@ -39,6 +39,12 @@ class TrainRun:
     train: TrainConfig = field(default_factory=TrainConfig)
     noise_from: NoiseFrom | None = None  # train under a noise model qmoe compare fitted
 
+    def inputs(self) -> tuple[Path, ...]:
+        """What the result depends on beyond its config: the IDX files read, and the fit
+        trained under (a kept cell computed from other contents is not reused)."""
+        fit = () if self.noise_from is None else (Path(self.noise_from.compare, "results.json"),)
+        return (*self.data.input_files(), *fit)
+
     def protected(self) -> tuple[Path, ...]:
         """What --out must never be, hold or lie inside: the data folder, the compare folder
         trained from."""
