@@ -476,3 +476,116 @@ def test_an_ibm_run_is_compared_with_the_calibration_in_force_when_it_ran(sel_mo
                                         r"\+00:00 is unavailable \(RuntimeError: no calibration"):
         run_experiment(CompareConfig(run=str(run)), tmp_path / "cmp2", progress=False)
     assert not (tmp_path / "cmp2").exists()
+
+
+# ------------------------------------------------------------------ damaged run folders
+@pytest.fixture(scope="module")
+def measured_run(sel_model, tmp_path_factory):
+    root = tmp_path_factory.mktemp("measured")
+    out = root / "run"
+    assert main(["run", "--model", str(sel_model), "--backend", "fake_manila", "--limit", "5",
+                 "--shots", "200", "--split", "train", "--cache", str(root / "cache"),
+                 "--no-progress", "--out", str(out)]) == 0
+    return out
+
+
+def _edit_counts(change):
+    def edit(run):
+        with np.load(run / COUNTS_FILE) as arrays:
+            arrays = dict(arrays)
+        change(arrays)
+        np.savez_compressed(run / COUNTS_FILE, **arrays)
+    return edit
+
+
+def _set(arrays, key, change):
+    arrays[key] = change(arrays[key].astype(float))
+
+
+def _edit_results(change):
+    def edit(run):
+        results = json.loads((run / "results.json").read_text())
+        (run / "results.json").write_text(json.dumps(change(results)))
+    return edit
+
+
+def _cell(a, i, j, v):
+    a = a.copy()
+    a[i, j] = v
+    return a
+
+
+DAMAGE = {
+    "empty circuits": (lambda run: (run / "circuits.qpy").write_bytes(b""),
+                       "circuits.qpy cannot be read (struct.error"),
+    "junk circuits": (lambda run: (run / "circuits.qpy").write_bytes(b"junk" * 50),
+                      "circuits.qpy cannot be read"),
+    "truncated counts": (lambda run: (run / COUNTS_FILE).write_bytes(
+        (run / COUNTS_FILE).read_bytes()[:200]), "counts.npz cannot be read (BadZipFile"),
+    "NaN count": (_edit_counts(lambda a: _set(a, "counts_0", lambda c: _cell(c, 0, 0, np.nan))),
+                  "counts.npz is damaged (PUB 0: a count is not a finite number)"),
+    "all-zero row": (_edit_counts(lambda a: _set(a, "counts_0", lambda c: _cell(c, 1, slice(None),
+                                                                                0))),
+                     "counts.npz is damaged (PUB 0: binding 1 has no counts at all)"),
+    "fractional count": (_edit_counts(lambda a: _set(a, "counts_0", lambda c: c + np.array(
+        [[0.5, -0.5] + [0] * (c.shape[1] - 2)] + [[0] * c.shape[1]] * (len(c) - 1)))),
+        "counts.npz is damaged (PUB 0: a count is not a whole number)"),
+    "negative count": (_edit_counts(lambda a: _set(a, "counts_0", lambda c: _cell(c, 0, 0,
+                                                                                  -c[0, 0]))),
+                       "counts.npz is damaged (PUB 0: a count is negative)"),
+    "NaN binding": (_edit_counts(lambda a: _set(a, "values_0", lambda v: _cell(v, 0, 0, np.nan))),
+                    "counts.npz is damaged (PUB 0: a binding is not a finite number)"),
+    "no model": (_edit_results(lambda r: {k: v for k, v in r.items() if k != "model"}),
+                 "results.json is damaged or from another version: its 'model' should be text "
+                 "(it has none)"),
+    "no samples": (_edit_results(lambda r: {k: v for k, v in r.items() if k != "samples"}),
+                   "its 'samples' should be a whole number (it has none)"),
+    "samples a string": (_edit_results(lambda r: {**r, "samples": "5"}),
+                         "its 'samples' should be a whole number (it is text)"),
+    "labels cut": (_edit_results(lambda r: {**r, "labels": r["labels"][:2]}),
+                   "2 labels for 5 samples"),
+    "results a list": (_edit_results(lambda r: [1, 2]),
+                       "results.json is damaged or from another version: it holds a JSON list"),
+}
+
+
+@pytest.mark.parametrize("case", list(DAMAGE))
+def test_a_damaged_run_folder_is_one_line_naming_the_file(measured_run, tmp_path, capsys, case):
+    """Every file compare (and calibrate) reads back is checked as the cache checks its
+    entries: one line naming the file and what is wrong, nothing written."""
+    import shutil
+
+    damage, message = DAMAGE[case]
+    run = tmp_path / "run"
+    shutil.copytree(measured_run, run)
+    damage(run)
+    capsys.readouterr()
+    for command in (["compare", "--run", str(run)],
+                    ["train", "--calibrate-on", str(run), "--epochs", "1"]):
+        out = tmp_path / command[0]
+        assert main([*command, "--out", str(out), "--no-progress"]) == 2
+        err = capsys.readouterr().err.strip()
+        assert message in err and str(run) in err and "\n" not in err, err
+        assert not out.exists()
+
+
+def test_a_run_folder_is_compared_from_another_directory(sel_model, tmp_path, monkeypatch):
+    """The run records the model's absolute path; an older run's relative one is found
+    beside the folder's parents."""
+    import shutil
+
+    work = tmp_path / "work"
+    work.mkdir()
+    shutil.copytree(sel_model, work / "model")
+    monkeypatch.chdir(work)
+    assert main(["run", "--model", "model", "--backend", "fake_manila", "--limit", "5",
+                 "--shots", "200", "--cache", "cache", "--no-progress", "--out", "run"]) == 0
+    results = json.loads((work / "run" / "results.json").read_text())
+    assert results["model"] == str((work / "model").resolve())
+    results["model"] = "model"  # as an older version recorded it
+    (work / "run" / "results.json").write_text(json.dumps(results))
+    elsewhere = tmp_path / "elsewhere"
+    elsewhere.mkdir()
+    monkeypatch.chdir(elsewhere)
+    assert main(["compare", "--run", str(work / "run"), "--out", "cmp", "--no-progress"]) == 0
+    assert (elsewhere / "cmp" / "results.json").is_file()

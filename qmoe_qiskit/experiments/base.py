@@ -359,9 +359,16 @@ def load_trained(path: str | Path) -> tuple[MixtureOfExperts, ModelSpec, Prepare
         raise ModelFileError(f"{path} has an unreadable record of its data ({exc})") from None
 
 
-def read_results(folder: str | Path, command: str) -> tuple[dict[str, Any], dict[str, Any]]:
+_JSON_KINDS = {str: "text", int: "a whole number", float: "a number", bool: "true or false",
+               list: "a list", dict: "an object", type(None): "null"}
+
+
+def read_results(folder: str | Path, command: str,
+                 fields: dict[str, type | tuple] | None = None,
+                 ) -> tuple[dict[str, Any], dict[str, Any]]:
     """``config.json`` and ``results.json`` of a finished ``qmoe <command>`` folder; a one-line
-    error for anything else."""
+    error for anything else, and for a ``results.json`` without one of ``fields`` (name ->
+    the type, or types, its value must have) that the caller reads."""
     folder = Path(folder)
     if not folder.is_dir():
         raise ConfigError(f"no {command} folder at {folder}; give the folder a qmoe {command} "
@@ -375,11 +382,38 @@ def read_results(folder: str | Path, command: str) -> tuple[dict[str, Any], dict
     except (OSError, ValueError) as exc:
         raise DataError(f"{folder} cannot be read ({type(exc).__name__}: {exc})") from None
     written = config.get("command") if isinstance(config, dict) else None
-    if written != command or not isinstance(results, dict):
+    if written != command:
         raise ConfigError(f"{folder} is not a qmoe {command} folder (it was written by "
                           f"{'qmoe ' + written if written else 'something else'}); give the "
                           f"folder of a qmoe {command}")
+    damaged = f"{folder / 'results.json'} is damaged or from another version"
+    if not isinstance(results, dict):
+        raise DataError(f"{damaged}: it holds a JSON {type(results).__name__}, not the results "
+                        f"object; run qmoe {command} again")
+    for name, kind in (fields or {}).items():
+        value = results.get(name)
+        if not isinstance(value, kind) or (isinstance(value, bool) and bool not in (
+                kind if isinstance(kind, tuple) else (kind,))):
+            kinds = kind if isinstance(kind, tuple) else (kind,)
+            wanted = " or ".join(_JSON_KINDS.get(k, k.__name__) for k in kinds)
+            found = ("it has none" if name not in results
+                     else f"it is {_JSON_KINDS.get(type(value), type(value).__name__)}")
+            raise DataError(f"{damaged}: its {name!r} should be {wanted} ({found}); run qmoe "
+                            f"{command} again")
     return config, results
+
+
+def recorded_path(folder: str | Path, value: str) -> Path:
+    """A path a run folder recorded, found from here: as written where it is absolute or
+    exists; else (a relative path from an older version, written from another directory)
+    beside the folder or one of its parents, where it exists."""
+    path = Path(value)
+    if path.is_absolute() or path.exists():
+        return path
+    for base in (Path(folder).resolve(), *Path(folder).resolve().parents):
+        if (base / path).exists():
+            return base / path
+    return path
 
 
 def default_run_path(command: str) -> Path:

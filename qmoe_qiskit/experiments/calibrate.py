@@ -34,9 +34,9 @@ from ..files import file_sha256
 from ..jobs.outcomes import pooled, read_measurements
 from ..models import load_model, model_path, save_model
 from ..training import seed_everything
-from .base import Outcome, load_trained, read_results
+from .base import Outcome, load_trained, read_results, recorded_path
 from .replay import replay
-from .run import frequencies, split_rows
+from .run import frequencies, read_run_results, split_rows
 
 __all__ = ["CalibrateHeads", "CalibrateCell", "Calibrated"]
 
@@ -72,15 +72,13 @@ class CalibrateHeads:
         return (Path(self.run),) + (() if self.model is None else (Path(self.model),))
 
     def plan(self) -> list["CalibrateCell"]:
-        _, results = read_results(self.run, "run")
-        if results.get("dry_run"):
-            raise ConfigError(f"{self.run} is a dry run: it measured nothing")
+        results = read_run_results(self.run)
         split = results.get("split", "test")
         if split != "train":
             raise ConfigError(f"--calibrate-on needs a run over training samples; {self.run} "
                               f"measured {split} samples (run the model again with "
                               f"qmoe run --split train)")
-        measured = Path(results["model"])
+        measured = recorded_path(self.run, results["model"])
         model = Path(self.model) if self.model is not None else measured
         if not model.exists():
             raise ConfigError(f"the model {model} the run measured is gone; give it with "

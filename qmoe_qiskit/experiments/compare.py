@@ -49,7 +49,7 @@ from ..noise_models.evaluate import IsaEvaluator, gate_names
 from ..noise_models.factories import calibrated_readout
 from ..noise_models.families import GateTable, depolarizing_gates, device_gates
 from ..transpile import measured_qubits, used_qubits
-from .base import Outcome, folder_writers, load_trained, read_results
+from .base import Outcome, folder_writers, load_trained, recorded_path
 from .compare_analysis import analyse
 from .compare_report import report, summary
 from .hypotheses import (
@@ -65,7 +65,7 @@ from .hypotheses import (
     readout_sensitive,
 )
 from .replay import RouterTap, replay, replay_estimates
-from .run import RunConfig, router_z_scores, split_rows
+from .run import RunConfig, read_run_results, router_z_scores, split_rows
 
 __all__ = ["CompareConfig", "MODELS", "MIN_SHOTS", "FamilyCell", "FamilyFits", "EstimatedCell",
            "EstimatedReplay", "Snapshot"]
@@ -156,7 +156,7 @@ class CompareConfig:
         names = self._chosen(device_backend, recorded.pubs)
         common = dict(pubs=tuple(recorded.pubs), device=device_backend, used=used,
                       basis=tuple(gate_names([pub.isa for pub in recorded.pubs])),
-                      idle=self.idle_noise, alpha=self.alpha, model=recorded.results["model"],
+                      idle=self.idle_noise, alpha=self.alpha, model=str(recorded.model),
                       samples=int(recorded.results["samples"]),
                       split=recorded.results.get("split", "test"))
         cells = [recorded]
@@ -239,9 +239,17 @@ class RecordedRun:
     config: dict[str, Any] | None = None
     label: str = "run"
     estimates: tuple[EstimatedPub, ...] = ()  # the runtime Estimator's PUBs, if it mitigated
+    source: str | None = None  # the run folder it was read from
 
     def __call__(self, *, progress: bool = False) -> "RecordedRun":
         return self
+
+    @property
+    def model(self) -> Path:
+        """The model the run measured, found from here (an older run folder recorded the
+        path relative to where it was run)."""
+        value = self.results["model"]
+        return Path(value) if self.source is None else recorded_path(self.source, value)
 
     def run_files(self) -> dict:
         """The folder of a run done by this compare, to be written as ``run/``."""
@@ -264,12 +272,11 @@ def _do_run(config: RunConfig, progress: bool) -> RecordedRun:
 
 
 def _load_run(folder: Path) -> RecordedRun:
-    _, results = read_results(folder, "run")
-    if results.get("dry_run"):
-        raise ConfigError(f"{folder} is a dry run: it measured nothing")
+    results = read_run_results(folder)
     pubs = read_measurements(folder)
     _check_pubs(pubs, str(folder))
-    return RecordedRun(results=results, pubs=pubs, estimates=tuple(read_estimates(folder)))
+    return RecordedRun(results=results, pubs=pubs, estimates=tuple(read_estimates(folder)),
+                       source=str(folder))
 
 
 def _check_pubs(pubs: list[MeasuredPub], where: str) -> None:

@@ -82,10 +82,30 @@ from ..primitives import SamplerEstimator
 from ..resources import check_memory
 from ..simulation import ExactSampler
 from ..transpile import measured_qubits
-from .base import Outcome, load_trained
+from .base import Outcome, load_trained, read_results
 from .replay import RouterTap, replay
 
-__all__ = ["RunConfig", "RunCell", "BackendPass", "plan_text"]
+__all__ = ["RunConfig", "RunCell", "BackendPass", "plan_text", "read_run_results"]
+
+# what a run folder's results.json must hold for compare and calibrate to read it back
+RUN_FIELDS = {"model": str, "backend": str, "samples": int, "shots": int,
+              "accuracy": (int, float), "labels": list, "predictions": list, "router": dict}
+
+
+def read_run_results(folder: str | Path) -> dict[str, Any]:
+    """The ``results.json`` of a finished ``qmoe run`` that measured something, with every
+    field compare and calibrate read, checked; a one-line error naming the file otherwise."""
+    _, results = read_results(folder, "run")
+    if results.get("dry_run"):
+        raise ConfigError(f"{folder} is a dry run: it measured nothing")
+    _, results = read_results(folder, "run", RUN_FIELDS)
+    samples = results["samples"]
+    for name in ("labels", "predictions"):
+        if len(results[name]) != samples:
+            raise DataError(f"{Path(folder) / 'results.json'} is damaged or from another "
+                            f"version: {len(results[name])} {name} for {samples} samples; run "
+                            f"qmoe run again")
+    return results
 
 BYTES_PER_LOCAL_SHOT = 120  # the runtime's local simulator (Aer keeps every shot): 101-115 measured
 BYTES_PER_REMOTE_SHOT = 8  # the returned outcomes, their cached copy and decoding
@@ -245,7 +265,7 @@ class RunConfig:
 
     def aggregate(self, cells, results: list["BackendPass"], seconds: float) -> Outcome:
         [done] = results
-        plan = {"command": "run", "model": str(Path(self.model)),
+        plan = {"command": "run", "model": str(Path(self.model).resolve()),
                 "model_sha256": file_sha256(model_path(self.model)), "backend": done.backend,
                 "device": done.device, "noise_scale": self.noise_scale,
                 "stand_in": done.stand_in, "ran_at": done.ran_at,

@@ -213,7 +213,7 @@ class SweepConfig:
 
     def describe(self, qubits: tuple[int, ...]) -> dict[str, Any]:
         return {
-            "model": str(Path(self.model)),
+            "model": str(Path(self.model).resolve()),
             "noise": self.noise,
             "backend": self.noise if self.is_device else None,
             "physical_qubits": list(qubits) if self.is_device else None,

@@ -72,23 +72,65 @@ def read_measurements(folder: str | Path) -> list[MeasuredPub]:
     if missing:
         raise DataError(f"{folder} has no {missing[0]}: it was written by a qmoe run that kept "
                         f"no measurements (a dry run, or an older version); run it again")
+    circuits_path, counts_path = folder / CIRCUITS_FILE, folder / COUNTS_FILE
     try:
-        with open(folder / CIRCUITS_FILE, "rb") as handle:
+        with open(circuits_path, "rb") as handle:
             circuits = qpy.load(handle)
-        with np.load(folder / COUNTS_FILE) as arrays:
+        if not isinstance(circuits, list) or not all(isinstance(c, QuantumCircuit)
+                                                     for c in circuits):
+            raise ValueError("it holds no list of circuits")
+    except Exception as exc:  # a damaged QPY file fails in many ways (struct, QPY, version)
+        raise DataError(_unreadable(circuits_path, exc)) from None
+    try:
+        with np.load(counts_path, allow_pickle=False) as arrays:
             pubs = [MeasuredPub(isa, arrays[f"values_{i}"], arrays[f"counts_{i}"],
                                 int(arrays[f"repeat_{i}"]) if f"repeat_{i}" in arrays else 0)
                     for i, isa in enumerate(circuits)]
-    except (OSError, ValueError, KeyError, EOFError, qpy.QpyError) as exc:
-        raise DataError(f"the measurements in {folder} cannot be read "
-                        f"({type(exc).__name__}: {' '.join(str(exc).split())})") from None
+    except Exception as exc:  # truncated or foreign: zipfile, pickle, key and value errors
+        raise DataError(_unreadable(counts_path, exc)) from None
     for i, pub in enumerate(pubs):
-        rows = len(pub.values)
-        if pub.counts.ndim != 2 or len(pub.counts) != rows or \
-                pub.counts.shape[1] != 2 ** pub.isa.num_clbits:
-            raise DataError(f"the measurements in {folder} do not fit together (PUB {i}: "
-                            f"{rows} bindings, counts of shape {pub.counts.shape})")
+        problem = _counts_problem(pub)
+        if problem:
+            raise DataError(f"{counts_path} is damaged (PUB {i}: {problem}); run the model "
+                            f"again, or restore the file")
     return pubs
+
+
+def _unreadable(path: Path, exc: Exception) -> str:
+    text = " ".join(str(exc).split())[:200]
+    name = type(exc).__name__
+    if name == "error":  # struct.error, zlib.error: say whose
+        name = f"{type(exc).__module__}.error"
+    return (f"{path} cannot be read ({name}: {text}); it is damaged or not what "
+            f"qmoe run wrote: run the model again, or restore the file")
+
+
+def _counts_problem(pub: MeasuredPub) -> str | None:
+    """What is wrong with a PUB's bindings and counts, or ``None``: counts must be whole,
+    non-negative, finite numbers, every binding measured with the same shots (at least one),
+    and the shapes must fit the circuit."""
+    values, counts = pub.values, pub.counts
+    rows = len(values) if values.ndim else 0
+    if values.ndim != 2 or values.shape[1] != len(pub.isa.parameters):
+        return (f"bindings of shape {values.shape} for a circuit of "
+                f"{len(pub.isa.parameters)} parameters")
+    if counts.ndim != 2 or len(counts) != rows or counts.shape[1] != 2 ** pub.isa.num_clbits:
+        return f"{rows} bindings, counts of shape {counts.shape}"
+    if values.dtype.kind not in "iuf" or not np.isfinite(values).all():
+        return "a binding is not a finite number"
+    if counts.dtype.kind not in "iuf" or not np.isfinite(counts).all():
+        return "a count is not a finite number"
+    if (counts < 0).any():
+        return "a count is negative"
+    if (counts != np.round(counts)).any():
+        return "a count is not a whole number"
+    shots = counts.sum(axis=1)
+    if rows and shots.min() < 1:
+        return f"binding {int(np.argmin(shots))} has no counts at all"
+    if rows and (shots != shots[0]).any():
+        return (f"bindings were measured with different shots "
+                f"({int(shots.min())} to {int(shots.max())})")
+    return None
 
 
 def by_repeat(pubs: Sequence[MeasuredPub]) -> list[list[MeasuredPub]]:
