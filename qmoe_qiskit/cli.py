@@ -7,7 +7,7 @@ import dataclasses
 import sys
 from pathlib import Path
 
-from .errors import ConfigError, QMoEError
+from .errors import ConfigError, QMoEError, seed_range
 from .names import (
     ANSATZE,
     DATASETS,
@@ -394,7 +394,7 @@ def _ablation(args) -> int:
 
     fields = dict(QUICK) if args.quick else {}
     if args.seeds is not None:
-        fields["seeds"] = tuple(range(args.seeds))
+        fields["seeds"] = seed_range(args.seeds, "the ablation")
     if args.widths is not None:
         fields["widths"] = args.widths
     fields["train"] = _train_config(args, 0, fields.get("train"))
@@ -409,7 +409,7 @@ def _reproduce(args) -> int:
 
     fields = dict(QUICK) if args.quick else {}
     if args.seeds is not None:
-        fields["seeds"] = tuple(range(args.seeds))
+        fields["seeds"] = seed_range(args.seeds, "reproduce")
     _finish(ReproduceConfig(claims=args.claims, data_dir=args.data_dir, **fields), args)
     return 0
 

@@ -63,6 +63,23 @@ def check_seed(seed, name: str = "seed") -> None:
         raise ConfigError(f"{name} must be an integer >= 0, got {seed!r}")
 
 
+MAX_SEEDS = 100  # seeds of one study: each trains every model again
+
+
+def check_seed_count(seeds, what: str) -> None:
+    """A study's seeds: at least 2 (a standard deviation) and at most :data:`MAX_SEEDS`."""
+    count = len(seeds)
+    if not 2 <= count <= MAX_SEEDS:
+        raise ConfigError(f"{what} needs from 2 to {MAX_SEEDS} seeds (at least 2 for a "
+                          f"standard deviation; each trains every model again), got {count:,}")
+
+
+def seed_range(count: int, what: str) -> tuple[int, ...]:
+    """Seeds ``0 .. count - 1`` for ``--seeds count``, checked before they are made."""
+    check_seed_count(range(count), what)
+    return tuple(range(count))
+
+
 class AccountError(QMoEError, PermissionError):
     """No IBM Quantum account, or one the service rejected. Never carries the token."""
 

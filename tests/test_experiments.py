@@ -159,7 +159,7 @@ def test_a_run_folder_gets_the_mode_mkdir_would_give_it(tmp_path, umask):
     (lambda: SweepConfig(model="m", shots=10, repetitions=1), "at least 2 repetitions"),
     (lambda: RunConfig(model="m", backend="fake_manila", samples=0), "samples must be >= 1"),
     (lambda: RunConfig(model="m", backend="fake_manila", shots=0), "shots must be"),
-    (lambda: _tiny_ablation(seeds=(0,)), "at least 2 seeds"),
+    (lambda: _tiny_ablation(seeds=(0,)), "needs from 2 to 100 seeds"),
     (lambda: TrainConfig(threads=0), "threads must be"),
     (lambda: ModelSpec(num_layers=0), "num_layers must be"),
 ])

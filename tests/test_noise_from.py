@@ -155,3 +155,22 @@ def test_a_model_wider_than_the_compared_run_is_refused_under_the_device_fit(fit
     assert main([*argv, "--noise-model", "depolarizing_fit"]) == 0
     r = json.loads((tmp_path / "wide" / "results.json").read_text())
     assert r["trained_under"]["model"] == "depolarizing_fit"
+
+
+@pytest.mark.parametrize("key, value", [("scale", 1e6), ("scale", -1.0), ("epsilon", 2.0),
+                                        ("epsilon", float("nan"))])
+def test_a_fitted_value_out_of_its_range_is_refused_not_trained_under(fitted, tmp_path, key,
+                                                                      value):
+    """A tampered fit (scale 1e6 made the device model divide by zero) is one line."""
+    from qmoe_qiskit.errors import DataError
+
+    copy = tmp_path / "cmp"
+    copy.mkdir()
+    for name in ("config.json", "results.json"):
+        (copy / name).write_text((fitted / name).read_text())
+    results = json.loads((copy / "results.json").read_text())
+    results["fit"][key] = value
+    (copy / "results.json").write_text(json.dumps(results))
+    model = "device_scaled_fit" if key == "scale" else "depolarizing_fit"
+    with pytest.raises(DataError, match=f"hold the fitted {key} .*outside \\[0, "):
+        NoiseFrom(str(copy), model).resolve()

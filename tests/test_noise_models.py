@@ -175,3 +175,21 @@ def test_batched_shift_gradient_under_noise_matches_finite_differences():
         step[j] = h
         f = lambda w: estimator.run([(sel.circuit, obs, w)]).result()[0].data.evs
         np.testing.assert_allclose(grads[:, j], (f(v + step) - f(v - step)) / (2 * h), atol=1e-6)
+
+
+def test_a_device_scale_past_the_bound_is_refused_before_aer_divides_by_zero():
+    """Aer's device model divides by zero once relaxation is complete (scale ~1e5 on
+    fake_manila); the factory and the stand-in refuse scales above MAX_SCALE in one line."""
+    from qmoe_qiskit.errors import ConfigError
+    from qmoe_qiskit.noise_models import device
+    from qmoe_qiskit.noise_models.factories import MAX_SCALE
+    from qmoe_qiskit.noise_models.standin import stand_in
+
+    assert MAX_SCALE == 1000
+    device("fake_manila", qubits=[0, 1], scale=MAX_SCALE, clip=True)  # the bound itself builds
+    for call in (lambda: device("fake_manila", qubits=[0, 1], scale=1e5, clip=True),
+                 lambda: device("fake_manila", qubits=[0], readout_scale=1e5, clip=True),
+                 lambda: stand_in("fake_manila", scale=1e6),
+                 lambda: stand_in("fake_manila", scale=2, drift=5)):
+        with pytest.raises(ConfigError, match="must be at most"):
+            call()

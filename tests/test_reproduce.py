@@ -399,7 +399,7 @@ def test_kept_cells_are_not_reused_once_the_data_changed(monkeypatch, tmp_path):
 def test_bad_reproduce_input_is_one_line(tmp_path, capsys):
     with pytest.raises(ConfigError, match=r"unknown claims \[9\]; valid claims: 1, 2, .*8"):
         rp.ReproduceConfig(claims=(9,))
-    with pytest.raises(ConfigError, match="at least 2 seeds"):
+    with pytest.raises(ConfigError, match="needs from 2 to 100 seeds"):
         rp.ReproduceConfig(seeds=(0,))
     assert main(["reproduce", "--data-dir", str(tmp_path), "--out", str(tmp_path / "r")]) == 2
     err = capsys.readouterr().err.strip()

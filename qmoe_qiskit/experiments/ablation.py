@@ -24,7 +24,7 @@ from typing import Any, ClassVar
 import torch
 
 from ..data import DataSpec, prepare
-from ..errors import ConfigError
+from ..errors import ConfigError, check_seed_count
 from ..metrics import summarize
 from ..models import ModelSpec, build_model, model_from_state, save_model
 from ..plots import decision_boundaries, training_curves
@@ -50,8 +50,7 @@ class AblationConfig:
     quick: bool = False
 
     def __post_init__(self):
-        if len(self.seeds) < 2:
-            raise ConfigError("the ablation needs at least 2 seeds to report a standard deviation")
+        check_seed_count(self.seeds, "the ablation")
         if any(w < 1 for w in self.widths):
             raise ConfigError(f"MLP widths must be >= 1, got {self.widths}")
         if self.models is not None:

@@ -18,6 +18,7 @@ from ..backends import get_backend
 from ..errors import ConfigError, DataError, choices
 from ..jobs.mitigation import parse_mitigation
 from ..noise_models import NoisySimulation, depolarizing, device
+from ..noise_models.factories import MAX_SCALE
 from .base import read_results
 
 __all__ = ["NoiseFrom", "FittedNoise", "FITTED_MODELS", "READOUT_ONLY"]
@@ -123,6 +124,11 @@ class NoiseFrom:
         except (KeyError, TypeError, ValueError) as exc:
             raise DataError(f"the compare results in {folder} lack the fit ({exc!r}); run "
                             f"qmoe compare again") from None
+        top = MAX_SCALE if key == "scale" else 1.0
+        if not 0 <= fitted.value <= top:  # NaN fails too
+            raise DataError(f"the compare results in {folder} hold the fitted {key} "
+                            f"{fitted.value:g}, outside [0, {top:g}]: the file is damaged; run "
+                            f"qmoe compare again")
         if not fit.get(f"{key}_converged", True):
             raise ConfigError(f"the {key} fit in {folder} did not converge "
                               f"({fit.get(key + '_message')}); train under the other model "

@@ -32,7 +32,7 @@ import numpy as np
 import torch
 
 from ..data import DataSpec, idx_available, idx_files, prepare
-from ..errors import ConfigError, check_seed
+from ..errors import ConfigError, check_seed, check_seed_count
 from ..metrics import classification_scores, summarize
 from ..models import MixtureOfExperts, ModelSpec, build_model
 from ..models.quantum import QuantumExpert
@@ -199,9 +199,7 @@ class ReproduceConfig:
             if unknown or not self.claims:
                 raise ConfigError(f"unknown claims {unknown or '(none given)'}; valid claims: "
                                   f"{', '.join(map(str, known))}")
-        if len(self.seeds) < 2:
-            raise ConfigError("reproduce needs at least 2 seeds for a standard deviation and "
-                              "an interval")
+        check_seed_count(self.seeds, "reproduce")
         for seed in self.seeds:
             check_seed(seed)
         for name, values, top in (("layers", self.layers, 12), ("qubits", self.qubits, 8),

@@ -76,7 +76,8 @@ from ..jobs.readout import ReadoutCalibration, ReadoutSampler
 from ..jobs.sampler import PubOutcome
 from ..metrics import accuracy, mean_tvd
 from ..models import model_path
-from ..noise_models.standin import stand_in
+from ..noise_models.factories import MAX_SCALE, TOO_NOISY
+from ..noise_models.standin import MAX_DRIFT, MAX_DRIFT_WHY, stand_in
 from ..plots import router_agreement
 from ..primitives import SamplerEstimator
 from ..resources import check_memory
@@ -530,10 +531,13 @@ def check_noise_scale(scale: float, backend: str, flag: str = "--noise-scale") -
     if not backend.startswith("fake_"):
         raise ConfigError(f"{flag} makes a stand-in of a fake backend whose truth is "
                           f"known; it is refused for the real backend {backend!r}")
+    what = flag[2:].replace('-', ' ')
     if isinstance(scale, bool) or not isinstance(scale, (int, float)) or \
             not np.isfinite(scale) or scale < 0:
-        raise ConfigError(f"{flag[2:].replace('-', ' ')} must be a finite number >= 0, got "
-                          f"{scale!r}")
+        raise ConfigError(f"{what} must be a finite number >= 0, got {scale!r}")
+    top, why = (MAX_DRIFT, MAX_DRIFT_WHY) if flag == "--noise-drift" else (MAX_SCALE, TOO_NOISY)
+    if scale > top:
+        raise ConfigError(f"{flag} must be at most {top:g}, got {scale:g}: {why}")
 
 
 def frequencies(pub: MeasuredPub) -> np.ndarray:

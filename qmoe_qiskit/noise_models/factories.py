@@ -32,6 +32,7 @@ __all__ = [
     "depolarizing",
     "thermal_relaxation",
     "device",
+    "MAX_SCALE",
     "device_readout",
     "largest_scale",
     "scale_limits",
@@ -152,6 +153,13 @@ def thermal_relaxation(
 
 
 # ------------------------------------------------------------------ devices
+MAX_SCALE = 1000.0  # the largest scale of a device's calibrated error rates
+# measured on fake_manila, fake_brisbane, fake_torino, fake_kyiv, fake_fez, fake_marrakesh:
+# each two-qubit gate reaches its largest physical error by 772 times its calibration
+TOO_NOISY = ("by then the offline devices' errors are held at their largest physical "
+             "values (every two-qubit gate's by 772 times), and the scale no longer scales "
+             "anything")
+
 def device(
     backend: str | BackendV2,
     *,
@@ -186,6 +194,9 @@ def device(
     for what, value in (("scale", scale), ("readout_scale", readout_scale)):
         if not np.isfinite(value) or value < 0:
             raise ConfigError(f"{what} must be a finite number >= 0, got {value:g}")
+        if value > MAX_SCALE:
+            raise ConfigError(f"{what} must be at most {MAX_SCALE:g}, got {value:g}: "
+                              f"{TOO_NOISY}")
     target = backend.target
     n = target.num_qubits
     used = sorted(set(range(n) if qubits is None else (int(q) for q in qubits)))

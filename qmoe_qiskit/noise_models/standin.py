@@ -32,13 +32,17 @@ from qiskit_aer.noise import NoiseModel
 
 from ..backends import get_backend
 from ..errors import ConfigError
-from .factories import device, scale_limits
+from .factories import MAX_SCALE, TOO_NOISY, device, scale_limits
 from ..transpile import used_qubits
 from .relaxation import idle_relaxed, scheduled
 
 __all__ = ["StandIn", "stand_in", "stand_in_name"]
 
 logger = logging.getLogger(__name__)
+
+MAX_DRIFT = 1.0  # the largest job-to-job drift: a std as large as the scale itself
+MAX_DRIFT_WHY = ("a drift is the std of each job's scale relative to the scale, and past 1 "
+                 "more than one job in six would draw a negative scale, run as noiseless")
 
 
 WIDE = 24  # qubits a circuit may touch before the stand-in simulates it as a matrix product
@@ -139,7 +143,7 @@ def stand_in(backend: str | BackendV2, *, scale: float | None = None,
         scale = _check_scale("noise scale", scale)
         readout = scale if readout_scale is None else _check_scale("readout scale",
                                                                    readout_scale)
-        drift = _check_scale("noise drift", drift)
+        drift = _check_scale("noise drift", drift, MAX_DRIFT)
         noise_model = device(device_backend, scale=scale, clip=True, readout_scale=readout)
         clipped = _clipped(device_backend, scale * (1 + 3 * drift), readout * (1 + 3 * drift))
         if clipped:
@@ -179,10 +183,13 @@ def stand_in(backend: str | BackendV2, *, scale: float | None = None,
     return simulator
 
 
-def _check_scale(what: str, value) -> float:
+def _check_scale(what: str, value, top: float = MAX_SCALE) -> float:
     if isinstance(value, bool) or not isinstance(value, (int, float)) or \
             not np.isfinite(value) or value < 0:
         raise ConfigError(f"{what} must be a finite number >= 0, got {value!r}")
+    if value > top:
+        raise ConfigError(f"{what} must be at most {top:g}, got {value:g}: "
+                          + (TOO_NOISY if top == MAX_SCALE else MAX_DRIFT_WHY))
     return float(value)
 
 
