@@ -644,3 +644,55 @@ def test_a_recorded_remote_job_is_not_resubmitted_while_ibm_quantum_is_unreachab
     with pytest.raises(ServiceUnreachable, match="cannot reach IBM Quantum"):
         RuntimeSampler(remote, cache=cache, ledger=ledger).run([(circuit, values)])
     assert [e.status for e in ledger.entries()] == ["submitted"]
+
+
+# ------------------------------------------------------------------ full disks
+def _disk_full(*args, **kwargs):
+    import errno
+    import os
+
+    raise OSError(errno.ENOSPC, os.strerror(errno.ENOSPC))
+
+
+def test_a_full_disk_under_out_is_one_line_and_the_finished_cells_are_reused(
+        trained, tmp_path, capsys, monkeypatch):
+    from qmoe_qiskit.cli import main
+    from qmoe_qiskit.experiments import sweep
+
+    calls = []
+    real_call = sweep.LevelCell.__call__
+
+    def counted(self, *, progress=False):
+        calls.append(self.level)
+        return real_call(self, progress=progress)
+
+    monkeypatch.setattr(sweep.LevelCell, "__call__", counted)
+    argv = ["sweep", "--model", str(trained), "--levels", "0,0.05", "--no-baseline",
+            "--no-progress", "--out", str(tmp_path / "sweep")]
+    with monkeypatch.context() as m:
+        m.setattr("qmoe_qiskit.experiments.base._write_json", _disk_full)
+        assert main(argv) == 2
+    err = capsys.readouterr().err.strip()
+    assert "\n" not in err and "cannot be written (the disk is full)" in err, err
+    assert "the 3 of 3 finished cells kept in" in err and "free space and run it again" in err
+    assert not (tmp_path / "sweep").exists() and calls == [0.0, 0.05]
+    calls.clear()
+    assert main(argv) == 0  # space again: the same command reuses every finished cell
+    assert calls == [] and (tmp_path / "sweep" / "results.json").is_file()
+
+
+def test_a_full_disk_under_the_cell_store_warns_once_and_the_run_finishes(
+        trained, tmp_path, caplog, monkeypatch):
+    import logging
+
+    from qmoe_qiskit.experiments import SweepConfig, run_experiment
+
+    monkeypatch.setattr("pathlib.Path.write_bytes", _disk_full)  # only the store writes bytes
+    with caplog.at_level(logging.WARNING):
+        _, folder = run_experiment(SweepConfig(model=str(trained), levels=(0.0, 0.05),
+                                               baseline=False), tmp_path / "sweep",
+                                   progress=False)
+    assert (folder / "results.json").is_file()
+    assert caplog.text.count("cannot be kept for a resume") == 1 and "the disk is full" in \
+        caplog.text
+    assert not list(tmp_path.glob(".sweep.cells/*"))  # no partial entry left behind

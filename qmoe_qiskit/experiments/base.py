@@ -51,7 +51,7 @@ from tqdm.auto import tqdm
 
 from ..data import PreparedData, restore
 from ..errors import ConfigError, DataError, ModelFileError, StorageError
-from ..files import check_writable_dir
+from ..files import check_writable_dir, os_reason
 from ..models import MixtureOfExperts, ModelSpec, load_model
 
 __all__ = ["Cell", "CellStore", "Experiment", "Executor", "Outcome", "run_experiment",
@@ -128,6 +128,7 @@ class CellStore:
     def __init__(self, folder: str | Path, *, salt: str = ""):
         self.folder = Path(folder)
         self.salt = salt
+        self.unsaved = 0  # results that could not be kept (a full disk)
 
     @classmethod
     def beside(cls, run_folder: Path, salt: str = "") -> "CellStore":
@@ -190,11 +191,23 @@ class CellStore:
         except (pickle.PicklingError, TypeError, AttributeError) as exc:
             logger.warning("the result of %s cannot be kept for a resume (%s)", label, exc)
             return
-        self.folder.mkdir(parents=True, exist_ok=True)
         path = self._path(key)
         tmp = path.with_suffix(f".{os.getpid()}.tmp")
-        tmp.write_bytes(_CELL_MAGIC + self._digest(key, data) + b"\n" + data)
-        os.replace(tmp, path)
+        try:
+            self.folder.mkdir(parents=True, exist_ok=True)
+            tmp.write_bytes(_CELL_MAGIC + self._digest(key, data) + b"\n" + data)
+            os.replace(tmp, path)
+        except OSError as exc:  # a full disk: the run goes on; what was kept stays
+            tmp.unlink(missing_ok=True)
+            if not self.unsaved:
+                logger.warning("the result of %s cannot be kept for a resume in %s (%s); the "
+                               "run goes on, but an interruption would compute it again",
+                               label, self.folder, os_reason(exc))
+            self.unsaved += 1
+
+    def __len__(self) -> int:
+        """How many finished cells are kept."""
+        return len(list(self.folder.glob("*.pkl"))) if self.folder.is_dir() else 0
 
     def clear(self) -> None:
         shutil.rmtree(self.folder, ignore_errors=True)
@@ -252,7 +265,18 @@ def run_experiment(experiment: Experiment, out: str | Path | None = None, *,
     if not writes:
         return outcome, None
     config = {"command": experiment.command, **experiment.to_dict()}
-    written = write_run_folder(path, config, outcome, overwrite=overwrite)
+    try:
+        written = write_run_folder(path, config, outcome, overwrite=overwrite)
+    except StorageError:
+        raise
+    except OSError as exc:  # a full disk, a folder gone read-only: nothing finished is lost
+        kept = len(store)
+        raise StorageError(
+            f"the run folder {path} cannot be written ({os_reason(exc)}); "
+            + (f"the {kept} of {len(cells)} finished cells kept in {store.folder} are "
+               f"reused when the same command runs again" if kept else
+               "no finished cell could be kept either") + ": free space and run it again"
+        ) from None
     store.clear()
     return outcome, written
 
