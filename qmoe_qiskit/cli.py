@@ -7,7 +7,7 @@ import dataclasses
 import sys
 from pathlib import Path
 
-from .errors import ConfigError, QMoEError, seed_range
+from .errors import ConfigError, QMoEError, choices, seed_range
 from .names import (
     ANSATZE,
     DATASETS,
@@ -175,9 +175,9 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--noise-from", default=None, metavar="COMPARE_DIR",
                    help="train under the noise model qmoe compare fitted to a backend's counts "
                         "(then run on that backend again)")
-    p.add_argument("--noise-model", default="best",
-                   help="which fit: best (the more likely), device_scaled_fit or "
-                        "depolarizing_fit")
+    p.add_argument("--noise-model", default=None,
+                   help="with --noise-from: which fit, best (the more likely; the default), "
+                        "device_scaled_fit or depolarizing_fit")
     p.add_argument("--mitigate", default=None, metavar="TECHNIQUE",
                    help="with --noise-from: the technique the model will run with; readout or "
                         "trex: train under the fit without its readout errors")
@@ -427,15 +427,18 @@ def _train(args) -> int:
     spec = ModelSpec(num_experts=args.experts, router=args.router, ansatz=args.ansatz,
                      num_qubits=args.qubits, num_layers=args.layers, router_hidden=args.hidden,
                      expert=args.expert, top_k=args.top_k)
-    from .experiments.noise_from import NoiseFrom
+    from .experiments.noise_from import FITTED_MODELS, NoiseFrom
 
     if args.mitigate is not None and args.noise_from is None:
         raise ConfigError("--mitigate names the technique the model will run with, for "
                           "--noise-from COMPARE_DIR (train under the fit without what it "
                           "removes)")
-    noise_from = None if args.noise_from is None else NoiseFrom(args.noise_from,
-                                                                args.noise_model,
-                                                                args.mitigate)
+    if args.noise_model is not None and args.noise_from is None:
+        raise ConfigError(f"--noise-model chooses which fit --noise-from COMPARE_DIR trains "
+                          f"under (valid: {choices(FITTED_MODELS)}); give --noise-from too, or "
+                          f"leave --noise-model out to train without noise")
+    noise_from = None if args.noise_from is None else NoiseFrom(
+        args.noise_from, args.noise_model or "best", args.mitigate)
     config = TrainRun(data=_data_spec(args, args.seed), model=spec,
                       train=_train_config(args, args.seed), noise_from=noise_from)
     print(f"model: {_finish(config, args) / 'model.pt'}")

@@ -397,6 +397,17 @@ def test_bad_compare_input_is_one_line_and_writes_nothing(sel_model, tmp_path, c
     assert not out.exists()
 
 
+def test_too_few_shots_are_refused_before_anything_is_submitted(sel_model, tmp_path, capsys):
+    """compare --shots 1 used to submit the job (and write 3 ledger lines) before refusing."""
+    assert main(["compare", "--model", str(sel_model), "--backend", "fake_manila", "--shots",
+                 "1", "--limit", "5", "--cache", str(tmp_path / "c"), "--no-progress",
+                 "--out", str(tmp_path / "cmp")]) == 2
+    err = capsys.readouterr().err.strip()
+    assert "--shots asks for 1 shot per sample; fitting and comparing noise models needs at " \
+        "least 100" in err and "\n" not in err, err
+    assert not (tmp_path / "c").exists() and not (tmp_path / "cmp").exists()
+
+
 @pytest.mark.parametrize("argv, message", [
     (["--backend", "ibm_brisbane", "--noise-scale", "2", "--noise-drift", "0.1"],
      "--noise-scale makes a stand-in of a fake backend whose truth is known; it is refused"),

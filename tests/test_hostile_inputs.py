@@ -168,6 +168,9 @@ CASES = [
     ([*TRAIN, "--layers", "100000000"], "memory"),
     ([*TRAIN, "--experts", "100000000", "--router", "linear"], "memory"),
     ([*TRAIN, "--lr", "1e300"], "learning rate must be a finite number > 0"),
+    ([*TRAIN, "--noise-model", "junk"], "--noise-model chooses which fit --noise-from "
+     "COMPARE_DIR trains under (valid: 'best', 'device_scaled_fit', 'depolarizing_fit')"),
+    ([*TRAIN, "--noise-model", "depolarizing_fit"], "give --noise-from too"),
     ([*TRAIN, "--router", "mlp", "--expert", "mlp", "--lr", "1e20"], "training diverged"),
     # evaluate
     (["evaluate", "--model", "nowhere/model.pt"], "model file not found"),

@@ -115,6 +115,8 @@ class CompareConfig:
                                       f"for a finished run folder")
         if self.backend_run is not None and self.backend_run.dry_run:
             raise ConfigError("compare needs measurements; a dry run makes none")
+        if self.backend_run is not None:  # refused before anything is submitted or paid
+            _check_shots(self.backend_run.shots, "--shots asks for")
         if isinstance(self.alpha, bool) or not isinstance(self.alpha, (int, float)) or \
                 not 0 < self.alpha < 0.5:
             raise ConfigError(f"alpha (the level of the goodness-of-fit test) must be in "
@@ -283,9 +285,12 @@ def _check_pubs(pubs: list[MeasuredPub], where: str) -> None:
     if not pubs:
         raise ConfigError(f"{where} measured no circuits: the model is classical, so there is "
                           f"no noise to compare")
-    shots = min(pub.shots for pub in pubs)
+    _check_shots(min(pub.shots for pub in pubs), f"{where} has")
+
+
+def _check_shots(shots: int, where: str) -> None:
     if shots < MIN_SHOTS:
-        raise ConfigError(f"{where} has {shots} shots per sample; fitting and comparing noise "
+        raise ConfigError(f"{where} {shots} shot{'' if shots == 1 else 's'} per sample; fitting and comparing noise "
                           f"models needs at least {MIN_SHOTS} (run with --shots {MIN_SHOTS} or "
                           f"more)")
 
