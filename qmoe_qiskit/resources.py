@@ -19,9 +19,10 @@ def available_memory() -> int:
         return 1 << 62
 
 
-def check_memory(nbytes: float, what: str, fix: str) -> None:
-    """:class:`ConfigError` if ``nbytes`` exceed the memory available now."""
-    free = available_memory()
+def check_memory(nbytes: float, what: str, fix: str, free: int | None = None) -> None:
+    """:class:`ConfigError` if ``nbytes`` exceed the memory available now (or ``free``, where
+    the caller has read it already)."""
+    free = available_memory() if free is None else free
     if nbytes > free:
         raise ConfigError(f"{what} would need about {_size(nbytes)} of memory but "
                           f"{_size(free)} is available; {fix}")

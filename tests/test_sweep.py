@@ -129,3 +129,23 @@ def test_long_work_is_announced_before_it_starts(sel_model, tmp_path, monkeypatc
                      "--no-progress", "--out", str(tmp_path / "s")]) == 0
     [line] = [r.getMessage() for r in caplog.records if "this will take about" in r.getMessage()]
     assert "1 level × evaluation" in line and "resumes with the same --out" in line
+
+
+@pytest.mark.parametrize("engine, message", [
+    ("aer", "Aer's density matrix of 2 qubits would need about 256 B of memory but 200 B is "
+            "available; use a narrower circuit (fewer --qubits or --features)"),
+    ("fast", "one binding's density matrices would need about"),
+])
+def test_a_sweep_too_wide_for_memory_is_refused_before_any_level(sel_model, tmp_path, capsys,
+                                                                 monkeypatch, engine, message):
+    """A 16-qubit sweep on --engine aer ended in Aer's 'Insufficient memory' traceback. Each
+    engine's need is checked in plan, before the first level (here on a machine made to have
+    200 bytes free, so that a 2-qubit router stands in for a 16-qubit one)."""
+    monkeypatch.setattr("qmoe_qiskit.noise_models.primitives.available_memory", lambda: 200)
+    out = tmp_path / "sweep"
+    assert main(["sweep", "--model", str(sel_model), "--engine", engine, "--levels", "0,0.01",
+                 "--no-progress", "--out", str(out)]) == 2
+    err = capsys.readouterr().err.strip()
+    assert message in err and "\n" not in err, err
+    assert "--engine aer" not in err  # Aer's matrix would not fit either: not suggested
+    assert not out.exists()

@@ -169,6 +169,9 @@ class SweepConfig:
                                        seed_transpiler=self.seed).used_qubits}))
         for level in self.level_values():
             self.noise_model(level, qubits)  # raises for a scale no qubit can take
+        simulation = self.simulation(max(self.level_values()), qubits)
+        for layer in model.quantum_layers():  # one line where a binding cannot be held
+            simulation.check_memory(layer.qnn.circuit)
         return [ReferenceCell(self), *(LevelCell(self, level, qubits)
                                        for level in self.level_values())]
 

@@ -34,7 +34,7 @@ from ..primitives import (
     expectations_from_counts,
 )
 from ..primitives.sampling import FinalMeasurements, ProbabilitySampler, generator
-from ..resources import check_memory
+from ..resources import available_memory, check_memory
 from ..transpile import Compiled, Compiler
 from .density import ENGINE_HINT, DensityProgram, compile_density
 from .factories import readout_matrices
@@ -127,9 +127,25 @@ class NoisySimulation:
             program = self.program(circuit)
             return _in_chunks(lambda rows: program.probabilities(rows, key), values,
                               program.bytes_per_row(0, False))
+        self.check_memory(circuit)
         return probe_probabilities(self.simulator, self._probes(circuit, key), values,
                                    circuit.parameters,
                                    readout_matrices(self.noise_model, key))
+
+    def check_memory(self, circuit: QuantumCircuit) -> None:
+        """A :class:`ConfigError` in one line, before anything is allocated, where one
+        binding of ``circuit`` needs more memory than this machine has: the fast engine's
+        density matrices, or the one Aer holds (16 bytes for each of 4**qubits entries, on
+        the qubits the compiled circuit uses; Aer's own refusal is a traceback)."""
+        qubits, free = len(self.used_qubits(circuit)), available_memory()
+        aer, narrower = 16 * 4 ** qubits, "use a narrower circuit (fewer --qubits or --features)"
+        if self.engine == "fast":
+            check_memory(self.program(circuit).bytes_per_row(0, False),
+                         "one binding's density matrices",
+                         f"{narrower}, or {ENGINE_HINT}" if aer <= free
+                         else narrower, free)  # Aer's one matrix may fit where these do not
+            return
+        check_memory(aer, f"Aer's density matrix of {qubits} qubits", narrower, free)
 
     def probabilities_and_gradients(self, circuit: QuantumCircuit, values: np.ndarray,
                                     physical: Sequence[int]) -> tuple[np.ndarray, np.ndarray]:
