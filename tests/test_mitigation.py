@@ -284,3 +284,13 @@ def test_a_probability_routers_z_strings_are_scored_against_its_exact_ones(tmp_p
     assert trex["router_z_rms"] is not None and 0 < trex["router_z_rms"] < 10
     [pub] = read_estimates(run)  # the router's Z strings, the only circuit
     assert pub.parameters[0].startswith("inputs[") and pub.evs.shape == (8, 1)
+
+
+@pytest.mark.parametrize("blob", [b"", b"junk" * 20, b"PK\x03\x04" + b"\x00" * 40])
+def test_a_damaged_estimates_file_is_one_line_naming_it(tmp_path, blob):
+    from qmoe_qiskit.errors import DataError
+    from qmoe_qiskit.jobs.estimator import ESTIMATES_FILE, read_estimates
+
+    (tmp_path / ESTIMATES_FILE).write_bytes(blob)
+    with pytest.raises(DataError, match=f"the estimates in .*{ESTIMATES_FILE} cannot be read"):
+        read_estimates(tmp_path)

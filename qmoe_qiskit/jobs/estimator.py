@@ -503,7 +503,8 @@ def read_estimates(folder) -> list[EstimatedPub]:
                     None, None, a[f"values_{i}"], [str(o) for o in a[f"observables_{i}"]],
                     a[f"evs_{i}"], a[f"stds_{i}"], resilience, noise, int(a[f"repeat_{i}"]),
                     str(a[f"circuit_{i}"]), tuple(str(p) for p in a[f"parameters_{i}"])))
-    except (OSError, ValueError, KeyError, EOFError, ConfigError) as exc:
+    except Exception as exc:  # truncated or foreign: zipfile, JSON, key and value errors
         raise DataError(f"the estimates in {path} cannot be read "
-                        f"({type(exc).__name__}: {' '.join(str(exc).split())})") from None
+                        f"({type(exc).__name__}: {' '.join(str(exc).split())[:200]}); it is "
+                        f"damaged or not what qmoe run wrote: run the model again") from None
     return pubs
