@@ -262,3 +262,22 @@ def test_a_circuit_wider_than_the_exact_simulator_is_refused_before_it_is_built(
         build_model(ModelSpec(num_features=26, num_classes=2, router="linear", expert="quantum"))
     with pytest.raises(ConfigError, match=r"router on 25 qubits \(--qubits\)"):
         build_model(ModelSpec(num_features=2, num_classes=2, router="quantum", num_qubits=25))
+
+
+def test_a_model_takes_array_likes_as_a_user_would_pass_them():
+    """A NumPy array (float64 or integers) or a list of rows gives the tensor's outputs;
+    anything else is one clear error."""
+    import numpy as np
+
+    from qmoe_qiskit.errors import DataError
+    from qmoe_qiskit.models import ModelSpec, build_model
+
+    model = build_model(ModelSpec(router="quantum", ansatz="sel").for_data(2, 2))
+    x = np.array([[0.1, 0.7], [1.2, -0.3]])
+    reference = model(torch.as_tensor(x, dtype=torch.float32))
+    for given in (x, x.tolist(), x.astype(np.float32)):
+        torch.testing.assert_close(model(given), reference)
+    torch.testing.assert_close(model(np.array([[1, 0]])),
+                               model(torch.tensor([[1.0, 0.0]])))
+    with pytest.raises(DataError, match=r"model inputs must be a \(batch, features\) array"):
+        model([["a", "b"]])

@@ -12,13 +12,14 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+import numpy as np
 import torch
 from qiskit.primitives import BaseEstimatorV2, BaseSamplerV2
 from qiskit_machine_learning.gradients import BaseEstimatorGradient, BaseSamplerGradient
 from torch import nn
 
 from ..circuits import ANSATZE
-from ..errors import ConfigError, ModelFileError, choices
+from ..errors import ConfigError, DataError, ModelFileError, choices
 from ..names import EXPERTS, ROUTERS
 from ..resources import check_memory
 from .classical import LinearExpert, LinearRouter, MLPExpert, MLPRouter
@@ -38,6 +39,19 @@ __all__ = [
 
 FORMAT = "qmoe-qiskit-model"
 FORMAT_VERSION = 1
+
+
+def as_features(x) -> torch.Tensor:
+    """Model inputs as a float tensor: a tensor as it is (integers made float32), or an
+    array-like (NumPy array, list of rows) as float32; a one-line error for anything else."""
+    if isinstance(x, torch.Tensor):
+        return x if x.is_floating_point() else x.to(torch.float32)
+    try:
+        array = np.asarray(x, dtype=np.float32)
+    except (TypeError, ValueError) as exc:
+        raise DataError(f"model inputs must be a (batch, features) array of numbers, got "
+                        f"{type(x).__name__} ({exc})") from None
+    return torch.from_numpy(array)
 
 
 class MixtureOfExperts(nn.Module):
@@ -60,7 +74,7 @@ class MixtureOfExperts(nn.Module):
 
     def gates(self, x: torch.Tensor) -> torch.Tensor:
         """Routing weights ``(batch, experts)`` after top-k selection (rows sum to one)."""
-        gates = self.router(x)
+        gates = self.router(as_features(x))
         if self.top_k is None or self.top_k == gates.shape[-1]:
             return gates
         top, index = gates.topk(self.top_k, dim=-1)
@@ -71,7 +85,9 @@ class MixtureOfExperts(nn.Module):
         return self.forward_with_gates(x)[0]
 
     def forward_with_gates(self, x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
-        """The mixed output and the routing weights of one pass (the router runs once)."""
+        """The mixed output and the routing weights of one pass (the router runs once).
+        ``x``: a tensor, or anything NumPy reads as a ``(batch, features)`` array of numbers."""
+        x = as_features(x)
         gates = self.gates(x)
         outputs = torch.stack([expert(x) for expert in self.experts], dim=-2)  # (B, E, C)
         return (gates.unsqueeze(-1) * outputs).sum(dim=-2), gates
