@@ -15,8 +15,10 @@ __all__ = ["decision_boundaries", "training_curves", "noise_sweep", "router_agre
 
 
 def decision_boundaries(panels: list[tuple[str, object]], x: np.ndarray, y: np.ndarray,
-                        *, resolution: int = 120, margin: float = 0.2) -> Figure:
-    """One panel per ``(title, model)``: predicted class over the plane, with points ``(x, y)``.
+                        *, resolution: int = 120, margin: float = 0.2,
+                        title: str | None = None) -> Figure:
+    """One panel per ``(title, model)``: the predicted probability of class 1 over the plane
+    (colour bar), the 0.5 boundary, and the points ``(x, y)`` by class (legend).
 
     Features must be two-dimensional (the plane the models were trained in).
     """
@@ -25,31 +27,56 @@ def decision_boundaries(panels: list[tuple[str, object]], x: np.ndarray, y: np.n
     lo, hi = x.min(axis=0) - margin, x.max(axis=0) + margin
     g0, g1 = np.meshgrid(np.linspace(lo[0], hi[0], resolution), np.linspace(lo[1], hi[1], resolution))
     grid = np.column_stack([g0.ravel(), g1.ravel()])
-    fig = Figure(figsize=(4 * len(panels), 4), layout="constrained")
+    fig = Figure(figsize=(3.6 * len(panels) + 1.2, 4), layout="constrained")
     axes = fig.subplots(1, len(panels), squeeze=False)[0]
-    for ax, (title, model) in zip(axes, panels):
+    filled = None
+    for ax, (name, model) in zip(axes, panels):
         out = logits(model, grid)
         prob = np.exp(out - out.max(axis=1, keepdims=True))
         prob = (prob / prob.sum(axis=1, keepdims=True))[:, 1].reshape(g0.shape)
-        ax.contourf(g0, g1, prob, levels=np.linspace(0, 1, 11), cmap="RdBu_r", alpha=0.6)
+        filled = ax.contourf(g0, g1, prob, levels=np.linspace(0, 1, 11), cmap="RdBu_r",
+                             alpha=0.6)
         ax.contour(g0, g1, prob, levels=[0.5], colors="k", linewidths=1)
-        ax.scatter(x[:, 0], x[:, 1], c=y, cmap="RdBu_r", edgecolors="k", s=14, linewidths=0.4)
-        ax.set_title(title)
+        for label, color, marker in ((0, "tab:blue", "o"), (1, "tab:red", "s")):
+            mask = y == label
+            ax.scatter(x[mask, 0], x[mask, 1], c=color, marker=marker, edgecolors="k", s=14,
+                       linewidths=0.4, label=f"class {label} (test)")
+        ax.set_title(name)
         ax.set_xlabel("feature 0 (scaled)")
         ax.set_ylabel("feature 1 (scaled)")
+    axes[0].legend(fontsize="x-small", loc="lower left")
+    if filled is not None:
+        bar = fig.colorbar(filled, ax=list(axes), shrink=0.9)
+        bar.set_label("predicted P(class 1); black line: 0.5")
+    if title:
+        fig.suptitle(textwrap.fill(title, 40 * len(panels)), fontsize="medium")
     return fig
 
 
-def training_curves(histories: dict[str, dict]) -> Figure:
-    """Validation loss and accuracy per epoch, one line per named history."""
+_STYLES = [("-", None), ("--", "o"), (":", "s"), ("-.", "^"), ((0, (5, 1)), "v"),
+           ((0, (1, 1)), "D"), ((0, (3, 1, 1, 1)), "x"), ("-", "+"), ("--", "*")]
+
+
+def training_curves(histories: dict[str, dict], *, title: str | None = None) -> Figure:
+    """Validation loss and accuracy per epoch, one line per named history; each line has its
+    own dash pattern and markers, so that lines lying on one another stay visible."""
     fig = Figure(figsize=(10, 4), layout="constrained")
     ax_loss, ax_acc = fig.subplots(1, 2)
-    for name, h in histories.items():
-        ax_loss.plot(h["val_loss"], label=name)
-        ax_acc.plot(h["val_accuracy"], label=name)
+    longest = max((len(h["val_loss"]) for h in histories.values()), default=1)
+    for i, (name, h) in enumerate(histories.items()):
+        style, marker = _STYLES[i % len(_STYLES)]
+        epochs = np.arange(1, len(h["val_loss"]) + 1)
+        kw = dict(label=name, linestyle=style, marker=marker, markersize=4,
+                  markevery=max(1, longest // 8), linewidth=2.2 if i == 0 else 1.3,
+                  zorder=3 if i == 0 else 2)
+        ax_loss.plot(epochs, h["val_loss"], **kw)
+        ax_acc.plot(epochs, h["val_accuracy"], **kw)
     ax_loss.set(xlabel="epoch", ylabel="validation loss", title="Validation loss")
-    ax_acc.set(xlabel="epoch", ylabel="validation accuracy", title="Validation accuracy")
+    ax_acc.set(xlabel="epoch", ylabel="validation accuracy", title="Validation accuracy",
+               ylim=(None, 1.005))
     ax_acc.legend(fontsize="small")
+    if title:
+        fig.suptitle(textwrap.fill(title, 110), fontsize="medium")
     return fig
 
 
@@ -181,7 +208,10 @@ def compare_figures(analysis) -> dict[str, Figure]:
                           + (" / dispersion" if region.fit.dispersion > 1 else ""))
     prof_fig.suptitle(f"Likelihood profiles — {source}")
 
-    figures_readout = _readout_figure(a.readout, source)
+    fitted = {name: a.models[name].fit.values for name in ("device_scaled_fit",
+                                                            "device_two_scale_fit")
+              if name in a.models}
+    figures_readout = _readout_figure(a.readout, source, fitted)
     figures = {"scatter.png": scatter, "tvd_histograms.png": hist, "profiles.png": prof_fig,
                "readout.png": figures_readout}
     if a.drift is not None:
@@ -189,14 +219,22 @@ def compare_figures(analysis) -> dict[str, Figure]:
     return figures
 
 
-def _readout_figure(rows: list[dict], source: str) -> Figure:
-    """Per measured qubit, P(1|0) and P(0|1): calibrated, implied by the scale fits, fitted per
-    qubit (95% Wald interval) and measured by mthree (95%, binomial)."""
+def _readout_figure(rows: list[dict], source: str,
+                    fitted: dict[str, dict[str, float]] | None = None) -> Figure:
+    """Per measured qubit, P(1|0) and P(0|1): calibrated, implied by the scale fits (their
+    fitted k and k_r named), fitted per qubit (95% Wald interval) and measured by mthree (95%,
+    binomial)."""
     fig = Figure(figsize=(max(7.0, 2.2 * len(rows) + 4), 4.2), layout="constrained")
     axes = fig.subplots(1, 2)
     x = np.arange(len(rows))
-    series = [("calibrated", "calibrated", "o"), ("scaled_fit", "k × calibrated", "s"),
-              ("two_scale_fit", "k_r × calibrated", "D"),
+    fitted = fitted or {}
+    k = fitted.get("device_scaled_fit", {}).get("scale")
+    k_r = fitted.get("device_two_scale_fit", {}).get("readout_scale")
+    series = [("calibrated", "calibrated", "o"),
+              ("scaled_fit", "k × calibrated" + (f" (k = {k:.3g})" if k is not None else ""),
+               "s"),
+              ("two_scale_fit", "k_r × calibrated"
+               + (f" (k_r = {k_r:.3g})" if k_r is not None else ""), "D"),
               ("fitted", "fitted per qubit (95% Wald)", "^"), ("measured", "mthree (95%)", "v")]
     shown = [s for s in series if rows and (f"{s[0]}_p10" in rows[0] or s[0] in rows[0])]
     for ax, key, label in ((axes[0], "p10", "P(1|0)"), (axes[1], "p01", "P(0|1)")):
@@ -246,13 +284,14 @@ def _drift_figure(d, source: str) -> Figure:
     return fig
 
 
-def claim_bars(panels: list[tuple[str, list[tuple[str, float, float, float | None]]]]) -> Figure:
+def claim_bars(panels: list[tuple[str, list[tuple[str, float, float, float | None]]]], *,
+               title: str | None = None) -> Figure:
     """One panel per ``(title, bars)``; each bar ``(label, mean, (low, high) of its 95%
     interval, the paper's value or None)``: measured bars with their interval, the paper's
     value as a red marker."""
     fig = Figure(figsize=(4.5 * len(panels), 4), layout="constrained")
     axes = fig.subplots(1, len(panels), squeeze=False)[0]
-    for ax, (title, bars) in zip(axes, panels):
+    for ax, (name, bars) in zip(axes, panels):
         x = np.arange(len(bars))
         yerr = [[b[1] - b[2][0] for b in bars], [b[2][1] - b[1] for b in bars]]
         ax.bar(x, [b[1] for b in bars], yerr=yerr, capsize=4,
@@ -262,8 +301,10 @@ def claim_bars(panels: list[tuple[str, list[tuple[str, float, float, float | Non
             ax.scatter(*zip(*paper), color="tab:red", marker="D", zorder=3, label="paper")
         ax.set_xticks(x, [b[0] for b in bars], fontsize="small")
         ax.set(ylim=(0, 1.05), ylabel="test accuracy")
-        ax.set_title(textwrap.fill(title, 40), fontsize="medium")
+        ax.set_title(textwrap.fill(name, 40), fontsize="medium")
         ax.legend(fontsize="small", loc="lower right")
+    if title:
+        fig.suptitle(textwrap.fill(title, 50 * len(panels)), fontsize="medium")
     return fig
 
 
@@ -293,58 +334,100 @@ def accuracy_vs_level(curves: dict[str, tuple[list[float], list[float], list[flo
     return fig
 
 
-def parameter_efficiency(panels: list[tuple[str, dict[str, list[tuple[int, float, float]]]]]
-                         ) -> Figure:
+def parameter_efficiency(panels: list[tuple[str, dict[str, list[tuple[int, float, float]]]]],
+                         *, title: str | None = None) -> Figure:
     """Accuracy against trainable router parameters (log axis): one panel per ``(title,
-    family -> [(parameters, mean, std)])``."""
-    fig = Figure(figsize=(5.5 * len(panels), 4), layout="constrained")
+    family -> [(parameters, mean, std)])``. Bars are mean ± std over seeds, cut at the
+    accuracy's range [0, 1]; each family's frontier (the best mean reached with at most that
+    many parameters) is a step line."""
+    from matplotlib.ticker import FuncFormatter, LogLocator, NullFormatter
+
+    fig = Figure(figsize=(5.5 * len(panels), 4.4), layout="constrained")
     axes = fig.subplots(1, len(panels), squeeze=False)[0]
     markers = ["o", "s", "^", "v"]
-    for ax, (title, families) in zip(axes, panels):
-        for marker, (label, points) in zip(markers, families.items()):
-            ax.errorbar([p[0] for p in points], [p[1] for p in points],
-                        yerr=[p[2] for p in points], marker=marker, linestyle="none",
-                        capsize=3, alpha=0.8, label=label)
+    for ax, (name, families) in zip(axes, panels):
+        top = 0.0
+        for i, (marker, (label, points)) in enumerate(zip(markers, families.items())):
+            points = sorted(points)
+            params = [p[0] for p in points]
+            means = np.array([p[1] for p in points])
+            stds = np.array([p[2] for p in points])
+            low, high = np.clip(means - stds, 0, 1), np.clip(means + stds, 0, 1)
+            top = max(top, float(high.max()))
+            ax.errorbar(params, means, yerr=[means - low, high - means], marker=marker,
+                        linestyle="none", capsize=3, alpha=0.8, color=f"C{i}", label=label,
+                        clip_on=False)
+            ax.step(params, np.maximum.accumulate(means), where="post", color=f"C{i}",
+                    alpha=0.6, linewidth=1.2)
+        ax.plot([], [], color="gray", linewidth=1.2,
+                label="lines: frontier (best mean with at most\nthat many parameters)")
         ax.set_xscale("log")
-        ax.set(xlabel="trainable router parameters", ylabel="test accuracy (mean ± std)")
-        ax.set_title(textwrap.fill(title, 48), fontsize="medium")
-        ax.legend(fontsize="small")
+        ax.xaxis.set_major_locator(LogLocator(base=10, subs=(1, 2, 5)))
+        ax.xaxis.set_major_formatter(FuncFormatter(lambda v, _: f"{v:g}"))
+        ax.xaxis.set_minor_formatter(NullFormatter())  # minor labels collided with the major
+        bottom, _ = ax.get_ylim()
+        ax.set_ylim(bottom, min(1.0, top + 0.08 * (top - bottom)))  # never past accuracy 1
+        ax.set(xlabel="trainable router parameters (log scale)",
+               ylabel="test accuracy (mean ± std over seeds)")
+        ax.set_title(textwrap.fill(name, 48), fontsize="medium")
+        ax.legend(fontsize="x-small", loc="best")
+    if title:
+        fig.suptitle(textwrap.fill(title, 60 * len(panels)), fontsize="medium")
     return fig
 
 
 def threshold_curves(curves: dict[str, list[list[float]]], *, threshold: float,
-                     marks: dict[str, float]) -> Figure:
+                     marks: dict[str, float], title: str = "Training dynamics") -> Figure:
     """Per-seed validation accuracy per epoch (thin) and their mean (thick) for each label,
-    with the threshold and the paper's epoch marks."""
-    fig = Figure(figsize=(6.5, 4), layout="constrained")
+    with the threshold and the paper's epoch marks; a mark past the last epoch run is not
+    drawn (it would stretch the axis) but named in the legend."""
+    fig = Figure(figsize=(7.4, 4.8), layout="constrained")
     ax = fig.subplots()
+    last = 1
     for i, (label, runs) in enumerate(curves.items()):
         color = f"C{i}"
         for run in runs:
             ax.plot(np.arange(1, len(run) + 1), run, color=color, alpha=0.25, linewidth=0.8)
         length = min(len(r) for r in runs)
+        last = max(last, max(len(r) for r in runs))
         mean = np.mean([r[:length] for r in runs], axis=0)
         ax.plot(np.arange(1, length + 1), mean, color=color, linewidth=2, label=label)
     ax.axhline(threshold, color="k", linestyle="--", linewidth=1,
                label=f"{threshold:.0%} validation accuracy")
+    beyond, lowest = [], min(min(run) for runs in curves.values() for run in runs)
     for label, epoch in marks.items():
+        if epoch > last:
+            beyond.append(label)
+            continue
         ax.axvline(epoch, color="tab:red", linestyle=":", linewidth=1)
-        ax.text(epoch, 0.6, f" {label}", color="tab:red", fontsize="small")
-    ax.set(xlabel="epoch", ylabel="validation accuracy", ylim=(0.5, 1.01),
-           title="Training dynamics (thin: seeds, thick: mean)")
-    ax.legend(fontsize="small", loc="lower right")
+        ax.annotate(label, (epoch, 0.52), xytext=(-3, 0), textcoords="offset points",
+                    rotation=90, ha="right", va="bottom", color="tab:red", fontsize="small")
+    if beyond:
+        ax.plot([], [], " ", label=f"{', '.join(beyond)}: past the {last} epochs run here")
+    ax.set(xlabel="epoch", ylabel="validation accuracy",
+           ylim=(min(0.5, lowest - 0.02), 1.01), xlim=(0.5, last + 0.5))
+    ax.set_title(textwrap.fill(f"{title} (thin: each seed, thick: mean)", 64),
+                 fontsize="medium")
+    fig.legend(*ax.get_legend_handles_labels(), loc="outside lower center", ncols=2,
+               fontsize="small")
     return fig
 
 
-def expert_load(loads: dict[str, list[float]], *, ylabel: str) -> Figure:
-    """Grouped bars: each label's load per expert."""
-    fig = Figure(figsize=(6, 3.5), layout="constrained")
+def expert_load(loads: dict[str, list[float]], *, ylabel: str,
+                title: str = "Expert load on the test split (mean over seeds)",
+                note: str = "") -> Figure:
+    """Grouped bars: each label's load per expert; ``note`` (under the axes) says what the
+    loads are."""
+    fig = Figure(figsize=(6.5, 4), layout="constrained")
     ax = fig.subplots()
     width = 0.8 / max(len(loads), 1)
     for i, (label, load) in enumerate(loads.items()):
         ax.bar(np.arange(len(load)) + i * width, load, width=width, label=label)
     count = max((len(v) for v in loads.values()), default=0)
     ax.set_xticks(np.arange(count) + 0.4 - width / 2, [f"expert {e}" for e in range(count)])
-    ax.set(ylabel=ylabel, title="Expert load on the test split (mean over seeds)")
+    ax.set(ylabel=ylabel, ylim=(0, 1))
+    ax.set_title(textwrap.fill(title, 70), fontsize="medium")
     ax.legend(fontsize="small")
+    if note:
+        fig.supxlabel(textwrap.fill(note, 100), fontsize="small")
     return fig

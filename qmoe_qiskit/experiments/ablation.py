@@ -197,6 +197,15 @@ def _summary(models: dict[str, Any]) -> str:
     return "\n".join(lines)
 
 
+def describe_model(name: str) -> str:
+    """An ablation model's name with what it is, for figure legends: ``A (linear router)``."""
+    what = {"A": "linear router", "B_paper": "quantum router, paper ansatz",
+            "B_sel": "quantum router, SEL ansatz", "D": "quantum router and experts"}.get(name)
+    if what is None and name.startswith("C_h"):
+        what = f"MLP router, {name[3:]} hidden"
+    return f"{name} ({what})" if what else name
+
+
 def _figures(trained: dict, config: AblationConfig) -> dict[str, Any]:
     data = prepare(dataclasses.replace(config.data, seed=config.seeds[0]))
     figures = {}
@@ -205,11 +214,18 @@ def _figures(trained: dict, config: AblationConfig) -> dict[str, Any]:
         widths = [n for n in trained if n.startswith("C_h")]
         if widths:
             names.append(widths[-1])
-        fig = decision_boundaries([(n, trained[n][0]) for n in names], data.x_test, data.y_test)
-        fig.suptitle(f"Decision boundaries, seed {config.seeds[0]} (points: held-out test split)")
-        figures["decision_boundaries.png"] = fig
-    curves = {n: score.history for n, (_, score) in trained.items()}
-    figures["training_curves.png"] = training_curves(curves)
+        left = [n for n in trained if n not in names]
+        figures["decision_boundaries.png"] = decision_boundaries(
+            [(describe_model(n), trained[n][0]) for n in names], data.x_test, data.y_test,
+            title=f"Decision boundaries on {config.data.label}, seed {config.seeds[0]} "
+                  f"(points: its held-out test split). {len(names)} of {len(trained)} models "
+                  f"shown: the linear and quantum routers and the widest MLP router"
+                  + (f"; not shown: {', '.join(left)} (their scores are in the report)"
+                     if left else ""))
+    curves = {describe_model(n): score.history for n, (_, score) in trained.items()}
+    figures["training_curves.png"] = training_curves(
+        curves, title=f"Training curves on {config.data.label}, seed {config.seeds[0]} (the "
+                      f"first of {len(config.seeds)}; the weights of this seed are kept)")
     return figures
 
 

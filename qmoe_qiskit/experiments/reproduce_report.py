@@ -64,7 +64,10 @@ def figures(results: dict[str, Any], roles: dict[str, dict[str, str]]) -> dict[s
         if bars:
             panels.append((_task_label(results, task), bars))
     if panels:
-        out["claims_accuracy.png"] = claim_bars(panels)
+        out["claims_accuracy.png"] = claim_bars(
+            panels, title=f"Held-out test accuracy of the routers the papers' tables name: mean "
+                          f"over {len(results['seeds'])} seeds, whiskers its 95% interval"
+                          + (" (quick run: indicative)" if results.get("quick") else ""))
     if results.get("levels"):
         curves = {}
         for protocol, levels in results["levels"].items():
@@ -95,21 +98,32 @@ def figures(results: dict[str, Any], roles: dict[str, dict[str, str]]) -> dict[s
         if len(families) == 2 and sum(len(v) for v in families.values()) > 2:
             panels.append((_task_label(results, task), families))
     if panels:
-        out["parameter_efficiency.png"] = parameter_efficiency(panels)
+        out["parameter_efficiency.png"] = parameter_efficiency(
+            panels, title=f"Accuracy against router parameters (Figure 2 of the hybrid paper), "
+                          f"held-out test split, {len(results['seeds'])} seeds")
     moons = results["models"].get("moons", {})
     if "quantum_L3" in moons and "mlp_h48" in moons:
         curves = {label: [s["val_accuracy"] for s in moons[name]["per_seed"]]
                   for label, name in (("quantum router (24 params)", "quantum_L3"),
                                       ("deep MLP router (242 params)", "mlp_h48"))}
         out["training_dynamics.png"] = threshold_curves(
-            curves, threshold=0.9, marks={"paper: quantum 20": 20, "paper: deep 50": 50})
+            curves, threshold=0.9, marks={"paper: quantum 20": 20, "paper: deep 50": 50},
+            title=f"Training dynamics on {_task_label(results, 'moons')}, "
+                  f"{len(results['seeds'])} seeds")
     four = results["models"].get("mnist4", {})
-    loads = {f"{name} ({kind})": list(np.mean([s["load"][key] for s in four[name]["per_seed"]],
-                                              axis=0))
+    routing = {"qmoe": "qmoe, dense", "qmoe_top2": "qmoe_top2, top-2"}
+    loads = {f"{routing[name]}: {kind}": list(np.mean([s["load"][key]
+                                                       for s in four[name]["per_seed"]], axis=0))
              for name in ("qmoe", "qmoe_top2") if name in four
              for key, kind in (("mean_gate", "mean gate"), ("top_share", "share routed"))}
     if loads:
-        out["expert_load.png"] = expert_load(loads, ylabel="load")
+        out["expert_load.png"] = expert_load(
+            loads, ylabel="mean gate weight, or share of inputs",
+            title=f"Expert load on {_task_label(results, 'mnist4')}, test split, mean over "
+                  f"{len(results['seeds'])} seeds",
+            note="mean gate: the router's weight on each expert, averaged over the test "
+                 "inputs; share routed: the fraction of test inputs whose largest weight "
+                 "goes to that expert. Each colour sums to 1 over the four experts.")
     return out
 
 

@@ -104,7 +104,9 @@ class TrainRun:
                f"trained for ({noisy['fit']['model']} = {noisy['fit']['value']:.4g}): test "
                f"accuracy {noisy['scores']['accuracy']:.3f}, macro F1 "
                f"{noisy['scores']['f1']:.3f}"),
-            figures={"training_curves.png": training_curves({"model": history})},
+            figures={"training_curves.png": training_curves(
+                {"model": history}, title=f"Training curves on {self.data.label}, seed "
+                                          f"{self.train.seed}")},
             files={"model.pt": lambda path: save_model(path, model, spec,
                                                        {**trained.provenance, "test": scores})})
 
