@@ -126,6 +126,12 @@ def _train_config(args, seed: int, base=None):
     return dataclasses.replace(base or TrainConfig(), seed=seed, **given)
 
 
+def _study_dry_run_arg(p, what: str) -> None:
+    p.add_argument("--dry-run", action="store_true",
+                   help=f"plan the {what}, time one training step of each model, print about "
+                        f"how long it would take if every epoch ran, and run nothing")
+
+
 def _output_args(p: argparse.ArgumentParser, command: str) -> None:
     p.add_argument("--out", default=None, help=f"run folder (default runs/{command}-<timestamp>); "
                                                "a folder that holds files is refused")
@@ -159,6 +165,7 @@ def build_parser() -> argparse.ArgumentParser:
                    help="comma-separated subset, e.g. A,B_sel,D")
     _data_args(p)
     _train_args(p)
+    _study_dry_run_arg(p, "ablation")
     _output_args(p, "ablation")
     _executor_args(p)
 
@@ -278,6 +285,7 @@ def build_parser() -> argparse.ArgumentParser:
                    help="folder holding mnist/ and/or fashion_mnist/ with their IDX files "
                         "(default: the scikit-learn digits stand-in, labelled as such; "
                         "Fashion-MNIST not run)")
+    _study_dry_run_arg(p, "reproduction")
     _output_args(p, "reproduce")
     _executor_args(p)
     p.epilog = ("Finished cells are kept beside the run folder as they finish: run the same "
@@ -400,8 +408,8 @@ def _ablation(args) -> int:
     fields["train"] = _train_config(args, 0, fields.get("train"))
     if args.models is not None:
         fields["models"] = args.models
-    _finish(AblationConfig(data=_data_spec(args, 0), num_layers=args.layers, **fields), args)
-    return 0
+    return _dry_run_or_finish(AblationConfig(data=_data_spec(args, 0), num_layers=args.layers,
+                                             **fields), args)
 
 
 def _reproduce(args) -> int:
@@ -410,8 +418,8 @@ def _reproduce(args) -> int:
     fields = dict(QUICK) if args.quick else {}
     if args.seeds is not None:
         fields["seeds"] = seed_range(args.seeds, "reproduce")
-    _finish(ReproduceConfig(claims=args.claims, data_dir=args.data_dir, **fields), args)
-    return 0
+    return _dry_run_or_finish(ReproduceConfig(claims=args.claims, data_dir=args.data_dir,
+                                              **fields), args)
 
 
 def _train(args) -> int:
@@ -476,11 +484,16 @@ def _sweep(args) -> int:
         engine=args.engine,
         train=_train_config(args, args.seed, TrainConfig(**RETRAIN_DEFAULTS)),
         baseline=not args.no_baseline, seed=args.seed)
+    return _dry_run_or_finish(config, args)
+
+
+def _dry_run_or_finish(config, args) -> int:
+    """A study's ``--dry-run`` (its cells and how long they would take) or the study itself."""
     if args.dry_run:
         from .experiments.base import estimate_experiment
 
-        print(f"qmoe sweep --dry-run: {estimate_experiment(config)}; nothing was run or "
-              f"written")
+        print(f"qmoe {args.command} --dry-run: {estimate_experiment(config)}; nothing was run "
+              f"or written")
         return 0
     _finish(config, args)
     return 0

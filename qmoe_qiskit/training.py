@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import copy
 import math
+import time
 from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass, field
@@ -25,7 +26,8 @@ from .names import TRAIN_DEFAULTS
 from .models import QuantumLayer
 
 __all__ = ["TrainConfig", "History", "train", "evaluate", "predict", "logits", "gates",
-           "seed_everything", "default_threads", "torch_threads", "MANY_QUBITS"]
+           "seed_everything", "default_threads", "torch_threads", "MANY_QUBITS",
+           "step_seconds", "training_seconds"]
 
 MANY_QUBITS = 10  # circuits this wide do enough work per step for extra threads to pay
 # Adam's first float32 step is lr / (1 - beta1) = 10 lr; beyond about 3e37 torch overflows.
@@ -90,6 +92,30 @@ def torch_threads(threads: int | None) -> Iterator[None]:
         yield
     finally:
         torch.set_num_threads(before)
+
+
+def step_seconds(model: nn.Module, x: np.ndarray, y: np.ndarray, *,
+                 threads: int | None = None) -> float:
+    """Seconds one training step (forward, cross-entropy, backward) takes on the batch
+    ``(x, y)``, with the threads training would use: the second of two steps (the first
+    compiles the circuits). The model's gradients are cleared again; its weights do not move."""
+    xt, yt = torch.as_tensor(x, dtype=torch.float32), torch.as_tensor(y, dtype=torch.long)
+    with torch_threads(threads if threads is not None else default_threads(model)):
+        for _ in range(2):
+            tic = time.perf_counter()
+            nn.functional.cross_entropy(model(xt), yt).backward()
+            seconds = time.perf_counter() - tic
+    model.zero_grad(set_to_none=True)
+    return seconds
+
+
+def training_seconds(step: float, train_rows: int, val_rows: int, config: TrainConfig) -> float:
+    """What ``config.epochs`` epochs take at ``step`` seconds per batch: every batch of the
+    training rows, and each epoch's validation pass (a forward pass, taken as a third of a
+    step per batch). Early stopping can only make it shorter."""
+    batches = -(-train_rows // config.batch_size)
+    validation = -(-val_rows // config.batch_size) * step / 3
+    return config.epochs * (batches * step + validation)
 
 
 def seed_everything(seed: int) -> None:

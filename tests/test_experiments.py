@@ -202,3 +202,22 @@ def test_every_cell_names_the_type_it_returns():
                 assert returned is not None and inspect.isclass(getattr(module, returned)), cls
                 cells.append(cls.__name__)
     assert {"TrainCell", "ModelCell", "LevelCell"} <= set(cells) and len(cells) >= 9, cells
+
+
+@pytest.mark.parametrize("argv", [["ablation", "--quick"],
+                                  ["reproduce", "--quick", "--claims", "3"]])
+def test_a_study_dry_run_says_how_long_it_would_take_and_runs_nothing(argv, tmp_path, capsys,
+                                                                      monkeypatch):
+    import re
+
+    from qmoe_qiskit.cli import main
+
+    monkeypatch.chdir(tmp_path)
+    trained = []
+    monkeypatch.setattr("qmoe_qiskit.training._train", lambda *a, **k: trained.append(a))
+    assert main([*argv, "--dry-run", "--out", str(tmp_path / "out")]) == 0
+    out = capsys.readouterr().out
+    assert re.search(rf"qmoe {argv[0]} --dry-run: \d+ cells; about \d+ (s|min|h) \(\d+ "
+                     r"trainings of up to \d+ epochs, one step", out), out
+    assert "nothing was run or written" in out
+    assert not trained and not list(tmp_path.iterdir())

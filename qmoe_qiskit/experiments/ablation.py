@@ -28,7 +28,14 @@ from ..errors import ConfigError, check_seed_count
 from ..metrics import summarize
 from ..models import ModelSpec, build_model, model_from_state, save_model
 from ..plots import decision_boundaries, training_curves
-from ..training import TrainConfig, evaluate, seed_everything, train
+from ..training import (
+    TrainConfig,
+    evaluate,
+    seed_everything,
+    step_seconds,
+    train,
+    training_seconds,
+)
 from .base import Outcome
 
 __all__ = ["AblationConfig", "AblationCell", "AblationScore", "model_specs", "QUICK"]
@@ -74,6 +81,24 @@ class AblationConfig:
     def protected(self) -> tuple[Path, ...]:
         """What --out must never be, hold or lie inside: the data folder."""
         return (Path(self.data.data_dir),) if self.data.data_dir else ()
+
+    def estimate(self, cells) -> tuple[float, str]:
+        """Seconds the cells will take at most (every epoch run), from one training step of
+        each model timed on a batch of the first seed's data: ``(seconds, how)``."""
+        data = prepare(dataclasses.replace(self.data, seed=self.seeds[0]))
+        specs = model_specs(self, data.num_features, data.num_classes)
+        rows = slice(0, min(self.train.batch_size, len(data.y_train)))
+        steps = {name: step_seconds(build_model(specs[name]), data.x_train[rows],
+                                    data.y_train[rows], threads=self.train.threads)
+                 for name in dict.fromkeys(c.name for c in cells)}
+        if not steps:
+            return 0.0, "nothing to run"
+        seconds = sum(training_seconds(steps[c.name], len(data.y_train), len(data.y_val),
+                                       self.train) for c in cells)
+        slowest = max(steps, key=steps.get)
+        return seconds, (f"{len(cells)} trainings of up to {self.train.epochs} epochs, one step "
+                         f"of each model timed (slowest: {slowest}, {steps[slowest]:.3f} s); "
+                         f"early stopping may end them sooner")
 
     def to_dict(self) -> dict[str, Any]:
         d = dataclasses.asdict(self)

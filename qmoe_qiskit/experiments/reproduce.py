@@ -43,7 +43,15 @@ from ..noise_models import (
     depolarizing,
     training_primitives,
 )
-from ..training import TrainConfig, gates, predict, seed_everything, train
+from ..training import (
+    TrainConfig,
+    gates,
+    predict,
+    seed_everything,
+    step_seconds,
+    train,
+    training_seconds,
+)
 from .base import Outcome
 from .claims import judge, load_claims
 from .reproduce_report import figures, report, summary
@@ -136,10 +144,7 @@ class ModelCell:
     def __call__(self, *, progress: bool = False) -> ModelScore:
         data = prepare(dataclasses.replace(self.data, seed=self.seed))
         seed_everything(self.seed)
-        model = self.model.build() if isinstance(self.model, SinglePQC) else \
-            build_model(self.model)
-        if self.trained_under is not None:
-            model.set_primitives(**training_primitives(self._simulation(self.trained_under)))
+        model = self._build()
         tic = time.perf_counter()
         history = train(model, data.x_train, data.y_train, data.x_val, data.y_val,
                         dataclasses.replace(self.train, seed=self.seed), progress=False)
@@ -160,6 +165,32 @@ class ModelCell:
 
     def _simulation(self, level: float) -> NoisySimulation:
         return NoisySimulation(depolarizing(level), seed=self.seed, seed_transpiler=self.seed)
+
+    def _build(self):
+        model = self.model.build() if isinstance(self.model, SinglePQC) else \
+            build_model(self.model)
+        if self.trained_under is not None:
+            model.set_primitives(**training_primitives(self._simulation(self.trained_under)))
+        return model
+
+    def step_seconds(self, data) -> float:
+        """One training step of this cell's model, as it trains (under its noise), on a batch
+        of ``data``."""
+        rows = slice(0, min(self.train.batch_size, len(data.y_train)))
+        return step_seconds(self._build(), data.x_train[rows], data.y_train[rows],
+                            threads=self.train.threads)
+
+    def noisy_forward_seconds(self, data) -> float:
+        """One forward pass of a batch of ``data`` under the noise it is scored at."""
+        model = self._build()
+        simulation = self._simulation(max(self.evaluated_at))
+        x = torch.as_tensor(data.x_test[:self.train.batch_size], dtype=torch.float32)
+        with model.using(sampler=NoisySampler(simulation),
+                         estimator=NoisyEstimator(simulation)), torch.no_grad():
+            model(x)  # compiles the circuits under this noise
+            tic = time.perf_counter()
+            model(x)
+            return time.perf_counter() - tic
 
 
 def _parameters(model: torch.nn.Module) -> dict[str, int]:
@@ -288,6 +319,33 @@ class ReproduceConfig:
                                 trained_under=level)
                       for level in TABLE_II_LEVELS if level > 0 for seed in self.seeds]
         return cells
+
+    def estimate(self, cells: list[ModelCell]) -> tuple[float, str]:
+        """Seconds the cells will take at most (every epoch run): one training step timed for
+        each task, model and training noise, and one noisy forward pass for each noisy
+        scoring, on a batch of the first seed's data: ``(seconds, how)``."""
+        data: dict = {}
+        timed: dict[tuple, float] = {}
+        total = 0.0
+        for cell in cells:
+            key = (cell.task, cell.name, cell.trained_under)
+            if cell.data not in data:  # the models of a task may read different features
+                data[cell.data] = prepare(dataclasses.replace(cell.data, seed=self.seeds[0]))
+            split = data[cell.data]
+            if key not in timed:
+                timed[key] = cell.step_seconds(split)
+            total += training_seconds(timed[key], len(split.y_train), len(split.y_val),
+                                      self.train)
+            if cell.evaluated_at:  # a noisy forward pass per batch of the test split, per level
+                if (key, "noisy") not in timed:
+                    timed[(key, "noisy")] = cell.noisy_forward_seconds(split)
+                batches = -(-len(split.y_test) // self.train.batch_size)
+                total += len(cell.evaluated_at) * batches * timed[(key, "noisy")]
+        if not cells:
+            return 0.0, "nothing to run"
+        return total, (f"{len(cells)} trainings of up to {self.train.epochs} epochs, one step "
+                       f"timed for each of {len({k for k in timed if k[-1] != 'noisy'})} "
+                       f"model and noise settings; early stopping may end them sooner")
 
     def aggregate(self, cells, results: list[ModelScore], seconds: float) -> Outcome:
         measured = Measurements(self, results)
