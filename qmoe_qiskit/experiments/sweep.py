@@ -40,7 +40,7 @@ from ..noise_models import (
 from ..noise_models.primitives import ENGINES
 from ..plots import noise_sweep
 from ..resources import check_memory
-from ..training import TrainConfig, evaluate, gates, seed_everything, train
+from ..training import TrainConfig, evaluate, gates, seed_everything, step_seconds, train
 from ..transpile import compile_for_backend
 from .base import Outcome, load_trained
 
@@ -202,10 +202,7 @@ class SweepConfig:
         if self.retrain:  # only a retraining sweep trains: only then is a step timed
             probe = build_model(spec)
             probe.set_primitives(**training_primitives(simulation))
-            for _ in range(2):  # the first step compiles the circuits: the second is the rate
-                tic = time.perf_counter()
-                torch.nn.functional.cross_entropy(probe(x), y).backward()
-                step = time.perf_counter() - tic
+            step = step_seconds(probe, x, y, threads=self.train.threads)
             batches = -(-len(data.x_train) // self.train.batch_size)
             training = self.train.epochs * (batches * step + forward * len(data.x_val))
             per_level += training
