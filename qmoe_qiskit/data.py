@@ -228,14 +228,38 @@ def load_idx_dataset(folder: str | Path, name: str, *, download: bool = True,
     folder = Path(folder)
     if folder.exists() and not folder.is_dir():
         raise DataError(f"the data folder {folder} is a file, not a folder")
-    arrays = {}
+    paths = {}
     for filename, md5 in IDX_FILES[name].items():
         path = _find_idx(folder, filename)
         if path is None:
             if not download:
                 raise DataError(f"{filename} (or its unzipped form) is missing from {folder}")
             path = _download(folder, filename, md5, mirrors or IDX_MIRRORS[name])
-        arrays[filename.split("-idx")[0]] = read_idx(path)
+        paths[filename.split("-idx")[0]] = path
+    key = (name, _files_stamp(paths.values()))
+    if key not in _IDX_LOADED:
+        _IDX_LOADED.clear()  # one dataset at a time: 70,000 MNIST images are 55 MB
+        _IDX_LOADED[key] = _read_idx_set(folder, paths)
+    return _IDX_LOADED[key]
+
+
+# Read once per process: the images and labels of the last IDX set loaded, read-only, keyed
+# on each file's path, inode, size and times (a replaced or rewritten file is read again).
+_IDX_LOADED: dict[tuple, tuple[np.ndarray, np.ndarray]] = {}
+
+
+def _files_stamp(paths) -> tuple:
+    stamps = []
+    for path in paths:
+        st = Path(path).stat()  # ctime and inode change with any write, even one whose
+        # modification time was set back
+        stamps.append((str(Path(path).resolve()), st.st_ino, st.st_size, st.st_mtime_ns,
+                       st.st_ctime_ns))
+    return tuple(stamps)
+
+
+def _read_idx_set(folder: Path, paths: dict[str, Path]) -> tuple[np.ndarray, np.ndarray]:
+    arrays = {part: read_idx(path) for part, path in paths.items()}
     for part in ("train", "t10k"):
         images, labels = arrays[f"{part}-images"], arrays[f"{part}-labels"]
         if images.ndim != 3 or images.shape[1:] != (28, 28) or labels.ndim != 1:
@@ -246,6 +270,7 @@ def load_idx_dataset(folder: str | Path, name: str, *, download: bool = True,
             raise DataError(f"{folder}: {len(images)} {part} images but {len(labels)} labels")
     images = np.concatenate([arrays["train-images"], arrays["t10k-images"]])
     labels = np.concatenate([arrays["train-labels"], arrays["t10k-labels"]])
+    images.flags.writeable = labels.flags.writeable = False  # shared by every later call
     return images, labels
 
 
@@ -390,6 +415,12 @@ class PreparedData:
     def num_features(self) -> int:
         return self.x_train.shape[1]
 
+    def copy(self) -> "PreparedData":
+        """The same splits in arrays of their own."""
+        return PreparedData(self.spec, self.preprocessor, self.x_train.copy(),
+                            self.y_train.copy(), self.x_val.copy(), self.y_val.copy(),
+                            self.x_test.copy(), self.y_test.copy())
+
     def provenance(self) -> dict[str, Any]:
         """What rebuilds these splits exactly: stored with a trained model, read by :func:`restore`."""
         return {"data": self.spec.to_dict(), "preprocessor": self.preprocessor.to_dict()}
@@ -399,7 +430,26 @@ def prepare(spec: DataSpec, preprocessor: Preprocessor | None = None) -> Prepare
     """Load, split (stratified, seeded) and preprocess ``spec``.
 
     With ``preprocessor`` given (e.g. from a saved model) it is applied as is, not refitted.
+    MNIST and Fashion-MNIST splits are kept per process (for each spec: its seed, classes,
+    sizes and PCA; a replaced IDX file is read again), and each call gets its own copies.
     """
+    if preprocessor is None and spec.dataset in IDX_FILES and spec.data_dir is not None:
+        stamp = _files_stamp(idx_files(spec.data_dir, spec.dataset))
+        kept = _PREPARED.get((spec, stamp))
+        if kept is None:
+            kept = _prepare(spec, None)
+            _PREPARED[(spec, stamp)] = kept
+            while len(_PREPARED) > MAX_PREPARED:
+                del _PREPARED[next(iter(_PREPARED))]
+        return kept.copy()
+    return _prepare(spec, preprocessor)
+
+
+MAX_PREPARED = 64  # splits of the IDX datasets kept per process (a reproduce run needs ~30)
+_PREPARED: dict[tuple, PreparedData] = {}
+
+
+def _prepare(spec: DataSpec, preprocessor: Preprocessor | None) -> PreparedData:
     x, y = load_dataset(spec)
     x = check_features(x)
     holdout = spec.val_fraction + spec.test_fraction

@@ -154,3 +154,41 @@ def test_restore_rebuilds_the_same_splits_without_refitting():
     for name in ("x_train", "y_train", "x_val", "y_val", "x_test", "y_test"):
         np.testing.assert_array_equal(getattr(again, name), getattr(d, name))
     assert again.preprocessor is not d.preprocessor
+
+
+def test_idx_files_are_read_once_per_process_and_again_when_replaced(tmp_path, monkeypatch):
+    """60,000 images must not be read for every cell of a study: the IDX set is read once
+    (then served read-only), a replaced file is read again, and each prepare() gets arrays of
+    its own, equal to a fresh computation."""
+    import dataclasses
+    import os
+
+    from qmoe_qiskit import data as data_module
+
+    (tmp_path / "mnist").mkdir()
+    _write_idx_set(tmp_path / "mnist", n_train=120, n_test=40)
+    reads = []
+    real_read = data_module.read_idx
+    monkeypatch.setattr(data_module, "read_idx", lambda path: reads.append(path) or
+                        real_read(path))
+    monkeypatch.setattr(data_module, "_IDX_LOADED", {})
+    monkeypatch.setattr(data_module, "_PREPARED", {})
+    spec = DataSpec(dataset="mnist", n_samples=100, classes=(0, 1), n_features=3,
+                    data_dir=str(tmp_path))
+    first = prepare(spec)
+    assert len(reads) == 4
+    again = prepare(spec)
+    other_seed = prepare(dataclasses.replace(spec, seed=1))
+    assert len(reads) == 4  # neither the same split nor another seed reads the files again
+    np.testing.assert_array_equal(first.x_train, again.x_train)
+    again.x_train[:] = -1.0  # a caller's change stays its own
+    np.testing.assert_array_equal(prepare(spec).x_train, first.x_train)
+    fresh = data_module._prepare(dataclasses.replace(spec, seed=1), None)
+    np.testing.assert_array_equal(other_seed.x_test, fresh.x_test)
+    images, _ = load_idx_dataset(tmp_path / "mnist", "mnist", download=False)
+    assert not images.flags.writeable
+    labels = tmp_path / "mnist" / "train-labels-idx1-ubyte.gz"
+    stat = labels.stat()
+    os.utime(labels, ns=(stat.st_atime_ns, stat.st_mtime_ns + 10**9))  # replaced
+    prepare(spec)
+    assert len(reads) == 8
