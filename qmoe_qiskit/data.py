@@ -334,7 +334,8 @@ def _download(folder: Path, filename: str, md5: str, mirrors: tuple[str, ...]) -
         except OSError:
             break
     raise DataError(f"{filename} is missing from {folder} and could not be downloaded "
-                    f"({'; '.join(errors)})")
+                    f"({'; '.join(errors)}); the data folder (--data-dir) must hold "
+                    f"{folder.name}/ with its four IDX files, or the files themselves")
 
 
 # --------------------------------------------------------------------------- preprocessing
