@@ -177,7 +177,11 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--hidden", type=int, default=8, help="MLP router width")
     p.add_argument("--expert", choices=EXPERTS, default="linear")
     p.add_argument("--experts", type=int, default=2, help="number of experts")
-    p.add_argument("--top-k", type=int, default=None)
+    p.add_argument("--top-k", type=int, default=None,
+                   help="keep each input's k largest gates (default: dense)")
+    p.add_argument("--balance-weight", type=float, default=0.0,
+                   help="weight of the Switch load-balancing loss in training (default 0: "
+                        "none; 0.01 is the Switch Transformer's)")
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--noise-from", default=None, metavar="COMPARE_DIR",
                    help="train under the noise model qmoe compare fitted to a backend's counts "
@@ -434,7 +438,8 @@ def _train(args) -> int:
 
     spec = ModelSpec(num_experts=args.experts, router=args.router, ansatz=args.ansatz,
                      num_qubits=args.qubits, num_layers=args.layers, router_hidden=args.hidden,
-                     expert=args.expert, top_k=args.top_k)
+                     expert=args.expert, top_k=args.top_k,
+                     balance_weight=args.balance_weight)
     from .experiments.noise_from import FITTED_MODELS, NoiseFrom
 
     if args.mitigate is not None and args.noise_from is None:

@@ -16,7 +16,7 @@ from scipy import stats
 from scipy.optimize import brentq, minimize_scalar
 from sklearn.metrics import f1_score
 
-__all__ = ["accuracy", "classification_scores", "summarize", "tvd", "mean_tvd",
+__all__ = ["accuracy", "classification_scores", "summarize", "tvd", "mean_tvd", "routing_stats",
            "hellinger_distance", "log_likelihood", "shot_noise_tvd", "bootstrap_mean",
            "ProfileFit", "profile_fit", "GoodnessOfFit", "goodness_of_fit", "likelihood_ratio",
            "information_criteria", "jackknife", "MIN_EXPECTED"]
@@ -39,6 +39,20 @@ def summarize(values: Sequence[float], *, per: str = "per_seed") -> dict[str, An
     arr = np.asarray(values, dtype=float)
     std = float(arr.std(ddof=1)) if len(arr) > 1 else 0.0
     return {"mean": float(arr.mean()), "std": std, per: [float(v) for v in arr]}
+
+
+def routing_stats(gates: np.ndarray) -> dict[str, Any]:
+    """How a mixture spreads inputs over its experts, from its gates ``(inputs, experts)``:
+    ``load`` (the share of inputs whose largest gate is each expert's), ``mean_gate``, the
+    load's ``entropy`` normalised by log(experts) (1: uniform, 0: one expert takes all) and
+    ``dead_fraction`` (the share of experts no input is routed to)."""
+    gates = np.asarray(gates, dtype=float)
+    experts = gates.shape[1]
+    load = np.bincount(gates.argmax(axis=1), minlength=experts) / len(gates)
+    used = load[load > 0]
+    entropy = float(-(used * np.log(used)).sum() / np.log(experts))
+    return {"load": load.tolist(), "mean_gate": gates.mean(axis=0).tolist(),
+            "entropy": entropy, "dead_fraction": float(np.mean(load == 0))}
 
 
 def wilson_interval(successes: int, trials: int, *, level: float = 0.95) -> tuple[float, float]:

@@ -155,6 +155,9 @@ def train(model: nn.Module, x_train: np.ndarray, y_train: np.ndarray, x_val: np.
           progress: bool = True, desc: str = "training") -> History:
     """Train ``model`` in place and return its history; the best-validation-loss weights are kept.
 
+    The training loss is cross-entropy, plus the load-balancing loss of a mixture whose
+    ``balance_weight`` is set; validation loss (early stopping) is cross-entropy alone.
+
     Batches are shuffled by a generator seeded with ``config.seed``, so a run repeats exactly
     given the same initial weights.
     """
@@ -183,8 +186,11 @@ def _train(model: nn.Module, x_train: np.ndarray, y_train: np.ndarray, x_val: np
         for start in range(0, len(xt), config.batch_size):
             idx = order[start:start + config.batch_size]
             optimizer.zero_grad()
-            out = model(xt[idx])
-            loss = loss_fn(out, yt[idx])
+            if getattr(model, "balance_weight", 0):  # cross-entropy + load balancing
+                loss, out = model.training_loss(xt[idx], yt[idx])
+            else:
+                out = model(xt[idx])
+                loss = loss_fn(out, yt[idx])
             if not torch.isfinite(loss):
                 raise ConfigError(f"training diverged: the loss became {loss.item()} in epoch "
                                   f"{epoch + 1}; lower the learning rate (now {config.lr:g})")

@@ -281,3 +281,60 @@ def test_a_model_takes_array_likes_as_a_user_would_pass_them():
                                model(torch.tensor([[1.0, 0.0]])))
     with pytest.raises(DataError, match=r"model inputs must be a \(batch, features\) array"):
         model([["a", "b"]])
+
+
+def test_the_balancing_loss_is_the_switch_transformers_by_hand():
+    """E · Σ_i f_i P_i: f_i the share of the batch whose largest probability is expert i's,
+    P_i the mean probability of expert i."""
+    from qmoe_qiskit.models.moe import balance_loss
+
+    probs = torch.tensor([[0.7, 0.2, 0.1], [0.6, 0.3, 0.1], [0.1, 0.8, 0.1],
+                          [0.2, 0.2, 0.6]], dtype=torch.float64)
+    f = [2 / 4, 1 / 4, 1 / 4]
+    p = [(0.7 + 0.6 + 0.1 + 0.2) / 4, (0.2 + 0.3 + 0.8 + 0.2) / 4, (0.1 + 0.1 + 0.1 + 0.6) / 4]
+    assert balance_loss(probs).item() == pytest.approx(3 * sum(a * b for a, b in zip(f, p)))
+    uniform = torch.full((6, 3), 1 / 3, dtype=torch.float64)
+    uniform[[0, 1], 0] += 1e-9  # ties broken so that each expert takes two inputs
+    uniform[[2, 3], 1] += 1e-9
+    uniform[[4, 5], 2] += 1e-9
+    assert balance_loss(uniform).item() == pytest.approx(1.0)
+    collapsed = torch.tensor([[1.0, 0.0, 0.0]] * 5, dtype=torch.float64)
+    assert balance_loss(collapsed).item() == pytest.approx(3.0)
+
+
+def test_a_mixtures_training_loss_adds_the_weighted_balancing_term():
+    from qmoe_qiskit.models import ModelSpec, build_model
+    from qmoe_qiskit.models.moe import balance_loss
+
+    torch.manual_seed(0)
+    spec = ModelSpec(router="mlp", num_experts=3, balance_weight=0.3).for_data(2, 2)
+    model = build_model(spec)
+    x = torch.randn(16, 2)
+    y = torch.randint(0, 2, (16,))
+    loss, out = model.training_loss(x, y)
+    expected = torch.nn.functional.cross_entropy(out, y) + 0.3 * balance_loss(model.router(x))
+    assert loss.item() == pytest.approx(expected.item(), rel=1e-6)
+    loss.backward()
+    assert all(p.grad is not None for p in model.router.parameters())  # the term reaches it
+
+
+def test_the_balance_weight_is_saved_with_the_model(tmp_path):
+    from qmoe_qiskit.models import ModelSpec, build_model, load_model, save_model
+
+    spec = ModelSpec(router="linear", num_experts=4, top_k=2, balance_weight=0.01).for_data(2, 2)
+    save_model(tmp_path / "m.pt", build_model(spec), spec)
+    model, loaded, _ = load_model(tmp_path / "m.pt")
+    assert loaded == spec and model.balance_weight == 0.01 and model.top_k == 2
+
+
+def test_routing_stats_by_hand():
+    import numpy as np
+
+    from qmoe_qiskit.metrics import routing_stats
+
+    gates = np.array([[0.9, 0.1, 0.0, 0.0], [0.8, 0.2, 0.0, 0.0], [0.3, 0.7, 0.0, 0.0],
+                      [0.4, 0.6, 0.0, 0.0]])
+    stats = routing_stats(gates)
+    assert stats["load"] == [0.5, 0.5, 0.0, 0.0] and stats["dead_fraction"] == 0.5
+    assert stats["entropy"] == pytest.approx(np.log(2) / np.log(4))  # two of four, evenly
+    assert stats["mean_gate"] == pytest.approx([0.6, 0.4, 0.0, 0.0])

@@ -98,3 +98,23 @@ def test_wide_circuits_keep_torchs_default_thread_count():
     wide = MixtureOfExperts(QuantumRouter(2, 2, ansatz="paper", num_qubits=10, num_layers=1),
                             [LinearExpert(2, 2), LinearExpert(2, 2)])
     assert default_threads(wide) is None
+
+
+def test_load_balancing_spreads_the_load_that_plain_training_collapses(tmp_path):
+    """Four experts on Two Moons, seed 0: without the balancing loss two experts die; with
+    weight 1 every expert takes inputs and the load's entropy rises (the run folder reports
+    both)."""
+    import json
+
+    from qmoe_qiskit.cli import main
+
+    routing = {}
+    for weight in ("0", "1"):
+        out = tmp_path / f"w{weight}"
+        assert main(["train", "--router", "quantum", "--ansatz", "sel", "--experts", "4",
+                     "--balance-weight", weight, "--epochs", "30", "--samples", "500",
+                     "--no-progress", "--out", str(out)]) == 0
+        routing[weight] = json.loads((out / "results.json").read_text())["routing"]
+        assert "load entropy" in (out / "report.md").read_text()
+    assert routing["0"]["dead_fraction"] >= 0.25 and routing["1"]["dead_fraction"] == 0.0
+    assert routing["1"]["entropy"] > routing["0"]["entropy"] + 0.3

@@ -25,12 +25,13 @@ import torch
 
 from ..data import DataSpec, prepare
 from ..errors import ConfigError, check_seed_count
-from ..metrics import summarize
+from ..metrics import routing_stats, summarize
 from ..models import ModelSpec, build_model, model_from_state, save_model
 from ..plots import decision_boundaries, training_curves
 from ..training import (
     TrainConfig,
     evaluate,
+    gates,
     seed_everything,
     step_seconds,
     train,
@@ -127,6 +128,7 @@ class AblationConfig:
                 "efficiency": acc["mean"] / math.log(1 + counts["router"]),
                 "train_seconds": summarize([s.seconds for s in scores]),
                 "epochs_run": [len(s.history["loss"]) for s in scores],
+                "routing": _routing(scores),
             }
         first = [s for s in results if s.state is not None]  # the first seed's models
         results_dict = {
@@ -146,6 +148,17 @@ class AblationConfig:
 
 
 QUICK = dict(seeds=(0, 1, 2), widths=(4, 16), train=TrainConfig(epochs=25, patience=8), quick=True)
+
+
+def _routing(scores: list["AblationScore"]) -> dict[str, Any] | None:
+    """The expert load over seeds: its entropy and dead fraction (mean ± std) and each seed's
+    load."""
+    kept = [s.routing for s in scores if s.routing is not None]
+    if not kept:
+        return None
+    return {"load_entropy": summarize([r["entropy"] for r in kept]),
+            "dead_fraction": summarize([r["dead_fraction"] for r in kept]),
+            "load_per_seed": [r["load"] for r in kept]}
 
 
 def model_specs(config: AblationConfig, num_features: int, num_classes: int) -> dict[str, ModelSpec]:
@@ -176,6 +189,7 @@ class AblationScore:
     split_sizes: dict[str, int]
     state: dict[str, torch.Tensor] | None  # weights, kept for the first seed only
     provenance: dict[str, Any]
+    routing: dict[str, Any] | None = None  # expert load on the test split (routing_stats)
 
 
 @dataclass(frozen=True)
@@ -205,7 +219,8 @@ class AblationCell:
             parameters=model.parameter_counts(), seconds=seconds, history=history.to_dict(),
             split_sizes={"train": len(data.y_train), "val": len(data.y_val),
                          "test": len(data.y_test)},
-            state=model.state_dict() if keep else None, provenance=data.provenance())
+            state=model.state_dict() if keep else None, provenance=data.provenance(),
+            routing=routing_stats(gates(model, data.x_test)))
 
 
 def _saver(model, score: AblationScore):
@@ -269,9 +284,13 @@ def _report(results: dict, config: AblationConfig) -> str:
         "Accuracy and macro F1 are on the **held-out test split** (never used for training or "
         "early stopping), mean ± sample std over seeds. η = accuracy / ln(1 + router params).",
         "",
+        "Load entropy: the entropy of the share of test inputs whose largest gate is each "
+        "expert's, over log(experts) (1: even, 0: one expert takes all); dead: the share of "
+        "experts no test input is routed to.",
+        "",
         "| model | router | experts | router params | total params | test accuracy | F1 | η | "
-        "train s/seed |",
-        "|---|---|---|---:|---:|---|---|---:|---:|",
+        "load entropy | dead | train s/seed |",
+        "|---|---|---|---:|---:|---|---|---:|---|---:|---:|",
     ]
     for name, m in results["models"].items():
         spec = m["spec"]
@@ -284,7 +303,10 @@ def _report(results: dict, config: AblationConfig) -> str:
             f"| {name} | {router} | {spec['expert']} | {m['router_params']} | "
             f"{m['total_params']} | {acc['mean']:.3f} ± {acc['std']:.3f} | "
             f"{f1['mean']:.3f} ± {f1['std']:.3f} | {m['efficiency']:.3f} | "
-            f"{m['train_seconds']['mean']:.1f} |")
+            + (f"{routing['load_entropy']['mean']:.2f} ± {routing['load_entropy']['std']:.2f} | "
+               f"{routing['dead_fraction']['mean']:.2f} | " if (routing := m.get("routing"))
+               else "— | — | ")
+            + f"{m['train_seconds']['mean']:.1f} |")
     lines += [
         "",
         "The published code of the hybrid paper scores on its training data; these numbers are "

@@ -19,10 +19,11 @@ import torch
 
 from ..data import DataSpec, prepare
 from ..errors import ConfigError
+from ..metrics import routing_stats
 from ..models import ModelSpec, build_model, model_from_state, save_model
 from ..noise_models import training_primitives
 from ..plots import training_curves
-from ..training import TrainConfig, evaluate, seed_everything, train
+from ..training import TrainConfig, evaluate, gates, seed_everything, train
 from .base import Outcome, load_trained
 from .noise_from import NoiseFrom
 
@@ -91,10 +92,12 @@ class TrainRun:
             f"({trained.parameters['router']} in the router, {trained.parameters['experts']} in "
             f"the experts). Trained {len(history['loss'])} epochs "
             f"(best {history['best_epoch'] + 1}) in {trained.seconds:.1f} s.", "",
+            *_routing_lines(trained.routing, spec),
             "![training curves](training_curves.png)", ""])
         return Outcome(
             results={"command": "train", "test": scores, "parameters": trained.parameters,
                      "history": history, "train_seconds": trained.seconds,
+                     "routing": trained.routing,
                      "trained_under": None if noisy is None else noisy["fit"],
                      "test_under_fitted_noise": None if noisy is None else noisy["scores"],
                      "wall_seconds": seconds},
@@ -111,6 +114,18 @@ class TrainRun:
                                                        {**trained.provenance, "test": scores})})
 
 
+def _routing_lines(routing: dict[str, Any] | None, spec: ModelSpec) -> list[str]:
+    if routing is None:
+        return []
+    load = " / ".join(f"{v:.2f}" for v in routing["load"])
+    dead = round(routing["dead_fraction"] * len(routing["load"]))
+    balance = (f"load-balancing weight {spec.balance_weight:g}" if spec.balance_weight
+               else "no load balancing")
+    return [f"Routing on the test split ({balance}): expert load {load} (the share of inputs "
+            f"whose largest gate is each expert's), load entropy {routing['entropy']:.3f} of 1, "
+            f"{dead} of {len(routing['load'])} experts dead.", ""]
+
+
 @dataclass(frozen=True)
 class Trained:
     """A trained model's weights, spec, scores and history."""
@@ -124,6 +139,7 @@ class Trained:
     test_samples: int
     provenance: dict[str, Any]
     noisy: dict[str, Any] | None = None  # the fit trained under and the scores under it
+    routing: dict[str, Any] | None = None  # expert load on the test split (routing_stats)
 
 
 @dataclass(frozen=True)
@@ -154,7 +170,8 @@ class TrainCell:
                        scores=evaluate(model, data.x_test, data.y_test),
                        history=history.to_dict(), parameters=model.parameter_counts(),
                        seconds=seconds, test_samples=len(data.y_test),
-                       provenance=data.provenance(), noisy=noisy)
+                       provenance=data.provenance(), noisy=noisy,
+                       routing=routing_stats(gates(model, data.x_test)))
 
 
 def evaluate_saved(path: str | Path) -> tuple[dict[str, float], DataSpec, int]:

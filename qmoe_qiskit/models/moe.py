@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import dataclasses
 import io
+import math
 import pickle
 import zipfile
 from collections.abc import Iterator
@@ -54,6 +55,28 @@ def as_features(x) -> torch.Tensor:
     return torch.from_numpy(array)
 
 
+MAX_BALANCE_WEIGHT = 100.0  # beyond it the balancing term drowns the task's loss
+
+
+def check_balance_weight(value) -> float:
+    if isinstance(value, bool) or not isinstance(value, (int, float)) or \
+            not math.isfinite(value) or not 0 <= value <= MAX_BALANCE_WEIGHT:
+        raise ConfigError(f"balance weight must be a finite number from 0 to "
+                          f"{MAX_BALANCE_WEIGHT:g} (0: no load balancing), got {value!r}")
+    return float(value)
+
+
+def balance_loss(probs: torch.Tensor) -> torch.Tensor:
+    """The Switch Transformer's auxiliary load-balancing loss of a batch's router probabilities
+    ``(batch, experts)``: ``E · Σ_i f_i P_i``, with ``f_i`` the fraction of the batch whose
+    largest probability is expert ``i``'s (top-1 dispatch, no gradient) and ``P_i`` the mean
+    probability of expert ``i``. It is 1 when the load is uniform and ``E`` when one expert
+    takes everything."""
+    experts = probs.shape[-1]
+    dispatch = nn.functional.one_hot(probs.argmax(dim=-1), experts).to(probs.dtype)
+    return experts * (dispatch.mean(dim=0) * probs.mean(dim=0)).sum()
+
+
 class MixtureOfExperts(nn.Module):
     """``y(x) = Σ_e g_e(x) f_e(x)``: expert logits mixed by the router's probabilities.
 
@@ -61,7 +84,8 @@ class MixtureOfExperts(nn.Module):
     (every expert is still evaluated, so this changes the model, not the cost).
     """
 
-    def __init__(self, router: nn.Module, experts: list[nn.Module], *, top_k: int | None = None):
+    def __init__(self, router: nn.Module, experts: list[nn.Module], *, top_k: int | None = None,
+                 balance_weight: float = 0.0):
         super().__init__()
         num_experts = router.num_experts
         if len(experts) != num_experts:
@@ -71,14 +95,17 @@ class MixtureOfExperts(nn.Module):
         self.router = router
         self.experts = nn.ModuleList(experts)
         self.top_k = top_k
+        self.balance_weight = check_balance_weight(balance_weight)
 
     def gates(self, x: torch.Tensor) -> torch.Tensor:
         """Routing weights ``(batch, experts)`` after top-k selection (rows sum to one)."""
-        gates = self.router(as_features(x))
-        if self.top_k is None or self.top_k == gates.shape[-1]:
-            return gates
-        top, index = gates.topk(self.top_k, dim=-1)
-        sparse = torch.zeros_like(gates).scatter(-1, index, top)
+        return self._select(self.router(as_features(x)))
+
+    def _select(self, probs: torch.Tensor) -> torch.Tensor:
+        if self.top_k is None or self.top_k == probs.shape[-1]:
+            return probs
+        top, index = probs.topk(self.top_k, dim=-1)
+        sparse = torch.zeros_like(probs).scatter(-1, index, top)
         return sparse / sparse.sum(dim=-1, keepdim=True)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
@@ -87,10 +114,28 @@ class MixtureOfExperts(nn.Module):
     def forward_with_gates(self, x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
         """The mixed output and the routing weights of one pass (the router runs once).
         ``x``: a tensor, or anything NumPy reads as a ``(batch, features)`` array of numbers."""
+        out, gates, _ = self.forward_with_router(x)
+        return out, gates
+
+    def forward_with_router(self, x: torch.Tensor
+                            ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+        """The mixed output, the routing weights and the router's own probabilities (before
+        top-k) of one pass: what the load-balancing loss reads."""
         x = as_features(x)
-        gates = self.gates(x)
+        probs = self.router(x)
+        gates = self._select(probs)
         outputs = torch.stack([expert(x) for expert in self.experts], dim=-2)  # (B, E, C)
-        return (gates.unsqueeze(-1) * outputs).sum(dim=-2), gates
+        return (gates.unsqueeze(-1) * outputs).sum(dim=-2), gates, probs
+
+    def training_loss(self, x: torch.Tensor, y: torch.Tensor) -> tuple[torch.Tensor,
+                                                                        torch.Tensor]:
+        """``(loss, logits)`` of a training step: cross-entropy, plus ``balance_weight`` times
+        the load-balancing loss (:func:`balance_loss`) where it is set."""
+        out, _, probs = self.forward_with_router(x)
+        loss = nn.functional.cross_entropy(out, y)
+        if self.balance_weight:
+            loss = loss + self.balance_weight * balance_loss(probs)
+        return loss, out
 
     def parameter_counts(self) -> dict[str, int]:
         """Trainable parameters split into router / experts / total."""
@@ -159,6 +204,7 @@ class ModelSpec:
     expert_hidden: int = 8
     expert_layers: int = 2
     top_k: int | None = None
+    balance_weight: float = 0.0  # the Switch load-balancing loss's weight in training
 
     def __post_init__(self):
         if self.router not in ROUTERS:
@@ -178,6 +224,11 @@ class ModelSpec:
             raise ConfigError("a mixture needs at least 2 experts and 2 classes")
         if self.num_qubits is not None and (not isinstance(self.num_qubits, int) or self.num_qubits < 1):
             raise ConfigError(f"num_qubits must be an integer >= 1, got {self.num_qubits!r}")
+        if self.top_k is not None and (isinstance(self.top_k, bool) or not isinstance(
+                self.top_k, int) or not 1 <= self.top_k <= self.num_experts):
+            raise ConfigError(f"top-k must be an integer from 1 to the number of experts "
+                              f"({self.num_experts}), got {self.top_k!r}")
+        object.__setattr__(self, "balance_weight", check_balance_weight(self.balance_weight))
 
     def for_data(self, num_features: int, num_classes: int) -> "ModelSpec":
         """This spec for data with ``num_features`` features and ``num_classes`` classes."""
@@ -280,7 +331,8 @@ def build_model(spec: ModelSpec) -> MixtureOfExperts:
         experts = [MLPExpert(d, c, spec.expert_hidden) for _ in range(n)]
     else:
         experts = [QuantumExpert(d, c, num_layers=spec.expert_layers) for _ in range(n)]
-    return MixtureOfExperts(router, experts, top_k=spec.top_k)
+    return MixtureOfExperts(router, experts, top_k=spec.top_k,
+                            balance_weight=spec.balance_weight)
 
 
 def save_model(path: str | Path, model: MixtureOfExperts, spec: ModelSpec,
