@@ -182,6 +182,11 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--balance-weight", type=float, default=0.0,
                    help="weight of the Switch load-balancing loss in training (default 0: "
                         "none; 0.01 is the Switch Transformer's)")
+    p.add_argument("--capacity", type=float, default=None,
+                   help="expert capacity factor: each expert takes at most factor x batch x "
+                        "k / experts inputs of a batch, an input whose choice is full falls "
+                        "back to its next expert, and one with no room is dropped (default: "
+                        "no capacity)")
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--noise-from", default=None, metavar="COMPARE_DIR",
                    help="train under the noise model qmoe compare fitted to a backend's counts "
@@ -439,7 +444,7 @@ def _train(args) -> int:
     spec = ModelSpec(num_experts=args.experts, router=args.router, ansatz=args.ansatz,
                      num_qubits=args.qubits, num_layers=args.layers, router_hidden=args.hidden,
                      expert=args.expert, top_k=args.top_k,
-                     balance_weight=args.balance_weight)
+                     balance_weight=args.balance_weight, capacity=args.capacity)
     from .experiments.noise_from import FITTED_MODELS, NoiseFrom
 
     if args.mitigate is not None and args.noise_from is None:

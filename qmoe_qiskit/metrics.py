@@ -44,15 +44,18 @@ def summarize(values: Sequence[float], *, per: str = "per_seed") -> dict[str, An
 def routing_stats(gates: np.ndarray) -> dict[str, Any]:
     """How a mixture spreads inputs over its experts, from its gates ``(inputs, experts)``:
     ``load`` (the share of inputs whose largest gate is each expert's), ``mean_gate``, the
-    load's ``entropy`` normalised by log(experts) (1: uniform, 0: one expert takes all) and
-    ``dead_fraction`` (the share of experts no input is routed to)."""
+    load's ``entropy`` normalised by log(experts) (1: uniform, 0: one expert takes all),
+    ``dead_fraction`` (the share of experts no input is routed to) and ``dropped_fraction``
+    (the share of inputs an expert capacity routed nowhere)."""
     gates = np.asarray(gates, dtype=float)
     experts = gates.shape[1]
-    load = np.bincount(gates.argmax(axis=1), minlength=experts) / len(gates)
-    used = load[load > 0]
-    entropy = float(-(used * np.log(used)).sum() / np.log(experts))
+    routed = gates.sum(axis=1) > 0  # an input dropped by an expert capacity has no gate
+    load = np.bincount(gates[routed].argmax(axis=1), minlength=experts) / len(gates)
+    share = load[load > 0] / max(load.sum(), 1e-300)
+    entropy = float(-(share * np.log(share)).sum() / np.log(experts))
     return {"load": load.tolist(), "mean_gate": gates.mean(axis=0).tolist(),
-            "entropy": entropy, "dead_fraction": float(np.mean(load == 0))}
+            "entropy": entropy, "dead_fraction": float(np.mean(load == 0)),
+            "dropped_fraction": float(np.mean(~routed))}
 
 
 def wilson_interval(successes: int, trials: int, *, level: float = 0.95) -> tuple[float, float]:

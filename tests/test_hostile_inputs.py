@@ -138,6 +138,9 @@ CASES = [
     ([*TRAIN, "--balance-weight", "-1"], "balance weight must be a finite number from 0 to 100"),
     ([*TRAIN, "--balance-weight", "nan"], "balance weight must be a finite number from 0 to"),
     ([*TRAIN, "--balance-weight", "inf"], "balance weight must be a finite number from 0 to"),
+    ([*TRAIN, "--capacity", "0"], "capacity (the expert capacity factor) must be a finite "
+     "number > 0, got 0.0"),
+    ([*TRAIN, "--capacity", "-1"], "capacity (the expert capacity factor) must be a finite"),
     ([*TRAIN, "--seed", "-1"], "seed must be an integer >= 0"),
     ([*TRAIN, "--epochs", "x"], "invalid int value: 'x'"),
     ([*TRAIN, "--data-noise", "abc"], "invalid float value: 'abc'"),

@@ -1,5 +1,7 @@
 """Routers, experts, the mixture, torch gradients, primitive swapping, save / load."""
 
+import re
+
 import numpy as np
 import pytest
 import torch
@@ -338,3 +340,63 @@ def test_routing_stats_by_hand():
     assert stats["load"] == [0.5, 0.5, 0.0, 0.0] and stats["dead_fraction"] == 0.5
     assert stats["entropy"] == pytest.approx(np.log(2) / np.log(4))  # two of four, evenly
     assert stats["mean_gate"] == pytest.approx([0.6, 0.4, 0.0, 0.0])
+
+
+def test_an_expert_capacity_reroutes_then_drops_exactly_the_overflow():
+    """Two experts, top-1, factor 1: room ceil(1 · 5 · 1 / 2) = 3 each. Five inputs all prefer
+    expert 0: the first three take it, the next two fall back to expert 1. At factor 0.5
+    (room 2 each) the fifth input finds no room and is dropped: its gates are all 0."""
+    from qmoe_qiskit.metrics import routing_stats
+    from qmoe_qiskit.models.moe import capacity_mask
+
+    probs = torch.tensor([[0.9, 0.1], [0.8, 0.2], [0.7, 0.3], [0.6, 0.4], [0.55, 0.45]])
+    assert capacity_mask(probs, 1, 1.0).tolist() == [[1, 0], [1, 0], [1, 0], [0, 1], [0, 1]]
+    assert capacity_mask(probs, 1, 0.5).tolist() == [[1, 0], [1, 0], [0, 1], [0, 1], [0, 0]]
+    assert capacity_mask(probs, 2, 1.0).tolist() == [[1, 1]] * 5  # room 5: nothing overflows
+    model = MixtureOfExperts(LinearRouter(2, 2), [LinearExpert(2, 2) for _ in range(2)],
+                             top_k=1, capacity=0.5)
+    with torch.no_grad():
+        model.router.linear.weight.zero_()
+        model.router.linear.bias.copy_(torch.tensor([1.0, 0.0]))  # every input prefers 0
+        gates = model.gates(torch.zeros(5, 2))
+    assert gates.tolist() == [[1, 0], [1, 0], [0, 1], [0, 1], [0, 0]]
+    stats = routing_stats(gates.numpy())
+    assert stats["dropped_fraction"] == pytest.approx(0.2)
+    assert stats["load"] == pytest.approx([0.4, 0.4])
+
+
+@pytest.mark.parametrize("field, value, message", [
+    ("capacity", 0.0, "capacity (the expert capacity factor) must be a finite number > 0"),
+    ("capacity", float("nan"), "must be a finite number > 0"),
+    ("balance_weight", -0.1, "balance weight must be a finite number from 0 to 100"),
+    ("top_k", 3, "top-k must be an integer from 1 to the number of experts (2), got 3"),
+])
+def test_routing_settings_are_checked_in_the_spec(field, value, message):
+    from qmoe_qiskit.errors import ConfigError
+    from qmoe_qiskit.models import ModelSpec
+
+    with pytest.raises(ConfigError, match=re.escape(message)):
+        ModelSpec(**{field: value})
+
+
+def test_every_routing_setting_is_saved_and_runs_on_a_fake_backend(tmp_path):
+    """Top-k with capacity and a balance weight survive save / load and run through the job
+    layer on fake_manila in one job per forward pass, as the exact simulator computes them."""
+    from qmoe_qiskit.jobs import JobOptions, RuntimeSampler, connect
+    from qmoe_qiskit.models import ModelSpec, build_model, load_model, save_model
+    from qmoe_qiskit.primitives import SamplerEstimator
+
+    torch.manual_seed(0)
+    spec = ModelSpec(router="quantum", ansatz="sel", num_experts=2, top_k=1, capacity=1.0,
+                     balance_weight=0.01).for_data(2, 2)
+    save_model(tmp_path / "m.pt", build_model(spec), spec)
+    model, loaded, _ = load_model(tmp_path / "m.pt")
+    assert loaded == spec and (model.top_k, model.capacity) == (1, 1.0)
+    x = torch.rand(6, 2) * np.pi
+    exact = model.gates(x)
+    with RuntimeSampler(connect("fake_manila"), JobOptions(shots=4000), seed=1) as sampler:
+        with model.using(sampler=sampler, estimator=SamplerEstimator(sampler)):
+            _, hardware = sampler.run_together(lambda: model.forward_with_gates(x))
+    assert sampler.stats()["jobs_submitted"] == 1
+    assert ((hardware > 0).sum(dim=1) == 1).all()  # top-1 under capacity: one expert each
+    assert (hardware.argmax(1) == exact.argmax(1)).float().mean() >= 0.5

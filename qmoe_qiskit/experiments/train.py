@@ -123,7 +123,10 @@ def _routing_lines(routing: dict[str, Any] | None, spec: ModelSpec) -> list[str]
                else "no load balancing")
     return [f"Routing on the test split ({balance}): expert load {load} (the share of inputs "
             f"whose largest gate is each expert's), load entropy {routing['entropy']:.3f} of 1, "
-            f"{dead} of {len(routing['load'])} experts dead.", ""]
+            f"{dead} of {len(routing['load'])} experts dead"
+            + (f", {routing['dropped_fraction']:.1%} of the inputs dropped by the expert "
+               f"capacity (factor {spec.capacity:g})" if spec.capacity is not None else "")
+            + ".", ""]
 
 
 @dataclass(frozen=True)

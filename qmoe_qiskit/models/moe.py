@@ -66,6 +66,37 @@ def check_balance_weight(value) -> float:
     return float(value)
 
 
+def check_capacity(value) -> float | None:
+    if value is None:
+        return None
+    if isinstance(value, bool) or not isinstance(value, (int, float)) or \
+            not math.isfinite(value) or value <= 0:
+        raise ConfigError(f"capacity (the expert capacity factor) must be a finite number > 0, "
+                          f"got {value!r}")
+    return float(value)
+
+
+def capacity_mask(probs: torch.Tensor, k: int, factor: float) -> torch.Tensor:
+    """Which experts take each input under an expert capacity, as the Switch Transformer
+    routes: every expert takes at most ``ceil(factor · batch · k / experts)`` inputs; inputs
+    are placed in batch order, each on its ``k`` most probable experts that still have room
+    (an input whose choice is full falls back to its next expert), and an input no expert has
+    room for is dropped (all its gates 0). Returns a 0/1 mask like ``probs``, no gradient."""
+    batch, experts = probs.shape
+    room = max(1, math.ceil(factor * batch * k / experts))
+    order = probs.detach().argsort(dim=-1, descending=True).tolist()
+    load = [0] * experts
+    mask = torch.zeros_like(probs)
+    for row, ranked in enumerate(order):
+        placed = 0
+        for e in ranked:
+            if placed == k:
+                break
+            if load[e] < room:
+                mask[row, e], load[e], placed = 1.0, load[e] + 1, placed + 1
+    return mask
+
+
 def balance_loss(probs: torch.Tensor) -> torch.Tensor:
     """The Switch Transformer's auxiliary load-balancing loss of a batch's router probabilities
     ``(batch, experts)``: ``E · Σ_i f_i P_i``, with ``f_i`` the fraction of the batch whose
@@ -85,7 +116,7 @@ class MixtureOfExperts(nn.Module):
     """
 
     def __init__(self, router: nn.Module, experts: list[nn.Module], *, top_k: int | None = None,
-                 balance_weight: float = 0.0):
+                 balance_weight: float = 0.0, capacity: float | None = None):
         super().__init__()
         num_experts = router.num_experts
         if len(experts) != num_experts:
@@ -96,12 +127,18 @@ class MixtureOfExperts(nn.Module):
         self.experts = nn.ModuleList(experts)
         self.top_k = top_k
         self.balance_weight = check_balance_weight(balance_weight)
+        self.capacity = check_capacity(capacity)
 
     def gates(self, x: torch.Tensor) -> torch.Tensor:
         """Routing weights ``(batch, experts)`` after top-k selection (rows sum to one)."""
         return self._select(self.router(as_features(x)))
 
     def _select(self, probs: torch.Tensor) -> torch.Tensor:
+        if self.capacity is not None:
+            mask = capacity_mask(probs, self.top_k or probs.shape[-1], self.capacity)
+            kept = probs * mask
+            total = kept.sum(dim=-1, keepdim=True)
+            return torch.where(total > 0, kept / total.clamp_min(1e-30), kept)  # dropped: 0
         if self.top_k is None or self.top_k == probs.shape[-1]:
             return probs
         top, index = probs.topk(self.top_k, dim=-1)
@@ -205,6 +242,7 @@ class ModelSpec:
     expert_layers: int = 2
     top_k: int | None = None
     balance_weight: float = 0.0  # the Switch load-balancing loss's weight in training
+    capacity: float | None = None  # expert capacity factor (None: every expert takes all)
 
     def __post_init__(self):
         if self.router not in ROUTERS:
@@ -229,6 +267,7 @@ class ModelSpec:
             raise ConfigError(f"top-k must be an integer from 1 to the number of experts "
                               f"({self.num_experts}), got {self.top_k!r}")
         object.__setattr__(self, "balance_weight", check_balance_weight(self.balance_weight))
+        object.__setattr__(self, "capacity", check_capacity(self.capacity))
 
     def for_data(self, num_features: int, num_classes: int) -> "ModelSpec":
         """This spec for data with ``num_features`` features and ``num_classes`` classes."""
@@ -332,7 +371,7 @@ def build_model(spec: ModelSpec) -> MixtureOfExperts:
     else:
         experts = [QuantumExpert(d, c, num_layers=spec.expert_layers) for _ in range(n)]
     return MixtureOfExperts(router, experts, top_k=spec.top_k,
-                            balance_weight=spec.balance_weight)
+                            balance_weight=spec.balance_weight, capacity=spec.capacity)
 
 
 def save_model(path: str | Path, model: MixtureOfExperts, spec: ModelSpec,
