@@ -9,7 +9,8 @@ defaults, which the parsers' help states.
 DATASETS = ("moons", "circles", "digits", "mnist", "fashion_mnist")
 ANSATZE = ("paper", "sel")
 ROUTERS = ("linear", "mlp", "quantum")
-EXPERTS = ("linear", "mlp", "quantum")
+EXPERTS = ("linear", "mlp", "quantum", "reupload")  # reupload: data re-uploading circuits
+QUANTUM_EXPERTS = ("quantum", "reupload")
 
 # TrainConfig's defaults, and those of the models sweep --retrain trains at each level
 TRAIN_DEFAULTS = {"epochs": 100, "lr": 0.01, "batch_size": 32, "patience": 10}

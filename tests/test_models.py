@@ -400,3 +400,66 @@ def test_every_routing_setting_is_saved_and_runs_on_a_fake_backend(tmp_path):
     assert sampler.stats()["jobs_submitted"] == 1
     assert ((hardware > 0).sum(dim=1) == 1).all()  # top-1 under capacity: one expert each
     assert (hardware.argmax(1) == exact.argmax(1)).float().mean() >= 0.5
+
+
+def test_a_reuploading_experts_gradients_equal_parameter_shift():
+    """The Jacobian of a data re-uploading expert's class probabilities, on the exact
+    simulator, equals the parameter-shift rule on qiskit-machine-learning's exact reference
+    sampler: each weight θ_j and each embedded angle s_{l,i} x_i sits in one RY gate, so
+    dp/dθ_j = (p(θ_j + π/2) - p(θ_j - π/2)) / 2, and a learnable input scale s_{l,i} (which
+    reaches the circuit through the QNN's input gradients) has dp/ds = x_i · the same shift of
+    its angle."""
+    from qmoe_qiskit.models.quantum import ReuploadingExpert
+
+    torch.manual_seed(3)
+    expert = ReuploadingExpert(3, 2, num_layers=2)
+    with torch.no_grad():
+        expert.input_scale.uniform_(0.5, 1.5)
+    x = torch.rand(1, 3) * np.pi + 0.3
+    probs = torch.exp(expert(x))[0]
+    ours = {"scale": [], "weight": []}
+    for k in range(2):
+        grads = torch.autograd.grad(probs[k], [expert.input_scale, expert.layer.connector.weight],
+                                    retain_graph=True)
+        ours["scale"].append(grads[0].reshape(-1))
+        ours["weight"].append(grads[1].reshape(-1))
+    expert.set_primitive(QMLSampler())  # the reference, for the shifted evaluations
+    half = np.pi / 2
+
+    def reference(**change) -> torch.Tensor:
+        with torch.no_grad():
+            scale = expert.input_scale.clone()
+            weight = expert.layer.connector.weight.clone()
+            if "scale" in change:
+                (l, i), delta = change["scale"]
+                expert.input_scale[l, i] += delta / x[0, i]  # moves the angle by delta
+            if "weight" in change:
+                j, delta = change["weight"]
+                expert.layer.connector.weight[j] += delta
+            out = torch.exp(expert(x))[0]
+            expert.input_scale.copy_(scale)
+            expert.layer.connector.weight.copy_(weight)
+        return out
+
+    for l in range(2):
+        for i in range(3):
+            shift = (reference(scale=((l, i), half)) - reference(scale=((l, i), -half))) / 2
+            for k in range(2):
+                assert ours["scale"][k][l * 3 + i].item() == pytest.approx(
+                    x[0, i].item() * shift[k].item(), abs=1e-5)
+    for j in range(expert.layer.connector.weight.numel()):
+        shift = (reference(weight=(j, half)) - reference(weight=(j, -half))) / 2
+        for k in range(2):
+            assert ours["weight"][k][j].item() == pytest.approx(shift[k].item(), abs=1e-5)
+    assert torch.cat(ours["scale"]).abs().sum() > 0
+
+
+def test_a_reuploading_expert_embeds_the_input_again_in_every_layer():
+    from qmoe_qiskit.circuits import reuploading_ansatz
+
+    built = reuploading_ansatz(3, 4, num_outputs=2)
+    assert len(built.inputs) == 12 and len(built.weights) == 12
+    embedded = [inst.operation.params[0] for inst in built.circuit.data
+                if inst.operation.name == "ry" and set(inst.operation.params[0].parameters)
+                <= set(built.inputs)]
+    assert len(embedded) == 12  # every layer's own copy of the three features

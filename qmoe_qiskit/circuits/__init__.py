@@ -1,8 +1,15 @@
 """Ansatz builders: pure functions returning a circuit and its named parameter vectors; and
 probe circuits that expose one kind of noise."""
 
-from .ansatze import ANSATZE, AnsatzCircuit, build_ansatz, paper_ansatz, sel_ansatz
+from .ansatze import (
+    ANSATZE,
+    AnsatzCircuit,
+    build_ansatz,
+    paper_ansatz,
+    reuploading_ansatz,
+    sel_ansatz,
+)
 from .probes import waiting_circuit
 
 __all__ = ["ANSATZE", "AnsatzCircuit", "build_ansatz", "paper_ansatz", "sel_ansatz",
-           "waiting_circuit"]
+           "reuploading_ansatz", "waiting_circuit"]

@@ -25,7 +25,8 @@ from qiskit.quantum_info import SparsePauliOp
 from ..errors import ConfigError, choices
 from ..names import ANSATZE
 
-__all__ = ["ANSATZE", "AnsatzCircuit", "build_ansatz", "paper_ansatz", "sel_ansatz"]
+__all__ = ["ANSATZE", "AnsatzCircuit", "build_ansatz", "paper_ansatz", "sel_ansatz",
+           "reuploading_ansatz"]
 
 
 @dataclass(frozen=True)
@@ -97,6 +98,35 @@ def paper_ansatz(
     circuit.add_register(creg)
     circuit.measure(measured, list(range(len(measured))))
     return AnsatzCircuit("paper", circuit, x, theta, "probabilities", num_outputs)
+
+
+def reuploading_ansatz(num_qubits: int, num_layers: int, *, num_outputs: int,
+                       num_features: int | None = None) -> AnsatzCircuit:
+    """Data re-uploading: ``num_layers`` × (RY(x_{l,i}) on qubit i, RY(θ) on every qubit, CZ
+    chain), measured per the routing rule. Each layer embeds the input again through inputs of
+    its own (``x`` has ``num_layers · num_features`` entries), so a model can scale each
+    layer's copy of the features by weights of its own before the circuit
+    (:class:`~qmoe_qiskit.models.quantum.ReuploadingExpert`); the angles stay affine."""
+    num_features = num_qubits if num_features is None else num_features
+    _validate(num_qubits, num_layers, num_features)
+    if not isinstance(num_outputs, int) or not 2 <= num_outputs <= 2**num_qubits:
+        raise ConfigError(
+            f"a {num_qubits}-qubit circuit has {2**num_qubits} basis states; the number of "
+            f"outputs must be between 2 and {2**num_qubits}, got {num_outputs!r}")
+    x = ParameterVector("x", num_layers * num_features)
+    theta = ParameterVector("θ", num_qubits * num_layers)
+    measured = _measured_qubits(num_qubits, num_outputs)
+    circuit = QuantumCircuit(num_qubits, name=f"reupload_q{num_qubits}_l{num_layers}")
+    for layer in range(num_layers):
+        for i in range(num_features):
+            circuit.ry(x[layer * num_features + i], i)
+        for q in range(num_qubits):
+            circuit.ry(theta[layer * num_qubits + q], q)
+        for q in range(num_qubits - 1):
+            circuit.cz(q, q + 1)
+    circuit.add_register(ClassicalRegister(len(measured), "meas"))
+    circuit.measure(measured, list(range(len(measured))))
+    return AnsatzCircuit("reupload", circuit, x, theta, "probabilities", num_outputs)
 
 
 def sel_ansatz(num_qubits: int, num_layers: int, *, num_features: int | None = None) -> AnsatzCircuit:

@@ -27,7 +27,7 @@ from ..backends import KNOWN, fake_backend_names, get_backend
 from ..errors import ConfigError, check_seed, choices, closest
 from ..metrics import mean_tvd, summarize
 from ..models import ModelSpec, build_model, model_from_state
-from ..names import RETRAIN_DEFAULTS, describe_training
+from ..names import QUANTUM_EXPERTS, RETRAIN_DEFAULTS, describe_training
 from ..noise_models import (
     NoisyEstimator,
     NoisySampler,
@@ -277,7 +277,7 @@ class ReferenceCell:
         if config.baseline:
             classical = ModelSpec(num_features=spec.num_features, num_classes=spec.num_classes,
                                   num_experts=spec.num_experts, router="linear",
-                                  expert=spec.expert if spec.expert != "quantum" else "linear",
+                                  expert=spec.expert if spec.expert not in QUANTUM_EXPERTS else "linear",
                                   expert_hidden=spec.expert_hidden,
                                   expert_layers=spec.expert_layers)
             seed_everything(config.seed)

@@ -21,10 +21,10 @@ from torch import nn
 
 from ..circuits import ANSATZE
 from ..errors import ConfigError, DataError, ModelFileError, choices
-from ..names import EXPERTS, ROUTERS
+from ..names import EXPERTS, QUANTUM_EXPERTS, ROUTERS
 from ..resources import check_memory
 from .classical import LinearExpert, LinearRouter, MLPExpert, MLPRouter
-from .quantum import QuantumExpert, QuantumLayer, QuantumRouter
+from .quantum import QuantumExpert, QuantumLayer, QuantumRouter, ReuploadingExpert
 
 __all__ = [
     "MixtureOfExperts",
@@ -285,7 +285,7 @@ class ModelSpec:
         widths = {}
         if self.router == "quantum":
             widths["router"] = self.num_qubits or d
-        if self.expert == "quantum":
+        if self.expert in QUANTUM_EXPERTS:
             widths["expert"] = d
         return widths
 
@@ -368,6 +368,8 @@ def build_model(spec: ModelSpec) -> MixtureOfExperts:
         experts = [LinearExpert(d, c) for _ in range(n)]
     elif spec.expert == "mlp":
         experts = [MLPExpert(d, c, spec.expert_hidden) for _ in range(n)]
+    elif spec.expert == "reupload":
+        experts = [ReuploadingExpert(d, c, num_layers=spec.expert_layers) for _ in range(n)]
     else:
         experts = [QuantumExpert(d, c, num_layers=spec.expert_layers) for _ in range(n)]
     return MixtureOfExperts(router, experts, top_k=spec.top_k,

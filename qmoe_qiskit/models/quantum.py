@@ -16,7 +16,7 @@ from qiskit_machine_learning.gradients import BaseEstimatorGradient, BaseSampler
 from qiskit_machine_learning.neural_networks import EstimatorQNN, SamplerQNN
 from torch import nn
 
-from ..circuits import AnsatzCircuit, build_ansatz
+from ..circuits import AnsatzCircuit, build_ansatz, reuploading_ansatz
 from ..errors import DataError
 from ..simulation import (
     ExactEstimator,
@@ -25,7 +25,8 @@ from ..simulation import (
     ExactSamplerGradient,
 )
 
-__all__ = ["QuantumLayer", "QuantumRouter", "QuantumExpert", "Primitive", "Gradient"]
+__all__ = ["QuantumLayer", "QuantumRouter", "QuantumExpert", "ReuploadingExpert", "Primitive",
+           "Gradient"]
 
 Primitive = BaseSamplerV2 | BaseEstimatorV2
 Gradient = BaseSamplerGradient | BaseEstimatorGradient
@@ -161,6 +162,36 @@ class QuantumExpert(nn.Module):
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         return torch.log(self.layer(x).clamp_min(1e-12))
+
+    def set_primitive(self, primitive: Primitive | None,
+                      gradient: Gradient | None = None) -> None:
+        self.layer.set_primitive(primitive, gradient)
+
+
+class ReuploadingExpert(nn.Module):
+    """A data re-uploading PQC classifier: the features are embedded again before each of its
+    layers (:func:`~qmoe_qiskit.circuits.ansatze.reuploading_ansatz`), each copy scaled by
+    learnable weights of its own (``input_scale``, ``(layers, features)``, starting at 1).
+
+    The scaling is a torch parameter in front of the circuit, so the circuit's angles stay
+    affine in its inputs (the exact simulator's fast path) and its gradient reaches the
+    scales through the QNN's input gradients. Returns log-probabilities, as
+    :class:`QuantumExpert` does.
+    """
+
+    def __init__(self, num_features: int, num_classes: int, *, num_layers: int = 2,
+                 primitive: Primitive | None = None, gradient: Gradient | None = None):
+        super().__init__()
+        built = reuploading_ansatz(num_features, num_layers, num_outputs=num_classes,
+                                   num_features=num_features)
+        self.num_layers = num_layers
+        self.input_scale = nn.Parameter(torch.ones(num_layers, num_features))
+        self.layer = QuantumLayer(built, primitive=primitive, gradient=gradient,
+                                  input_gradients=True)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        scaled = (self.input_scale.unsqueeze(0) * x.unsqueeze(1)).reshape(len(x), -1)
+        return torch.log(self.layer(scaled).clamp_min(1e-12))
 
     def set_primitive(self, primitive: Primitive | None,
                       gradient: Gradient | None = None) -> None:
