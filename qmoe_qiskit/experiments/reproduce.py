@@ -33,7 +33,7 @@ import torch
 
 from ..data import DataSpec, idx_available, idx_files, prepare
 from ..errors import ConfigError, check_seed, check_seed_count
-from ..metrics import classification_scores, summarize
+from ..metrics import classification_scores, routing_stats, summarize
 from ..models import MixtureOfExperts, ModelSpec, build_model
 from ..models.quantum import QuantumExpert
 from ..noise_models import (
@@ -208,14 +208,15 @@ def _parameters(model: torch.nn.Module) -> dict[str, int]:
     return {"router": 0, "experts": total, "total": total}
 
 
-def _load(model: torch.nn.Module, x: np.ndarray) -> dict[str, list[float]] | None:
-    """How the test inputs spread over experts: the mean gate, and the share of inputs whose
-    largest gate is each expert's."""
+def _load(model: torch.nn.Module, x: np.ndarray) -> dict[str, Any] | None:
+    """How the test inputs spread over experts (:func:`~qmoe_qiskit.metrics.routing_stats`):
+    the mean gate, the share of inputs whose largest gate is each expert's (``top_share``),
+    the load's entropy and the dead experts."""
     if not isinstance(model, MixtureOfExperts):
         return None
-    g = gates(model, x)
-    share = np.bincount(g.argmax(axis=1), minlength=g.shape[1]) / len(g)
-    return {"mean_gate": g.mean(axis=0).tolist(), "top_share": share.tolist()}
+    stats = routing_stats(gates(model, x))
+    return {"mean_gate": stats["mean_gate"], "top_share": stats["load"],
+            "entropy": stats["entropy"], "dead_fraction": stats["dead_fraction"]}
 
 
 @dataclass(frozen=True)

@@ -7,6 +7,7 @@ from typing import Any
 
 import numpy as np
 
+from ..metrics import summarize
 from ..plots import (
     accuracy_vs_level,
     claim_bars,
@@ -151,6 +152,26 @@ def _cell(text: str) -> str:
     return str(text).replace("|", "\\|").replace("\n", " ")
 
 
+def _load_section(results: dict[str, Any]) -> list[str]:
+    """The four-expert mixtures' load on the test split: its entropy over log(experts) and
+    the share of dead experts, mean ± std over seeds."""
+    rows = []
+    for name, m in results["models"].get("mnist4", {}).items():
+        loads = [s["load"] for s in m["per_seed"] if s.get("load") and "entropy" in s["load"]]
+        if loads:
+            entropy = summarize([x["entropy"] for x in loads])
+            dead = summarize([x["dead_fraction"] for x in loads])
+            rows.append(f"| {name} | {entropy['mean']:.2f} ± {entropy['std']:.2f} | "
+                        f"{dead['mean']:.2f} ± {dead['std']:.2f} |")
+    if not rows:
+        return []
+    return [f"## Expert load ({_task_label(results, 'mnist4')}, test split)", "",
+            "Load entropy: the entropy of the share of test inputs whose largest gate is each "
+            "expert's, over log(experts) (1: even, 0: one expert takes all); dead: the share of "
+            "experts no test input goes to. Mean ± std over seeds.", "",
+            "| model | load entropy | dead experts |", "|---|---|---|", *rows, ""]
+
+
 def report(results: dict[str, Any], figure_names: list[str]) -> str:
     sources = papers()
     quick = " (quick run: fewer seeds and epochs; verdicts are indicative only)" \
@@ -181,7 +202,8 @@ def report(results: dict[str, Any], figure_names: list[str]) -> str:
                      f"{_cell(c['measured'])} | **{_verdict(c)}** | {_cell(c['notes'])} |")
     lines += ["", "Claims as stated (package data `qmoe_qiskit/experiments/claims.json`):", ""]
     lines += [f"- **{c['id']}** ({c['source']}): {c['claim']}" for c in results["claims"]]
-    lines += ["", *_eta_section(results), "", *_discussion(results), "", "## Figures", ""]
+    lines += ["", *_eta_section(results), "", *_discussion(results), "", *_load_section(results),
+              "## Figures", ""]
     captions = {
         "claims_accuracy.png": "Held-out accuracy of the routers the tables name (bars: mean, "
                                "whiskers: 95% interval) beside the papers' numbers (red).",
