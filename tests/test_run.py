@@ -3,6 +3,7 @@
 import dataclasses
 import json
 
+import numpy as np
 import pytest
 from qiskit_ibm_runtime.fake_provider.local_runtime_job import LocalRuntimeJob
 
@@ -42,6 +43,11 @@ def test_run_writes_results_and_a_repeat_costs_nothing(q_experts, cache, tmp_pat
     agree = [p == y for p, y in zip(first["predictions"], first["labels"])]
     assert first["accuracy"] == pytest.approx(sum(agree) / 30)
     assert 0 < first["mean_tvd_to_ideal"] < 0.5
+    measured = np.asarray(first["router"]["distributions"])  # the expert load, measured
+    share = np.bincount(measured.argmax(axis=1), minlength=measured.shape[1]) / 30
+    assert first["routing"]["measured"]["load"] == pytest.approx(share.tolist())
+    assert set(first["routing"]) == {"measured", "ideal"}
+    assert "Expert load (the share of samples" in (tmp_path / "r1" / "report.md").read_text()
     for name in ("report.md", "router_vs_ideal.png"):
         assert (tmp_path / "r1" / name).exists()
     assert main([*argv, "--out", str(tmp_path / "r2")]) == 0

@@ -74,7 +74,7 @@ from ..jobs.outcomes import MeasuredPub, by_repeat, measurement_files, pooled
 from ..jobs.readout import CIRCUIT_PREFIX as CALIBRATION_PREFIX
 from ..jobs.readout import ReadoutCalibration, ReadoutSampler
 from ..jobs.sampler import PubOutcome
-from ..metrics import accuracy, mean_tvd
+from ..metrics import accuracy, mean_tvd, routing_stats
 from ..models import model_path
 from ..noise_models.factories import MAX_SCALE, TOO_NOISY
 from ..noise_models.standin import MAX_DRIFT, MAX_DRIFT_WHY, stand_in
@@ -290,6 +290,7 @@ class RunConfig:
             "cache_hits": done.stats["cache_hits"],
             "mean_tvd_to_ideal": mean_tvd(gates, ideal),
             "router": {"distributions": gates.tolist(), "ideal": ideal.tolist()},
+            "routing": {"measured": routing_stats(gates), "ideal": routing_stats(ideal)},
             "predictions": done.predictions.tolist(),
             "labels": done.labels.tolist(),
             "mitigation": _mitigation(done, ideal),
@@ -747,6 +748,20 @@ def _mitigation_lines(mitigation: dict[str, Any] | None) -> list[str]:
             "| qubit | measured P(1\\|0) | measured P(0\\|1) |", "|---:|---:|---:|", *rows, ""]
 
 
+def _routing_lines(routing: dict[str, Any] | None) -> list[str]:
+    """The expert load measured on the backend beside the exact one, as train reports it."""
+    if not routing:
+        return []
+
+    def text(r: dict[str, Any]) -> str:
+        dead = round(r["dead_fraction"] * len(r["load"]))
+        return (f"load {' / '.join(f'{v:.2f}' for v in r['load'])}, entropy "
+                f"{r['entropy']:.3f} of 1, {dead} of {len(r['load'])} experts dead")
+
+    return [f"Expert load (the share of samples whose largest gate is each expert's): measured "
+            f"{text(routing['measured'])}; exact {text(routing['ideal'])}.", ""]
+
+
 def _report(results: dict[str, Any]) -> str:
     mode = " (runtime local testing mode: a simulator with the device's noise)" \
         if results["local_testing_mode"] else ""
@@ -760,6 +775,7 @@ def _report(results: dict[str, Any]) -> str:
         f"| ideal (exact simulation, same samples) | {results['ideal_accuracy']:.3f} |", "",
         f"Mean TVD between the measured and the ideal router distribution: "
         f"{results['mean_tvd_to_ideal']:.4f}.", "",
+        *_routing_lines(results.get("routing")),
         *([f"The circuits were measured {results['repeats']} times, each repeat in jobs of its "
            f"own ({results['repeat_interval']:g} s apart, start to start); the figures above "
            f"pool their counts. Accuracy per repeat: "
