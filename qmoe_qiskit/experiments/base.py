@@ -51,7 +51,7 @@ from tqdm.auto import tqdm
 
 from ..data import PreparedData, restore
 from ..errors import ConfigError, DataError, ModelFileError, StorageError
-from ..files import check_writable_dir, os_reason
+from ..files import check_writable_dir, file_sha256, os_reason
 from ..models import MixtureOfExperts, ModelSpec, load_model
 
 __all__ = ["Cell", "CellStore", "Experiment", "Executor", "Outcome", "run_experiment",
@@ -323,14 +323,10 @@ def _inputs_stamp(inputs: Sequence[str | Path]) -> str:
     for p in inputs:
         path = Path(p)
         files = sorted(f for f in path.rglob("*") if f.is_file()) if path.is_dir() else [path]
-        digest = hashlib.sha256()
         try:
-            for f in files:
-                digest.update(f"{f.relative_to(path) if f != path else ''}\n".encode())
-                with open(f, "rb") as handle:
-                    for block in iter(lambda: handle.read(1 << 20), b""):
-                        digest.update(block)
-            stamps.append(f"{p}:{digest.hexdigest()}")
+            contents = [f"{f.relative_to(path) if f != path else ''}={file_sha256(f)}"
+                        for f in files]
+            stamps.append(f"{p}:{hashlib.sha256(chr(10).join(contents).encode()).hexdigest()}")
         except OSError:
             stamps.append(f"{p}:missing")
     return "|".join(stamps)
@@ -387,12 +383,9 @@ _JSON_KINDS = {str: "text", int: "a whole number", float: "a number", bool: "tru
                list: "a list", dict: "an object", type(None): "null"}
 
 
-def read_results(folder: str | Path, command: str,
-                 fields: dict[str, type | tuple] | None = None,
-                 ) -> tuple[dict[str, Any], dict[str, Any]]:
+def read_results(folder: str | Path, command: str) -> tuple[dict[str, Any], dict[str, Any]]:
     """``config.json`` and ``results.json`` of a finished ``qmoe <command>`` folder; a one-line
-    error for anything else, and for a ``results.json`` without one of ``fields`` (name ->
-    the type, or types, its value must have) that the caller reads."""
+    error for anything else (:func:`check_fields` checks the fields a caller reads)."""
     folder = Path(folder)
     if not folder.is_dir():
         raise ConfigError(f"no {command} folder at {folder}; give the folder a qmoe {command} "
@@ -410,11 +403,19 @@ def read_results(folder: str | Path, command: str,
         raise ConfigError(f"{folder} is not a qmoe {command} folder (it was written by "
                           f"{'qmoe ' + written if written else 'something else'}); give the "
                           f"folder of a qmoe {command}")
-    damaged = f"{folder / 'results.json'} is damaged or from another version"
     if not isinstance(results, dict):
-        raise DataError(f"{damaged}: it holds a JSON {type(results).__name__}, not the results "
-                        f"object; run qmoe {command} again")
-    for name, kind in (fields or {}).items():
+        raise DataError(f"{folder / 'results.json'} is damaged or from another version: it "
+                        f"holds a JSON {type(results).__name__}, not the results object; run "
+                        f"qmoe {command} again")
+    return config, results
+
+
+def check_fields(results: dict[str, Any], folder: str | Path, command: str,
+                 fields: dict[str, type | tuple]) -> None:
+    """A one-line :class:`DataError` where the ``results.json`` of ``folder`` lacks one of
+    ``fields`` (name -> the type, or types, its value must have)."""
+    damaged = f"{Path(folder) / 'results.json'} is damaged or from another version"
+    for name, kind in fields.items():
         value = results.get(name)
         if not isinstance(value, kind) or (isinstance(value, bool) and bool not in (
                 kind if isinstance(kind, tuple) else (kind,))):
@@ -424,7 +425,6 @@ def read_results(folder: str | Path, command: str,
                      else f"it is {_JSON_KINDS.get(type(value), type(value).__name__)}")
             raise DataError(f"{damaged}: its {name!r} should be {wanted} ({found}); run qmoe "
                             f"{command} again")
-    return config, results
 
 
 def recorded_path(folder: str | Path, value: str) -> Path:

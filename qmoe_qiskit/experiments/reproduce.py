@@ -334,26 +334,27 @@ class ReproduceConfig:
         each task, model and training noise, and one noisy forward pass for each noisy
         scoring, on a batch of the first seed's data: ``(seconds, how)``."""
         data: dict = {}
-        timed: dict[tuple, float] = {}
+        steps: dict[tuple, float] = {}  # (task, model, training noise) -> one training step
+        noisy: dict[tuple, float] = {}  # the same -> one noisy forward pass of a batch
         total = 0.0
         for cell in cells:
             key = (cell.task, cell.name, cell.trained_under)
             if cell.data not in data:  # the models of a task may read different features
                 data[cell.data] = prepare(dataclasses.replace(cell.data, seed=self.seeds[0]))
             split = data[cell.data]
-            if key not in timed:
-                timed[key] = cell.step_seconds(split)
-            total += training_seconds(timed[key], len(split.y_train), len(split.y_val),
+            if key not in steps:
+                steps[key] = cell.step_seconds(split)
+            total += training_seconds(steps[key], len(split.y_train), len(split.y_val),
                                       self.train)
             if cell.evaluated_at:  # a noisy forward pass per batch of the test split, per level
-                if (key, "noisy") not in timed:
-                    timed[(key, "noisy")] = cell.noisy_forward_seconds(split)
+                if key not in noisy:
+                    noisy[key] = cell.noisy_forward_seconds(split)
                 batches = -(-len(split.y_test) // self.train.batch_size)
-                total += len(cell.evaluated_at) * batches * timed[(key, "noisy")]
+                total += len(cell.evaluated_at) * batches * noisy[key]
         if not cells:
             return 0.0, "nothing to run"
         return total, (f"{len(cells)} trainings of up to {self.train.epochs} epochs, one step "
-                       f"timed for each of {len({k for k in timed if k[-1] != 'noisy'})} "
+                       f"timed for each of {len(steps)} "
                        f"model and noise settings; early stopping may end them sooner")
 
     def aggregate(self, cells, results: list[ModelScore], seconds: float) -> Outcome:

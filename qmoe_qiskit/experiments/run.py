@@ -83,7 +83,7 @@ from ..primitives import SamplerEstimator
 from ..resources import check_memory
 from ..simulation import ExactSampler
 from ..transpile import measured_qubits
-from .base import Outcome, load_trained, read_results
+from .base import Outcome, check_fields, load_trained, read_results
 from .replay import RouterTap, replay
 
 __all__ = ["RunConfig", "RunCell", "BackendPass", "plan_text", "read_run_results"]
@@ -99,7 +99,7 @@ def read_run_results(folder: str | Path) -> dict[str, Any]:
     _, results = read_results(folder, "run")
     if results.get("dry_run"):
         raise ConfigError(f"{folder} is a dry run: it measured nothing")
-    _, results = read_results(folder, "run", RUN_FIELDS)
+    check_fields(results, folder, "run", RUN_FIELDS)  # once it is known to hold measurements
     samples = results["samples"]
     for name in ("labels", "predictions"):
         if len(results[name]) != samples:
