@@ -9,6 +9,7 @@ from pathlib import Path
 
 from .errors import ConfigError, QMoEError, choices, seed_range
 from .names import (
+    AGGREGATIONS,
     ANSATZE,
     DATASETS,
     EXPERTS,
@@ -187,6 +188,11 @@ def build_parser() -> argparse.ArgumentParser:
                         "k / experts inputs of a batch, an input whose choice is full falls "
                         "back to its next expert, and one with no room is dropped (default: "
                         "no capacity)")
+    p.add_argument("--aggregation", choices=AGGREGATIONS, default="classical",
+                   help="classical: mix the experts' measured outputs; coherent: router and "
+                        "quantum experts in one circuit, their amplitudes superposed and read "
+                        "out postselected on the routing register (needs --ansatz paper, "
+                        "--expert quantum or reupload, 2/4/8 experts)")
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--noise-from", default=None, metavar="COMPARE_DIR",
                    help="train under the noise model qmoe compare fitted to a backend's counts "
@@ -444,7 +450,8 @@ def _train(args) -> int:
     spec = ModelSpec(num_experts=args.experts, router=args.router, ansatz=args.ansatz,
                      num_qubits=args.qubits, num_layers=args.layers, router_hidden=args.hidden,
                      expert=args.expert, top_k=args.top_k,
-                     balance_weight=args.balance_weight, capacity=args.capacity)
+                     balance_weight=args.balance_weight, capacity=args.capacity,
+                     aggregation=args.aggregation)
     from .experiments.noise_from import FITTED_MODELS, NoiseFrom
 
     if args.mitigate is not None and args.noise_from is None:

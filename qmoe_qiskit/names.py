@@ -11,6 +11,8 @@ ANSATZE = ("paper", "sel")
 ROUTERS = ("linear", "mlp", "quantum")
 EXPERTS = ("linear", "mlp", "quantum", "reupload")  # reupload: data re-uploading circuits
 QUANTUM_EXPERTS = ("quantum", "reupload")
+# how expert outputs combine: mixed after measurement, or as amplitudes in one circuit
+AGGREGATIONS = ("classical", "coherent")
 
 # TrainConfig's defaults, and those of the models sweep --retrain trains at each level
 TRAIN_DEFAULTS = {"epochs": 100, "lr": 0.01, "batch_size": 32, "patience": 10}

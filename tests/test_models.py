@@ -463,3 +463,172 @@ def test_a_reuploading_expert_embeds_the_input_again_in_every_layer():
                 if inst.operation.name == "ry" and set(inst.operation.params[0].parameters)
                 <= set(built.inputs)]
     assert len(embedded) == 12  # every layer's own copy of the three features
+
+
+def test_a_multiplexed_rotation_is_the_controlled_rotations_it_stands_for():
+    """RY(angles[s]) on the target for each basis state s of the controls, as 2^k RY + 2^k CX,
+    equals the product of the 2^k controlled RYs (control state s) Qiskit builds."""
+    from qiskit import QuantumCircuit
+    from qiskit.circuit.library import RYGate
+    from qiskit.quantum_info import Operator
+
+    from qmoe_qiskit.circuits import multiplexed_ry
+
+    rng = np.random.default_rng(0)
+    for k in range(4):
+        angles = rng.uniform(-3, 3, 1 << k)
+        ours, reference = QuantumCircuit(k + 1), QuantumCircuit(k + 1)
+        multiplexed_ry(ours, list(angles), list(range(1, k + 1)), 0)
+        for s, angle in enumerate(angles):
+            gate = RYGate(angle).control(k, ctrl_state=s, annotated=False) if k else RYGate(angle)
+            reference.append(gate, list(range(1, k + 1)) + [0])
+        assert np.allclose(Operator(ours).data, Operator(reference).data, atol=1e-12)
+        assert {inst.operation.name for inst in ours.data} <= {"ry", "cx"}
+
+
+def _coherent(expert: str, experts: int, classes: int = 2, features: int = 2, seed: int = 0):
+    from qmoe_qiskit.models import ModelSpec, build_model
+
+    torch.manual_seed(seed)
+    spec = ModelSpec(router="quantum", ansatz="paper", expert=expert, num_experts=experts,
+                     aggregation="coherent").for_data(features, classes)
+    model = build_model(spec)
+    if model.experts.input_scale is not None:
+        with torch.no_grad():
+            model.experts.input_scale.uniform_(0.5, 1.5)
+    return model, spec
+
+
+@pytest.mark.parametrize("expert, experts, classes", [("quantum", 2, 2), ("quantum", 4, 3),
+                                                       ("reupload", 2, 2), ("reupload", 4, 2)])
+def test_coherent_aggregation_equals_a_statevector_of_the_composed_circuit(expert, experts,
+                                                                           classes):
+    """The coherent model's joint P(routing outcome, class) is Qiskit's Statevector of its one
+    circuit with the features, the router's weights (and the scaled features) bound as inputs
+    and the experts' weights bound as weights, read by the routing rule; its output is that
+    distribution postselected on routing outcome 0."""
+    model, _ = _coherent(expert, experts, classes)
+    layer = model.experts.layer
+    built = layer.ansatz
+    x = torch.rand(3, 2) * np.pi
+    router = model.router.layer.connector.weight.detach()
+    joint = model.experts.joint(x, router).detach()
+    out = model(x).detach()
+    weights = layer.connector.weight.detach().numpy()
+    measured = [built.circuit.find_bit(inst.qubits[0]).index for inst in built.circuit.data
+                if inst.operation.name == "measure"]
+    for row in range(len(x)):
+        inputs = [x[row].tolist(), router.tolist()]
+        if model.experts.input_scale is not None:
+            scale = model.experts.input_scale.detach()
+            inputs.append((scale * x[row]).reshape(-1).tolist())
+        values = dict(zip(built.inputs, np.concatenate(inputs)))
+        values.update(zip(built.weights, weights))
+        bound = built.circuit.remove_final_measurements(inplace=False).assign_parameters(values)
+        probs = Statevector(bound).probabilities(measured)  # outcome bits in clbit order
+        expected = np.zeros(experts * classes)
+        for k, p in enumerate(probs):
+            expected[built.interpret(k)] += p
+        expected = expected.reshape(classes, experts)  # outcome r + E·c
+        assert np.allclose(joint[row].numpy(), expected, atol=1e-10)
+        kept = expected[:, 0] / expected[:, 0].sum()
+        assert np.allclose(out[row].exp().numpy(), kept, atol=1e-6)
+
+
+def test_coherent_aggregation_marginalised_over_routing_is_the_classical_mixture():
+    """Without postselection (summed over routing outcomes), the joint circuit's class
+    distribution is Σ_e P(e|x) P_e(c|x): the router's probabilities times each expert's own
+    circuit (a QuantumExpert holding expert e's angles): the incoherent mixture it extends."""
+    from qmoe_qiskit.models.quantum import QuantumExpert
+
+    model, _ = _coherent("quantum", 4)
+    x = torch.rand(4, 2) * np.pi
+    with torch.no_grad():
+        joint = model.experts.joint(x, model.router.layer.connector.weight)
+        gates = model.router(x)
+        angles = model.experts.layer.connector.weight[:-2].reshape(4, -1)  # ω last
+        mixture = torch.zeros(4, 2, dtype=torch.float64)
+        for e in range(4):
+            expert = QuantumExpert(2, 2, num_layers=2)
+            expert.layer.connector.weight.copy_(angles[e])
+            mixture += gates[:, e:e + 1].double() * expert(x).exp().double()
+    assert torch.allclose(joint.sum(dim=-1).double(), mixture, atol=1e-6)
+    assert not torch.allclose(torch.softmax(model(x), -1).double(), mixture, atol=1e-3)
+
+
+def test_coherent_aggregation_gradients_equal_finite_differences():
+    """Every trainable tensor of a coherent re-uploading model (the router's weights, which
+    reach the loss through the router and through the joint circuit's inputs, the experts'
+    and aggregation angles, the input scales) gets the gradient central differences give.
+    TorchConnector hands its outputs and gradients to torch in float32, so the step is 1e-3
+    and the tolerance 3e-4 (float32 rounding of the loss over the step is about 1e-4; a
+    wrong factor, sign or missing path is orders of magnitude more)."""
+    model, _ = _coherent("reupload", 2, seed=2)
+    model.double()
+    x = torch.rand(4, 2, dtype=torch.float64) * np.pi
+    y = torch.tensor([0, 1, 1, 0])
+
+    def loss() -> torch.Tensor:
+        return model.training_loss(x, y)[0]
+
+    params = [p for p in model.parameters() if p.requires_grad]
+    assert len(params) == 3
+    grads = torch.autograd.grad(loss(), params)
+    step = 1e-3
+    with torch.no_grad():
+        for param, grad in zip(params, grads):
+            flat = param.view(-1)
+            assert grad.abs().sum() > 1e-2
+            for j in range(flat.numel()):
+                flat[j] += step
+                up = loss().item()
+                flat[j] -= 2 * step
+                down = loss().item()
+                flat[j] += step
+                assert grad.view(-1)[j].item() == pytest.approx((up - down) / (2 * step),
+                                                                abs=3e-4)
+
+
+@pytest.mark.parametrize("fields, message", [
+    (dict(expert="linear"), "coherent aggregation combines the experts' amplitudes in one "
+                            "circuit, so it needs quantum experts (--expert quantum or "
+                            "reupload); --expert linear is classical"),
+    (dict(expert="quantum", ansatz="sel"), "needs --router quantum --ansatz paper; got "
+                                           "--ansatz sel"),
+    (dict(expert="quantum", router="mlp"), "got --router mlp"),
+    (dict(expert="quantum", num_experts=3), "it needs 2, 4, 8, ... experts; got 3"),
+    (dict(expert="quantum", top_k=1), "leave --top-k and --capacity out"),
+    (dict(expert="quantum", capacity=1.0), "leave --top-k and --capacity out"),
+    (dict(aggregation="quantum"), "unknown aggregation 'quantum'; valid aggregations: "
+                                  "'classical', 'coherent'"),
+])
+def test_coherent_aggregation_settings_are_checked_in_the_spec(fields, message):
+    from qmoe_qiskit.models import ModelSpec
+
+    fields = {"router": "quantum", "ansatz": "paper", "aggregation": "coherent", **fields}
+    with pytest.raises(ConfigError, match=re.escape(message)):
+        ModelSpec(**fields)
+
+
+@pytest.mark.parametrize("expert", ["quantum", "reupload"])
+def test_a_coherent_model_saves_loads_and_runs_on_a_fake_backend(tmp_path, expert):
+    """A coherent model (plain and re-uploading experts) survives save / load with the same
+    outputs, and runs through the job layer on fake_manila in one job per forward pass (the
+    router's PUB and the joint circuit's), close to its exact class distribution."""
+    from qmoe_qiskit.jobs import JobOptions, RuntimeSampler, connect
+    from qmoe_qiskit.models import CoherentMixture, load_model, save_model
+
+    model, spec = _coherent(expert, 2, seed=1)
+    save_model(tmp_path / "m.pt", model, spec)
+    loaded, loaded_spec, _ = load_model(tmp_path / "m.pt")
+    assert loaded_spec == spec and isinstance(loaded, CoherentMixture)
+    x = torch.rand(6, 2) * np.pi
+    exact = torch.softmax(loaded(x), -1).detach()
+    assert torch.allclose(exact, torch.softmax(model(x), -1).detach(), atol=1e-12)
+    with RuntimeSampler(connect("fake_manila"), JobOptions(shots=8000), seed=1) as sampler:
+        with loaded.using(sampler=sampler):
+            outputs, gates = sampler.run_together(lambda: loaded.forward_with_gates(x))
+    assert sampler.stats()["jobs_submitted"] == 1
+    tvd = 0.5 * (torch.softmax(outputs, -1) - exact).abs().sum(-1)
+    assert tvd.mean() < 0.15
+    assert torch.allclose(gates.sum(-1), torch.ones(6, dtype=gates.dtype), atol=1e-9)

@@ -5,6 +5,8 @@ from .ansatze import (
     ANSATZE,
     AnsatzCircuit,
     build_ansatz,
+    coherent_ansatz,
+    multiplexed_ry,
     paper_ansatz,
     reuploading_ansatz,
     sel_ansatz,
@@ -12,4 +14,4 @@ from .ansatze import (
 from .probes import waiting_circuit
 
 __all__ = ["ANSATZE", "AnsatzCircuit", "build_ansatz", "paper_ansatz", "sel_ansatz",
-           "reuploading_ansatz", "waiting_circuit"]
+           "reuploading_ansatz", "coherent_ansatz", "multiplexed_ry", "waiting_circuit"]

@@ -26,7 +26,7 @@ from ..errors import ConfigError, choices
 from ..names import ANSATZE
 
 __all__ = ["ANSATZE", "AnsatzCircuit", "build_ansatz", "paper_ansatz", "sel_ansatz",
-           "reuploading_ansatz"]
+           "reuploading_ansatz", "coherent_ansatz", "multiplexed_ry"]
 
 
 @dataclass(frozen=True)
@@ -127,6 +127,102 @@ def reuploading_ansatz(num_qubits: int, num_layers: int, *, num_outputs: int,
     circuit.add_register(ClassicalRegister(len(measured), "meas"))
     circuit.measure(measured, list(range(len(measured))))
     return AnsatzCircuit("reupload", circuit, x, theta, "probabilities", num_outputs)
+
+
+def multiplexed_ry(circuit: QuantumCircuit, angles: list, controls: list[int],
+                   target: int) -> None:
+    """Append RY(``angles[s]``) on ``target`` conditioned on the ``controls`` being in basis state
+    ``s`` (bit ``j`` of ``s`` on ``controls[j]``), as ``2**k`` RY and ``2**k`` CX gates (a
+    uniformly controlled rotation, Möttönen et al. 2004): the ``i``-th RY turns by
+    ``φ_i = 2**-k Σ_s (-1)^{s·gray(i)} angles[s]`` and is followed by a CX from the control
+    where ``gray(i)`` and ``gray(i + 1)`` differ. Affine angles stay affine."""
+    k = len(controls)
+    if len(angles) != 1 << k:
+        raise ConfigError(f"{k} controls take {1 << k} angles, got {len(angles)}")
+    if k == 0:
+        circuit.ry(angles[0], target)
+        return
+    size = 1 << k
+    gray = [i ^ (i >> 1) for i in range(size)]
+    for i in range(size):
+        phi = sum((-1) ** bin(s & gray[i]).count("1") * angles[s] for s in range(size)) / size
+        circuit.ry(phi, target)
+        flipped = gray[i] ^ gray[(i + 1) % size]
+        circuit.cx(controls[flipped.bit_length() - 1], target)
+
+
+def coherent_ansatz(num_features: int, num_experts: int, num_classes: int, *,
+                    router_qubits: int | None = None, router_layers: int = 3,
+                    expert_layers: int = 2, reupload: bool = False) -> AnsatzCircuit:
+    """A mixture of experts in one circuit: the router's amplitudes and the experts' combine
+    coherently over a routing register and a data register, and are read out together.
+
+    Qubits ``0 .. R-1`` hold the router (the ``paper`` ansatz on ``R = router_qubits``
+    qubits, default one per feature); its first ``m = log2(num_experts)`` qubits are the
+    routing register, whose basis state ``e`` is the expert the router's routing rule names.
+    Qubits ``R .. R+d-1`` hold the data register, on which expert ``e``'s circuit (the
+    ``paper`` ansatz, or the re-uploading one with ``reupload``) acts conditioned on the
+    routing register being in ``|e⟩``: each of its RY layers is a :func:`multiplexed_ry` over
+    the routing register, its CZ chains are shared. Then RY(ω_j) turns routing qubit ``j``
+    (the aggregation), and the routing register and the data register's class qubits are
+    measured. Outcome ``k`` is read as ``k mod (E·C)`` = ``r + E·c``: routing outcome ``r``,
+    class ``c`` by the routing rule; postselected on ``r = 0`` the data register holds
+    ``Σ_e a_e(ω) ψ_e`` with ``a_e = ⟨0|RY(ω)|e⟩``, the experts' states superposed with the
+    router's amplitudes. Marginalised over ``r`` instead, it is the classical mixture
+    ``Σ_e P(e|x) P_e(c|x)``.
+
+    ``inputs``: the ``d`` features, then the router's ``R·router_layers`` angles (fed from the
+    router's own weights), then, with ``reupload``, the ``E·expert_layers·d`` scaled features
+    (expert-major, then layer, then feature). ``weights``: the experts' ``E·expert_layers·d``
+    angles in that order, then the ``m`` aggregation angles ω.
+    """
+    d, n_e, c = num_features, num_experts, num_classes
+    router_qubits = d if router_qubits is None else router_qubits
+    _validate(router_qubits, router_layers, d)
+    _validate(d, expert_layers, d)
+    m = n_e.bit_length() - 1
+    if not isinstance(n_e, int) or n_e < 2 or n_e != 1 << m:
+        raise ConfigError(f"coherent aggregation addresses experts by the basis states of a "
+                          f"routing register of m qubits, so it needs 2, 4, 8, ... experts; "
+                          f"got {n_e!r}")
+    if m > router_qubits:
+        raise ConfigError(f"{n_e} experts need a routing register of {m} qubits but the router "
+                          f"has {router_qubits}; give the router more --qubits")
+    if not isinstance(c, int) or not 2 <= c <= 2**d:
+        raise ConfigError(f"a {d}-qubit data register has {2**d} basis states; the number of "
+                          f"classes must be between 2 and {2**d}, got {c!r}")
+    per_expert = expert_layers * d
+    x = ParameterVector("x", d + router_qubits * router_layers + reupload * n_e * per_expert)
+    theta = ParameterVector("θ", n_e * per_expert + m)
+    phi = x[d:d + router_qubits * router_layers]
+    scaled = x[d + router_qubits * router_layers:]
+    data = list(range(router_qubits, router_qubits + d))
+    routing = list(range(m))
+    name = f"coherent_r{router_qubits}_d{d}_e{n_e}_l{expert_layers}" + "_reupload" * reupload
+    circuit = QuantumCircuit(router_qubits + d, name=name)
+    for i in range(d):
+        circuit.ry(x[i], i)
+    for layer in range(router_layers):
+        for q in range(router_qubits):
+            circuit.ry(phi[layer * router_qubits + q], q)
+        for q in range(router_qubits - 1):
+            circuit.cz(q, q + 1)
+    if not reupload:
+        for i in range(d):
+            circuit.ry(x[i], data[i])
+    for layer in range(expert_layers):
+        for i in range(d):
+            index = [e * per_expert + layer * d + i for e in range(n_e)]
+            angles = [theta[j] + scaled[j] if reupload else theta[j] for j in index]
+            multiplexed_ry(circuit, angles, routing, data[i])
+        for i in range(d - 1):
+            circuit.cz(data[i], data[i + 1])
+    for j in routing:
+        circuit.ry(theta[n_e * per_expert + j], j)
+    classes = [data[q] for q in _measured_qubits(d, c)]
+    circuit.add_register(ClassicalRegister(m + len(classes), "meas"))
+    circuit.measure(routing + classes, list(range(m + len(classes))))
+    return AnsatzCircuit("coherent", circuit, x, theta, "probabilities", n_e * c)
 
 
 def sel_ansatz(num_qubits: int, num_layers: int, *, num_features: int | None = None) -> AnsatzCircuit:

@@ -4,6 +4,7 @@ from .classical import LinearExpert, LinearRouter, MLPExpert, MLPRouter
 from .moe import (
     EXPERTS,
     ROUTERS,
+    CoherentMixture,
     MixtureOfExperts,
     ModelSpec,
     build_model,
@@ -12,7 +13,7 @@ from .moe import (
     model_path,
     save_model,
 )
-from .quantum import QuantumExpert, QuantumLayer, QuantumRouter
+from .quantum import CoherentExperts, QuantumExpert, QuantumLayer, QuantumRouter, ReuploadingExpert
 
 __all__ = [
     "LinearRouter",
@@ -23,6 +24,9 @@ __all__ = [
     "QuantumExpert",
     "QuantumLayer",
     "MixtureOfExperts",
+    "CoherentMixture",
+    "CoherentExperts",
+    "ReuploadingExpert",
     "ModelSpec",
     "build_model",
     "save_model",

@@ -21,13 +21,20 @@ from torch import nn
 
 from ..circuits import ANSATZE
 from ..errors import ConfigError, DataError, ModelFileError, choices
-from ..names import EXPERTS, QUANTUM_EXPERTS, ROUTERS
+from ..names import AGGREGATIONS, EXPERTS, QUANTUM_EXPERTS, ROUTERS
 from ..resources import check_memory
 from .classical import LinearExpert, LinearRouter, MLPExpert, MLPRouter
-from .quantum import QuantumExpert, QuantumLayer, QuantumRouter, ReuploadingExpert
+from .quantum import (
+    CoherentExperts,
+    QuantumExpert,
+    QuantumLayer,
+    QuantumRouter,
+    ReuploadingExpert,
+)
 
 __all__ = [
     "MixtureOfExperts",
+    "CoherentMixture",
     "ModelSpec",
     "build_model",
     "save_model",
@@ -115,16 +122,20 @@ class MixtureOfExperts(nn.Module):
     (every expert is still evaluated, so this changes the model, not the cost).
     """
 
-    def __init__(self, router: nn.Module, experts: list[nn.Module], *, top_k: int | None = None,
-                 balance_weight: float = 0.0, capacity: float | None = None):
+    def __init__(self, router: nn.Module, experts: list[nn.Module] | CoherentExperts, *,
+                 top_k: int | None = None, balance_weight: float = 0.0,
+                 capacity: float | None = None):
         super().__init__()
         num_experts = router.num_experts
-        if len(experts) != num_experts:
-            raise ConfigError(f"the router routes to {num_experts} experts, got {len(experts)}")
+        if not isinstance(experts, CoherentExperts):
+            experts = nn.ModuleList(experts)
+        count = experts.num_experts if isinstance(experts, CoherentExperts) else len(experts)
+        if count != num_experts:
+            raise ConfigError(f"the router routes to {num_experts} experts, got {count}")
         if top_k is not None and not 1 <= top_k <= num_experts:
             raise ConfigError(f"top_k must be between 1 and {num_experts}, got {top_k}")
         self.router = router
-        self.experts = nn.ModuleList(experts)
+        self.experts = experts
         self.top_k = top_k
         self.balance_weight = check_balance_weight(balance_weight)
         self.capacity = check_capacity(capacity)
@@ -221,6 +232,39 @@ class MixtureOfExperts(nn.Module):
                 layer.restore(state)
 
 
+class CoherentMixture(MixtureOfExperts):
+    """Router and quantum experts in one circuit (:class:`~.quantum.CoherentExperts`): the
+    output is the class distribution of the experts' states superposed with the router's
+    amplitudes, postselected on the routing register, instead of ``Σ_e g_e f_e(x)``.
+
+    The router (a ``paper``-ansatz :class:`~.quantum.QuantumRouter` on ``2**m`` experts) still
+    runs on its own in each pass, for the routing weights that reports and the
+    load-balancing loss read; its weights drive the routing register of the joint circuit.
+    Top-k and capacity select among measured router probabilities, which this model never
+    forms, so they are refused.
+    """
+
+    def __init__(self, router: QuantumRouter, experts: CoherentExperts, *,
+                 balance_weight: float = 0.0):
+        if not isinstance(router, QuantumRouter) or router.layer.ansatz.name != "paper":
+            raise ConfigError("coherent aggregation runs the router's circuit inside the "
+                              "experts' circuit, so it needs a quantum router with the paper "
+                              "ansatz (--router quantum --ansatz paper)")
+        super().__init__(router, experts, balance_weight=balance_weight)
+
+    def forward_with_router(self, x: torch.Tensor
+                            ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+        """Log-probabilities of the coherent circuit, and the router's probabilities (as both
+        the routing weights and the router's own)."""
+        x = as_features(x)
+        probs = self.router(x)
+        return self.experts(x, self.router.layer.connector.weight), probs, probs
+
+    def postselection_rate(self, x: torch.Tensor) -> torch.Tensor:
+        """The share of shots the readout keeps, per input (P(routing outcome 0 | x))."""
+        return self.experts.postselection_rate(as_features(x), self.router.layer.connector.weight)
+
+
 @dataclass(frozen=True)
 class ModelSpec:
     """Everything needed to rebuild a model; saved with its weights.
@@ -243,6 +287,7 @@ class ModelSpec:
     top_k: int | None = None
     balance_weight: float = 0.0  # the Switch load-balancing loss's weight in training
     capacity: float | None = None  # expert capacity factor (None: every expert takes all)
+    aggregation: str = "classical"  # or "coherent": router and experts in one circuit
 
     def __post_init__(self):
         if self.router not in ROUTERS:
@@ -268,6 +313,31 @@ class ModelSpec:
                               f"({self.num_experts}), got {self.top_k!r}")
         object.__setattr__(self, "balance_weight", check_balance_weight(self.balance_weight))
         object.__setattr__(self, "capacity", check_capacity(self.capacity))
+        if self.aggregation not in AGGREGATIONS:
+            raise ConfigError(f"unknown aggregation {self.aggregation!r}; valid aggregations: "
+                              f"{choices(AGGREGATIONS)}")
+        if self.aggregation == "coherent":
+            self._check_coherent()
+
+    def _check_coherent(self) -> None:
+        why = "coherent aggregation"
+        if self.expert not in QUANTUM_EXPERTS:
+            raise ConfigError(f"{why} combines the experts' amplitudes in one circuit, so it "
+                              f"needs quantum experts (--expert {' or '.join(QUANTUM_EXPERTS)}); "
+                              f"--expert {self.expert} is classical")
+        if self.router != "quantum" or self.ansatz != "paper":
+            got = f"--ansatz {self.ansatz}" if self.router == "quantum" else \
+                f"--router {self.router}"
+            raise ConfigError(f"{why} runs the router's circuit inside the experts' circuit, so "
+                              f"it needs --router quantum --ansatz paper; got {got}")
+        if self.num_experts & (self.num_experts - 1):
+            raise ConfigError(f"{why} addresses experts by the basis states of a routing "
+                              f"register, so it needs 2, 4, 8, ... experts; got "
+                              f"{self.num_experts}")
+        if self.top_k is not None or self.capacity is not None:
+            raise ConfigError(f"{why} never measures the router, so top-k and capacity (which "
+                              f"select among its measured probabilities) do not apply; leave "
+                              f"--top-k and --capacity out")
 
     def for_data(self, num_features: int, num_classes: int) -> "ModelSpec":
         """This spec for data with ``num_features`` features and ``num_classes`` classes."""
@@ -287,6 +357,8 @@ class ModelSpec:
             widths["router"] = self.num_qubits or d
         if self.expert in QUANTUM_EXPERTS:
             widths["expert"] = d
+        if self.aggregation == "coherent":
+            widths["coherent"] = widths["router"] + d
         return widths
 
     def check_width(self) -> None:
@@ -299,9 +371,14 @@ class ModelSpec:
                 why = ("one per feature: the data has " f"{self.num_features} features"
                        if part == "expert" or self.num_qubits is None else "--qubits")
                 fix = ("reduce the features with --features K (PCA) or give the router "
-                       "--qubits K" if part == "router" else
+                       "--qubits K" if part != "expert" else
                        "reduce the features with --features K (PCA)")
-                raise ConfigError(f"a quantum {part} on {qubits} qubits ({why}) is too wide "
+                what = f"a quantum {part}"
+                if part == "coherent":
+                    what = "the coherent aggregation circuit"
+                    why = (f"the router's {qubits - self.num_features} and the data "
+                           f"register's {self.num_features}")
+                raise ConfigError(f"{what} on {qubits} qubits ({why}) is too wide "
                                   f"for the exact simulator (at most {MAX_QUBITS}); {fix}")
 
     def memory_estimate(self) -> int:
@@ -332,6 +409,8 @@ class ModelSpec:
         elif self.expert == "mlp":
             weights += n * ((d + 1) * self.expert_hidden + (self.expert_hidden + 1) * c)
             hidden += n * self.expert_hidden
+        elif self.aggregation == "coherent":  # n multiplexed rotations per qubit and layer
+            circuits += circuit((self.num_qubits or d) + d, self.expert_layers, n)
         else:
             circuits += n * circuit(d, self.expert_layers, 1)
         return 16 * weights + 8 * 4096 * hidden + 4096 * n + circuits
@@ -364,6 +443,11 @@ def build_model(spec: ModelSpec) -> MixtureOfExperts:
     else:
         router = QuantumRouter(d, n, ansatz=spec.ansatz, num_qubits=spec.num_qubits,
                                num_layers=spec.num_layers)
+    if spec.aggregation == "coherent":
+        experts = CoherentExperts(d, c, n, router_qubits=spec.num_qubits,
+                                  router_layers=spec.num_layers, num_layers=spec.expert_layers,
+                                  reupload=spec.expert == "reupload")
+        return CoherentMixture(router, experts, balance_weight=spec.balance_weight)
     if spec.expert == "linear":
         experts = [LinearExpert(d, c) for _ in range(n)]
     elif spec.expert == "mlp":

@@ -16,7 +16,7 @@ from qiskit_machine_learning.gradients import BaseEstimatorGradient, BaseSampler
 from qiskit_machine_learning.neural_networks import EstimatorQNN, SamplerQNN
 from torch import nn
 
-from ..circuits import AnsatzCircuit, build_ansatz, reuploading_ansatz
+from ..circuits import AnsatzCircuit, build_ansatz, coherent_ansatz, reuploading_ansatz
 from ..errors import DataError
 from ..simulation import (
     ExactEstimator,
@@ -25,8 +25,8 @@ from ..simulation import (
     ExactSamplerGradient,
 )
 
-__all__ = ["QuantumLayer", "QuantumRouter", "QuantumExpert", "ReuploadingExpert", "Primitive",
-           "Gradient"]
+__all__ = ["QuantumLayer", "QuantumRouter", "QuantumExpert", "ReuploadingExpert",
+           "CoherentExperts", "Primitive", "Gradient"]
 
 Primitive = BaseSamplerV2 | BaseEstimatorV2
 Gradient = BaseSamplerGradient | BaseEstimatorGradient
@@ -201,3 +201,53 @@ class ReuploadingExpert(nn.Module):
 def _check_finite(x: torch.Tensor) -> None:
     if not torch.isfinite(x).all():
         raise DataError("input features contain NaN or infinite values")
+
+
+class CoherentExperts(nn.Module):
+    """Quantum experts aggregated coherently with a ``paper``-ansatz router, in one circuit
+    (:func:`~qmoe_qiskit.circuits.ansatze.coherent_ansatz`): one ``SamplerQNN`` in
+    ``TorchConnector`` whose weights are the experts' angles and the aggregation angles ω, and
+    whose inputs are the features and the router's own weights (so the router trains through
+    this circuit as well as through its own).
+
+    Called with the features and the router's weights, it returns log P(class | routing
+    outcome 0): the class distribution of the experts' superposed states, postselected on
+    the routing register. With ``reupload``, each expert's copies of the features are scaled
+    by learnable weights of its own (``input_scale``, ``(experts, layers, features)``), as in
+    :class:`ReuploadingExpert`.
+    """
+
+    def __init__(self, num_features: int, num_classes: int, num_experts: int, *,
+                 router_qubits: int | None = None, router_layers: int = 3,
+                 num_layers: int = 2, reupload: bool = False,
+                 primitive: Primitive | None = None, gradient: Gradient | None = None):
+        super().__init__()
+        built = coherent_ansatz(num_features, num_experts, num_classes,
+                                router_qubits=router_qubits, router_layers=router_layers,
+                                expert_layers=num_layers, reupload=reupload)
+        self.num_experts, self.num_classes = num_experts, num_classes
+        self.input_scale = (nn.Parameter(torch.ones(num_experts, num_layers, num_features))
+                            if reupload else None)
+        self.layer = QuantumLayer(built, primitive=primitive, gradient=gradient,
+                                  input_gradients=True)
+
+    def joint(self, x: torch.Tensor, router_weights: torch.Tensor) -> torch.Tensor:
+        """P(routing outcome r, class c | x) as ``(batch, classes, experts)``: ``[:, c, r]``."""
+        parts = [x, router_weights.to(x.dtype).expand(len(x), -1)]
+        if self.input_scale is not None:
+            parts.append((self.input_scale.unsqueeze(0) * x[:, None, None, :]).reshape(len(x), -1))
+        probs = self.layer(torch.cat(parts, dim=-1))
+        return probs.reshape(len(x), self.num_classes, self.num_experts)
+
+    def forward(self, x: torch.Tensor, router_weights: torch.Tensor) -> torch.Tensor:
+        kept = self.joint(x, router_weights)[:, :, 0]  # postselected on routing outcome 0
+        total = kept.sum(dim=-1, keepdim=True)
+        return torch.log(kept.clamp_min(1e-12)) - torch.log(total.clamp_min(1e-12))
+
+    def postselection_rate(self, x: torch.Tensor, router_weights: torch.Tensor) -> torch.Tensor:
+        """P(routing outcome 0 | x) per input: the share of shots the readout keeps."""
+        return self.joint(x, router_weights)[:, :, 0].sum(dim=-1)
+
+    def set_primitive(self, primitive: Primitive | None,
+                      gradient: Gradient | None = None) -> None:
+        self.layer.set_primitive(primitive, gradient)
