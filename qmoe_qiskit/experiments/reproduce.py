@@ -57,7 +57,7 @@ from .claims import judge, load_claims
 from .reproduce_report import figures, report, summary
 
 __all__ = ["ReproduceConfig", "ModelCell", "ModelScore", "SinglePQC", "Measurements",
-           "QUICK", "TABLE_II_LEVELS", "fingerprint", "task_data", "ROLES"]
+           "QUICK", "TABLE_II_LEVELS", "fingerprint", "task_data", "ROLES", "estimate_cells"]
 
 TABLE_II_LEVELS = (0.0, 0.005, 0.01, 0.02, 0.03)
 # which trained model plays each role a claim names
@@ -330,32 +330,8 @@ class ReproduceConfig:
         return cells
 
     def estimate(self, cells: list[ModelCell]) -> tuple[float, str]:
-        """Seconds the cells will take at most (every epoch run): one training step timed for
-        each task, model and training noise, and one noisy forward pass for each noisy
-        scoring, on a batch of the first seed's data: ``(seconds, how)``."""
-        data: dict = {}
-        steps: dict[tuple, float] = {}  # (task, model, training noise) -> one training step
-        noisy: dict[tuple, float] = {}  # the same -> one noisy forward pass of a batch
-        total = 0.0
-        for cell in cells:
-            key = (cell.task, cell.name, cell.trained_under)
-            if cell.data not in data:  # the models of a task may read different features
-                data[cell.data] = prepare(dataclasses.replace(cell.data, seed=self.seeds[0]))
-            split = data[cell.data]
-            if key not in steps:
-                steps[key] = cell.step_seconds(split)
-            total += training_seconds(steps[key], len(split.y_train), len(split.y_val),
-                                      self.train)
-            if cell.evaluated_at:  # a noisy forward pass per batch of the test split, per level
-                if key not in noisy:
-                    noisy[key] = cell.noisy_forward_seconds(split)
-                batches = -(-len(split.y_test) // self.train.batch_size)
-                total += len(cell.evaluated_at) * batches * noisy[key]
-        if not cells:
-            return 0.0, "nothing to run"
-        return total, (f"{len(cells)} trainings of up to {self.train.epochs} epochs, one step "
-                       f"timed for each of {len(steps)} "
-                       f"model and noise settings; early stopping may end them sooner")
+        """Seconds the cells will take at most (every epoch run): see :func:`estimate_cells`."""
+        return estimate_cells(cells, self.seeds[0], self.train)
 
     def aggregate(self, cells, results: list[ModelScore], seconds: float) -> Outcome:
         measured = Measurements(self, results)
@@ -381,6 +357,35 @@ class ReproduceConfig:
         drawn = figures(out, ROLES)
         return Outcome(results=out, report=report(out, list(drawn)), summary=summary(out),
                        figures=drawn)
+
+
+def estimate_cells(cells: list[ModelCell], seed: int, config: TrainConfig
+                   ) -> tuple[float, str]:
+    """Seconds ``cells`` will take at most (every epoch run): one training step timed for
+    each task, model and training noise, and one noisy forward pass for each noisy scoring,
+    on a batch of seed ``seed``'s data: ``(seconds, how)``."""
+    data: dict = {}
+    steps: dict[tuple, float] = {}  # (task, model, training noise) -> one training step
+    noisy: dict[tuple, float] = {}  # the same -> one noisy forward pass of a batch
+    total = 0.0
+    for cell in cells:
+        key = (cell.task, cell.name, cell.trained_under)
+        if cell.data not in data:  # the models of a task may read different features
+            data[cell.data] = prepare(dataclasses.replace(cell.data, seed=seed))
+        split = data[cell.data]
+        if key not in steps:
+            steps[key] = cell.step_seconds(split)
+        total += training_seconds(steps[key], len(split.y_train), len(split.y_val), config)
+        if cell.evaluated_at:  # a noisy forward pass per batch of the test split, per level
+            if key not in noisy:
+                noisy[key] = cell.noisy_forward_seconds(split)
+            batches = -(-len(split.y_test) // config.batch_size)
+            total += len(cell.evaluated_at) * batches * noisy[key]
+    if not cells:
+        return 0.0, "nothing to run"
+    return total, (f"{len(cells)} trainings of up to {config.epochs} epochs, one step "
+                   f"timed for each of {len(steps)} "
+                   f"model and noise settings; early stopping may end them sooner")
 
 
 QUICK = dict(seeds=(0, 1, 2), train=TrainConfig(epochs=6, patience=None), layers=(1,), qubits=(2,),
