@@ -5,6 +5,9 @@ import json
 import pytest
 
 from qmoe_qiskit.cli import main
+from qmoe_qiskit.experiments.base import load_trained
+from qmoe_qiskit.metrics import routing_stats
+from qmoe_qiskit.training import gates
 
 
 def _results(out):
@@ -25,8 +28,15 @@ def test_exact_sweep_reproduces_the_ideal_model_at_level_zero(sel_model, tmp_pat
     assert 0 < levels[1]["mean_tvd_to_ideal"] < levels[2]["mean_tvd_to_ideal"]
     assert all(r["noiseless_gates"] == {} for r in levels[1:])  # every gate carries noise
     assert 0 <= results["baseline_accuracy"] <= 1
+    # the expert load under each level: at level 0 exactly the model's own on its test split
+    model, _, data = load_trained(sel_model)
+    exact = routing_stats(gates(model, data.x_test))
+    assert levels[0]["routing"]["load"] == pytest.approx(exact["load"])
+    assert levels[0]["routing"]["entropy"] == pytest.approx(exact["entropy"])
+    assert all(0 <= r["routing"]["entropy"] <= 1 for r in levels)
     report = (out / "report.md").read_text()
     assert "one trained model evaluated at each noise level" in report
+    assert f"| {exact['entropy']:.2f} | {exact['dead_fraction']:.2f} |" in report
     assert (out / "accuracy_vs_noise.png").stat().st_size > 0
 
 

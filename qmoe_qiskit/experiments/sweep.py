@@ -25,7 +25,7 @@ from qiskit_aer.noise import NoiseModel
 
 from ..backends import KNOWN, fake_backend_names, get_backend
 from ..errors import ConfigError, check_seed, choices, closest
-from ..metrics import mean_tvd, summarize
+from ..metrics import mean_tvd, routing_stats, summarize
 from ..models import ModelSpec, build_model, model_from_state
 from ..names import QUANTUM_EXPERTS, RETRAIN_DEFAULTS, describe_training
 from ..noise_models import (
@@ -300,6 +300,9 @@ class LevelResult:
     # with retrain: the model trained at this level, evaluated without noise (exact); the TVD
     # above is then to this model's own noiseless router, not to the given model's
     retrained_noiseless_accuracy: float | None = None
+    # the expert load under this noise on the test split (routing_stats, pooled over
+    # repetitions): its entropy, the dead experts, the share of inputs per expert
+    routing: dict[str, Any] | None = None
 
 
 @dataclass(frozen=True)
@@ -332,20 +335,22 @@ class LevelCell:
             ideal = gates(exact, x)
         else:
             ideal = gates(model, x)
-        accuracies, tvds = [], []
+        accuracies, tvds, routed = [], [], []
         for rep in range(config.repetitions if config.shots else 1):
             seed = config.seed * 1000 + rep
             with model.using(
                     sampler=NoisySampler(simulation, default_shots=config.shots, seed=seed),
                     estimator=NoisyEstimator(simulation, default_shots=config.shots, seed=seed)):
                 accuracies.append(evaluate(model, x, y)["accuracy"])
-                tvds.append(mean_tvd(gates(model, x), ideal))
+                routed.append(gates(model, x))
+                tvds.append(mean_tvd(routed[-1], ideal))
         return LevelResult(level=self.level,
                            accuracy=summarize(accuracies, per="per_repetition"),
                            mean_tvd_to_ideal=float(np.mean(tvds)),
                            noiseless_gates=dict(noiseless),
                            seconds=time.perf_counter() - tic,
-                           retrained_noiseless_accuracy=own_noiseless)
+                           retrained_noiseless_accuracy=own_noiseless,
+                           routing=routing_stats(np.concatenate(routed)))
 
 
 def _retrained(spec: ModelSpec, data, simulation: NoisySimulation, config: SweepConfig,
@@ -383,6 +388,12 @@ def _summary(results: dict[str, Any]) -> str:
     return "\n".join(lines)
 
 
+def _load_text(routing: dict[str, Any] | None) -> list[str]:
+    if routing is None:
+        return ["—", "—"]
+    return [f"{routing['entropy']:.2f}", f"{routing['dead_fraction']:.2f}"]
+
+
 def _report(results: dict[str, Any], level_name: str) -> str:
     lines = [
         f"# Noise sweep: {results['noise']}", "",
@@ -414,16 +425,21 @@ def _report(results: dict[str, Any], level_name: str) -> str:
                 else "mean TVD to the noiseless router")
     lines += ["", f"| {level_name} | accuracy" + (" ± std" if sampled else "")
               + (" | retrained model, noiseless" if retrain else "")
-              + f" | {tvd_head} | gates without noise |",
-              "|---:|---|" + ("---:|" if retrain else "") + "---:|---|"]
+              + f" | {tvd_head} | load entropy | dead experts | gates without noise |",
+              "|---:|---|" + ("---:|" if retrain else "") + "---:|---:|---:|---|"]
     for r in results["levels"]:
         noiseless = ", ".join(f"{k}×{v}" for k, v in sorted(r["noiseless_gates"].items())) or "none"
         own = ([f"{r['retrained_noiseless_accuracy']:.3f}"] if retrain else [])
         lines.append("| " + " | ".join([f"{r['level']:g}", _accuracy_text(r["accuracy"], sampled),
-                                        *own, f"{r['mean_tvd_to_ideal']:.4f}", noiseless]) + " |")
+                                        *own, f"{r['mean_tvd_to_ideal']:.4f}",
+                                        *_load_text(r.get("routing")), noiseless]) + " |")
     lines += ["", "TVD: total variation distance between the router's expert distribution "
               "under noise and without it, averaged over test samples"
               + (f"; ± is the std over {results['repetitions']} repetitions of "
-                 f"{results['shots']} shots" if sampled else "; exact, so no spread") + ".", "",
+                 f"{results['shots']} shots" if sampled else "; exact, so no spread") + ". "
+              "Load entropy: the entropy of the share of test inputs whose largest gate under "
+              "the noise is each expert's, over log(experts) (1: even); dead experts: the "
+              "share of experts no test input is routed to"
+              + (", pooled over the repetitions" if sampled else "") + ".", "",
               "![accuracy against noise](accuracy_vs_noise.png)", ""]
     return "\n".join(lines)
