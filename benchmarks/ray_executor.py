@@ -4,12 +4,16 @@ cluster.
 1. Ray's startup (a local instance, with the toolkit's version probe) and its per-task overhead
    (trivial cells through the executor: throughput on 2 workers, and one task's round trip).
 2. The quick ablation, and a 6-level depolarizing sweep with retraining for 4 seeds (four
-   sweeps of 7 cells), each serial and on local Ray with 2 workers, timed in this one run.
+   sweeps of 7 cells), each serial and on local Ray with 2 workers, timed in this one run;
+   with ``--studies routing`` the routing study instead (``qmoe study routing``, quick or,
+   with ``--full``, the full one; the MNIST tasks with ``--data-dir``).
 3. The full reproduce run projected to a 4-node x 16-core cluster (64 one-CPU tasks at a time)
    from its measured per-cell training times (the results.json of a full run) plus the measured
    per-task overhead, by longest-first list scheduling; with the histogram of cell times.
 
     .venv/bin/python benchmarks/ray_executor.py [--reproduce runs/reproduce/results.json]
+    .venv/bin/python benchmarks/ray_executor.py --studies routing --full \
+        --data-dir ../shared/data --keep runs/routing-bench
 """
 
 from __future__ import annotations
@@ -32,6 +36,8 @@ from qmoe_qiskit.experiments import TrainRun, run_experiment
 from qmoe_qiskit.experiments.ablation import QUICK, AblationConfig
 from qmoe_qiskit.experiments.base import serial
 from qmoe_qiskit.experiments.executors import RayExecutor
+from qmoe_qiskit.experiments.routing import QUICK as ROUTING_QUICK
+from qmoe_qiskit.experiments.routing import VARIANTS, RoutingStudy
 from qmoe_qiskit.experiments.sweep import DEPOLARIZING_LEVELS, SweepConfig
 from qmoe_qiskit.models import ModelSpec
 from qmoe_qiskit.training import TrainConfig
@@ -63,6 +69,15 @@ def overhead(executor: RayExecutor, count: int) -> dict:
     single = [timed(lambda: executor([Nothing(0)], progress=False))[0] for _ in range(20)]
     return {"tasks": count, "seconds": through, "per_task_ms": 1000 * through / count,
             "round_trip_ms": 1000 * float(np.median(single))}
+
+
+def routing_study(data_dir: str | None, full: bool) -> dict:
+    """The routing study, quick or full: name -> (configs, what)."""
+    config = RoutingStudy(data_dir=data_dir, **({} if full else ROUTING_QUICK))
+    cells = len(config.plan())
+    name = f"{'full' if full else 'quick'} routing study"
+    return {name: ([config], f"{len(config.selected_tasks())} tasks x {len(VARIANTS)} variants "
+                             f"x {len(config.seeds)} seeds = {cells} cells")}
 
 
 def studies(work: Path) -> dict:
@@ -140,6 +155,13 @@ def main() -> None:
     parser.add_argument("--reproduce", type=Path, default=None,
                         help="results.json of a full qmoe reproduce run, for the projection")
     parser.add_argument("--skip-studies", action="store_true")
+    parser.add_argument("--studies", choices=("default", "routing"), default="default",
+                        help="default: the quick ablation and the retrained sweep; routing: "
+                             "the routing study")
+    parser.add_argument("--full", action="store_true", help="the full routing study")
+    parser.add_argument("--data-dir", default=None, help="with --studies routing: mnist/ here")
+    parser.add_argument("--keep", type=Path, default=None,
+                        help="keep the studies' run folders here (default: a temporary folder)")
     args = parser.parse_args()
     import ray
 
@@ -154,8 +176,10 @@ def main() -> None:
            "startup_s": startup, "overhead": costs, "studies": {}}
     if not args.skip_studies:
         with tempfile.TemporaryDirectory() as tmp:
-            work = Path(tmp)
-            for k, (name, (configs, what)) in enumerate(studies(work).items()):
+            work = Path(tmp) if args.keep is None else args.keep
+            chosen = (routing_study(args.data_dir, args.full) if args.studies == "routing"
+                      else studies(work))
+            for k, (name, (configs, what)) in enumerate(chosen.items()):
                 tag = name.split(",")[0].replace(" ", "_")
                 # the order alternates so neither executor always runs second
                 durations: list[list[float]] = []
@@ -183,7 +207,8 @@ def main() -> None:
         print(f"reproduce: {p['cells']} cells, {p['serial_seconds']:.0f} s of cell time; "
               f"longest {p['longest_cell']:.0f} s; on 64 slots {p['projected_seconds']:.0f} s "
               f"(x{p['speedup']:.1f}); histogram {p['histogram']}")
-    target = Path(__file__).parent / "results" / "ray_executor.json"
+    suffix = "" if args.studies == "default" else f"_{args.studies}{'_full' * args.full}"
+    target = Path(__file__).parent / "results" / f"ray_executor{suffix}.json"
     target.parent.mkdir(exist_ok=True)
     target.write_text(json.dumps(out, indent=2) + "\n")
     ray.shutdown()

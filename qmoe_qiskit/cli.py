@@ -14,6 +14,8 @@ from .names import (
     DATASETS,
     EXPERTS,
     RETRAIN_DEFAULTS,
+    ROUTING_DEFAULTS,
+    ROUTING_TASKS,
     ROUTERS,
     TRAIN_DEFAULTS,
     describe_training,
@@ -306,6 +308,28 @@ def build_parser() -> argparse.ArgumentParser:
     p.epilog = ("Finished cells are kept beside the run folder as they finish: run the same "
                 "command with the same --out to resume an interrupted run.")
 
+    p = sub.add_parser("study", help="studies that answer a question: routing (which routing "
+                                     "feature of a quantum mixture helps, where, by how much)")
+    p.add_argument("study", choices=("routing",), help="the study to run")
+    p.add_argument("--tasks", type=_names, default=None,
+                   help=f"comma-separated subset of {', '.join(ROUTING_TASKS)} (default: all "
+                        f"whose data is here; the MNIST tasks need --data-dir)")
+    p.add_argument("--variants", type=_names, default=None,
+                   help="comma-separated subset of the variants (default: all 13; an unknown "
+                        "name lists them)")
+    p.add_argument("--seeds", type=int, default=None, help="number of seeds (default 5)")
+    p.add_argument("--quick", action="store_true",
+                   help="2 seeds, 3 epochs, 200 samples (210 per MNIST task): every variant "
+                        "and verdict in minutes (indicative only)")
+    p.add_argument("--data-dir", default=None,
+                   help="folder holding mnist/ with its IDX files (runs mnist38 and mnist4)")
+    _train_args(p, defaults=ROUTING_DEFAULTS)
+    _study_dry_run_arg(p, "study")
+    _output_args(p, "routing")
+    _executor_args(p)
+    p.epilog = ("Finished cells are kept beside the run folder as they finish: run the same "
+                "command with the same --out to resume an interrupted run.")
+
     p = sub.add_parser("jobs", help="jobs recorded in the ledger: list, status, fetch")
     p.add_argument("action", nargs="?", choices=("list", "status", "fetch"),
                    help="list: the ledger; status: ask IBM Quantum; fetch: results into the cache")
@@ -384,7 +408,7 @@ def main(argv: list[str] | None = None) -> int:
     try:
         commands = {"ablation": _ablation, "train": _train, "evaluate": _evaluate,
                     "sweep": _sweep, "run": _run, "compare": _compare, "jobs": _jobs,
-                    "reproduce": _reproduce}
+                    "reproduce": _reproduce, "study": _study}
         return commands[args.command](args)
     except QMoEError as exc:
         print(f"qmoe {args.command}: error: {exc}", file=sys.stderr)
@@ -435,6 +459,17 @@ def _reproduce(args) -> int:
         fields["seeds"] = seed_range(args.seeds, "reproduce")
     return _dry_run_or_finish(ReproduceConfig(claims=args.claims, data_dir=args.data_dir,
                                               **fields), args)
+
+
+def _study(args) -> int:
+    from .experiments.routing import QUICK, RoutingStudy
+
+    fields = dict(QUICK) if args.quick else {}
+    if args.seeds is not None:
+        fields["seeds"] = seed_range(args.seeds, "the routing study")
+    fields["train"] = _train_config(args, 0, fields.get("train") or RoutingStudy.train)
+    return _dry_run_or_finish(RoutingStudy(tasks=args.tasks, variants=args.variants,
+                                           data_dir=args.data_dir, **fields), args)
 
 
 def _train(args) -> int:

@@ -19,7 +19,7 @@ from sklearn.metrics import f1_score
 __all__ = ["accuracy", "classification_scores", "summarize", "tvd", "mean_tvd", "routing_stats",
            "hellinger_distance", "log_likelihood", "shot_noise_tvd", "bootstrap_mean",
            "ProfileFit", "profile_fit", "GoodnessOfFit", "goodness_of_fit", "likelihood_ratio",
-           "information_criteria", "jackknife", "MIN_EXPECTED"]
+           "information_criteria", "jackknife", "paired_difference", "holm", "MIN_EXPECTED"]
 
 
 def accuracy(y_true: np.ndarray, y_pred: np.ndarray) -> float:
@@ -308,3 +308,42 @@ def jackknife(estimate: float, leave_one_out: Sequence[float], *,
     error = float(pseudo.std(ddof=1) / np.sqrt(n))
     half = float(stats.t.ppf(0.5 + level / 2, n - 1)) * error
     return centre, error, (centre - half, centre + half)
+
+
+def paired_difference(a: Sequence[float], b: Sequence[float], *,
+                      level: float = 0.95) -> dict[str, Any]:
+    """The paired comparison of two scores measured on the same seeds (``a[i]`` and ``b[i]``
+    on seed ``i``'s split): the mean difference ``a − b``, its sample std, the Student-t
+    interval of the mean at ``level`` cut to [−1, 1] (a difference of two accuracies lies
+    there, so the cut loses no coverage), and the two-sided paired t-test's p-value of "no
+    difference". Where every difference is the same the t statistic is undefined, and p is
+    that of the exact sign-flip test instead: 1 for a zero difference, else 2 / 2^n (only
+    the observed signs and their flip reach it)."""
+    if len(a) < 2 or len(a) != len(b):
+        raise ValueError(f"a paired comparison needs two equal-length samples of at least 2, "
+                         f"got {len(a)} and {len(b)}")
+    diff = np.asarray(a, dtype=float) - np.asarray(b, dtype=float)
+    n = len(diff)
+    mean, std = float(diff.mean()), float(diff.std(ddof=1))
+    half = float(stats.t.ppf(0.5 + level / 2, n - 1)) * std / np.sqrt(n)
+    if std > 0:
+        p = float(2 * stats.t.sf(abs(mean) / (std / np.sqrt(n)), n - 1))
+    else:
+        p = 1.0 if mean == 0 else min(1.0, 2.0 / 2 ** n)
+    return {"mean": mean, "std": std, "low": max(-1.0, mean - half),
+            "high": min(1.0, mean + half), "p": p, "n": n, "level": level,
+            "per_seed": diff.tolist()}
+
+
+def holm(pvalues: Sequence[float], *, alpha: float = 0.05) -> list[bool]:
+    """Holm's step-down test of a family of hypotheses at family-wise error rate ``alpha``:
+    which of them it rejects. The smallest p-value is compared with alpha / m, the next with
+    alpha / (m − 1), and so on, stopping at the first that is not below its bound."""
+    order = np.argsort(np.asarray(pvalues, dtype=float), kind="stable")
+    m = len(order)
+    rejected = [False] * m
+    for rank, i in enumerate(order):
+        if pvalues[i] > alpha / (m - rank):
+            break
+        rejected[i] = True
+    return rejected

@@ -17,6 +17,9 @@ AGGREGATIONS = ("classical", "coherent")
 # TrainConfig's defaults, and those of the models sweep --retrain trains at each level
 TRAIN_DEFAULTS = {"epochs": 100, "lr": 0.01, "batch_size": 32, "patience": 10}
 RETRAIN_DEFAULTS = {**TRAIN_DEFAULTS, "epochs": 30, "patience": 5}
+# qmoe study routing: its tasks (experiments.routing.TASKS) and training protocol
+ROUTING_TASKS = ("moons", "circles", "digits38", "mnist38", "mnist4")
+ROUTING_DEFAULTS = {**TRAIN_DEFAULTS, "epochs": 40, "lr": 0.02}
 
 
 def describe_training(defaults: dict) -> str:

@@ -11,7 +11,7 @@ from .training import logits
 
 __all__ = ["decision_boundaries", "training_curves", "noise_sweep", "router_agreement",
            "compare_figures", "claim_bars", "accuracy_vs_level", "parameter_efficiency",
-           "threshold_curves", "expert_load"]
+           "threshold_curves", "expert_load", "interval_panels", "forest_plot", "scaling_curves"]
 
 
 def decision_boundaries(panels: list[tuple[str, object]], x: np.ndarray, y: np.ndarray,
@@ -430,4 +430,101 @@ def expert_load(loads: dict[str, list[float]], *, ylabel: str,
     ax.legend(fontsize="small")
     if note:
         fig.supxlabel(textwrap.fill(note, 100), fontsize="small")
+    return fig
+
+
+def interval_panels(panels: list[tuple[str, list[tuple[str, float, float, float, bool | None]]]],
+                    *, xlabel: str, title: str, reference: float | None = None,
+                    limits: tuple[float, float] | None = None) -> Figure:
+    """One panel per ``(title, rows)``; each row ``(label, value, low, high, marked)`` a
+    point with its interval, one row per line (a forest plot). ``marked`` ``True`` fills the
+    point, ``False`` leaves it open, ``None`` fills every point alike. ``reference`` draws a
+    dashed vertical line. Every panel shares one x-axis, spanning the intervals with a margin,
+    clipped to ``limits``."""
+    columns = min(len(panels), 4)
+    rows_of_panels = -(-len(panels) // columns)
+    height = max(len(rows) for _, rows in panels) * 0.28 + 1.2
+    fig = Figure(figsize=(4.2 * columns, height * rows_of_panels + 1.0), layout="constrained")
+    axes = fig.subplots(rows_of_panels, columns, squeeze=False).ravel()
+    lo, hi = _span([r for _, rows in panels for r in rows], reference, limits)
+    for ax, (name, rows) in zip(axes, panels):
+        y = np.arange(len(rows))[::-1]
+        for yi, (label, value, low, high, marked) in zip(y, rows):
+            face = "tab:blue" if marked or marked is None else "white"
+            ax.errorbar([value], [yi], xerr=[[value - low], [high - value]], fmt="o",
+                        color="tab:blue", markerfacecolor=face, capsize=3)
+        ax.set_yticks(y, [r[0] for r in rows], fontsize="small")
+        if reference is not None:
+            ax.axvline(reference, color="grey", linestyle="--", linewidth=1)
+        ax.set_xlim(lo, hi)
+        ax.set_xlabel(xlabel, fontsize="small")
+        ax.set_title(textwrap.fill(name, 44), fontsize="small")
+    for ax in axes[len(panels):]:
+        ax.set_visible(False)
+    fig.suptitle(textwrap.fill(title, 48 * columns), fontsize="medium")
+    return fig
+
+
+def _span(rows, reference: float | None, limits: tuple[float, float] | None
+          ) -> tuple[float, float]:
+    """The x-range of interval rows ``(label, value, low, high, ...)``: every interval and the
+    reference line, with a margin, clipped to ``limits``."""
+    lows = [r[2] for r in rows] + ([reference] if reference is not None else [])
+    highs = [r[3] for r in rows] + ([reference] if reference is not None else [])
+    pad = 0.05 * max(max(highs) - min(lows), 1e-9)
+    lo, hi = min(lows) - pad, max(highs) + pad
+    if limits is not None:
+        lo, hi = max(lo, limits[0]), min(hi, limits[1])
+    return lo, hi
+
+
+def forest_plot(rows: list[tuple[str, list[tuple[str, float, float, float, bool]]]], *,
+                xlabel: str, title: str, limits: tuple[float, float] | None = None) -> Figure:
+    """One axes: a line per ``(label, points)``, each point ``(series, value, low, high,
+    marked)`` drawn with its interval in its series' colour, a little apart from the other
+    series of its line; ``marked`` fills the point (else open). A dashed line marks 0."""
+    series = list(dict.fromkeys(p[0] for _, points in rows for p in points))
+    colours = {name: f"C{i}" for i, name in enumerate(series)}
+    fig = Figure(figsize=(9, 0.5 * len(rows) * max(1, len(series) / 3) + 1.8),
+                 layout="constrained")
+    ax = fig.subplots()
+    y = np.arange(len(rows))[::-1].astype(float)
+    step = 0.7 / max(len(series), 1)
+    labelled = set()
+    for yi, (_, points) in zip(y, rows):
+        for name, value, low, high, marked in points:
+            offset = (series.index(name) - (len(series) - 1) / 2) * step
+            ax.errorbar([value], [yi - offset], xerr=[[value - low], [high - value]], fmt="o",
+                        color=colours[name], markerfacecolor=colours[name] if marked else
+                        "white", capsize=2, label=None if name in labelled else name)
+            labelled.add(name)
+    ax.axvline(0.0, color="grey", linestyle="--", linewidth=1)
+    ax.set_yticks(y, [label for label, _ in rows], fontsize="small")
+    ax.set_xlim(*_span([p for _, points in rows for p in points], 0.0, limits))
+    ax.set_xlabel(xlabel)
+    fig.legend(fontsize="small", loc="outside lower center", ncols=min(len(series), 5))
+    ax.set_title(textwrap.fill(title, 85), fontsize="medium")
+    return fig
+
+
+def scaling_curves(curves: dict[str, list[dict[str, float]]], *, title: str) -> Figure:
+    """Test accuracy against the number of experts: ``curves`` label -> points
+    ``{"experts", "mean", "low", "high"}`` (accuracies in [0, 1], drawn in percent with their
+    interval), on a log2 axis."""
+    fig = Figure(figsize=(6.5, 4.2), layout="constrained")
+    ax = fig.subplots()
+    for i, (label, points) in enumerate(curves.items()):
+        shift = 2 ** ((i - (len(curves) - 1) / 2) * 0.03)  # so bars at one count do not hide
+        x = [p["experts"] * shift for p in points]
+        mean = [100 * p["mean"] for p in points]
+        err = [[100 * (p["mean"] - p["low"]) for p in points],
+               [100 * (p["high"] - p["mean"]) for p in points]]
+        ax.errorbar(x, mean, yerr=err, marker="o", capsize=3, label=label)
+    counts = sorted({p["experts"] for points in curves.values() for p in points})
+    ax.set_xscale("log", base=2)
+    ax.set_xticks(counts, [str(c) for c in counts])
+    ax.set(xlabel="experts (experts × layers fixed)", ylabel="held-out test accuracy (%)",
+           ylim=(None, 100))
+    ax.set_title(textwrap.fill(title, 70), fontsize="medium")
+    ax.legend(fontsize="small")
     return fig

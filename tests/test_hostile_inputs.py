@@ -93,6 +93,7 @@ RUN = ["run", *M, "--backend", "fake_manila"]
 SWEEP = ["sweep", *M]
 TRAIN = ["train", "--epochs", "1", "--samples", "100"]
 ABL = ["ablation", "--quick"]
+STUDY = ["study", "routing", "--quick", "--dry-run"]
 
 CASES = [
     # top level
@@ -105,6 +106,17 @@ CASES = [
     ([*ABL, "--seeds", "100000000"], "needs from 2 to 100 seeds (at least 2 for a standard "
      "deviation; each trains every model again), got 100,000,000"),
     (["reproduce", "--quick", "--seeds", "100000000"], "reproduce needs from 2 to 100 seeds"),
+    # study routing
+    (["study"], "the following arguments are required: study"),
+    (["study", "mixtures"], "invalid choice: 'mixtures'"),
+    ([*STUDY, "--tasks", "spirals"], "unknown routing-study tasks ['spirals']; valid tasks: "
+     "'moons', 'circles', 'digits38', 'mnist38', 'mnist4'"),
+    ([*STUDY, "--variants", "top3"], "unknown routing-study variants ['top3']"),
+    ([*STUDY, "--tasks", "mnist4"], "tasks ['mnist4'] need the MNIST files: pass --data-dir"),
+    ([*STUDY, "--data-dir", W("afile")], "holds no mnist/ folder with the four MNIST IDX"),
+    ([*STUDY, "--seeds", "1"], "the routing study needs from 2 to 100 seeds"),
+    ([*STUDY, "--epochs", "0"], "epochs and batch_size must be >= 1"),
+    ([*STUDY, "--lr", "nan"], "learning rate must be a finite number > 0"),
     ([*ABL, "--widths", "0"], "MLP widths must be >= 1"),
     ([*ABL, "--widths=-4,8"], "MLP widths must be >= 1"),
     ([*ABL, "--widths", "a,b"], "expected comma-separated integers"),
@@ -141,6 +153,15 @@ CASES = [
     ([*TRAIN, "--capacity", "0"], "capacity (the expert capacity factor) must be a finite "
      "number > 0, got 0.0"),
     ([*TRAIN, "--capacity", "-1"], "capacity (the expert capacity factor) must be a finite"),
+    ([*TRAIN, "--aggregation", "coherent"], "coherent aggregation combines the experts' "
+     "amplitudes in one circuit, so it needs quantum experts"),
+    ([*TRAIN, "--aggregation", "coherent", "--expert", "quantum", "--router", "linear"],
+     "it needs --router quantum --ansatz paper; got --router linear"),
+    ([*TRAIN, "--aggregation", "coherent", "--expert", "quantum", "--router", "quantum",
+      "--ansatz", "paper", "--experts", "3"], "so it needs 2, 4, 8, ... experts; got 3"),
+    ([*TRAIN, "--aggregation", "coherent", "--expert", "quantum", "--router", "quantum",
+      "--ansatz", "paper", "--top-k", "1"], "leave --top-k and --capacity out"),
+    ([*TRAIN, "--aggregation", "sum"], "invalid choice: 'sum'"),
     ([*TRAIN, "--seed", "-1"], "seed must be an integer >= 0"),
     ([*TRAIN, "--epochs", "x"], "invalid int value: 'x'"),
     ([*TRAIN, "--data-noise", "abc"], "invalid float value: 'abc'"),

@@ -14,7 +14,8 @@ from .base import Outcome, run_experiment, serial, write_run_folder
 
 _LAZY = {"AblationConfig": "ablation", "QUICK": "ablation", "TrainRun": "train",
          "evaluate_saved": "train", "SweepConfig": "sweep", "RunConfig": "run",
-         "plan_text": "run", "CompareConfig": "compare", "ReproduceConfig": "reproduce"}
+         "plan_text": "run", "CompareConfig": "compare", "ReproduceConfig": "reproduce",
+         "RoutingStudy": "routing"}
 
 __all__ = ["Outcome", "run_experiment", "serial", "write_run_folder", *_LAZY]
 
