@@ -22,7 +22,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, ClassVar
 
-from ..data import DataSpec, idx_available, idx_files
+from ..data import DataSpec, idx_available, idx_files, idx_folder
 from ..errors import ConfigError, check_seed, check_seed_count, choices
 from ..metrics import holm, paired_difference, summarize
 from ..models import ModelSpec
@@ -171,8 +171,9 @@ class RoutingStudy:
         return [t for t, spec in TASKS.items() if not spec[3]]
 
     def real(self) -> bool:
-        return self.data_dir is not None and (idx_available(Path(self.data_dir) / "mnist", "mnist")
-                                              or idx_available(self.data_dir, "mnist"))
+        """Whether --data-dir holds the MNIST files (as every command's --data-dir reads it)."""
+        return self.data_dir is not None and idx_available(idx_folder(self.data_dir, "mnist"),
+                                                           "mnist")
 
     def selected_tasks(self) -> list[str]:
         if self.tasks is not None:
