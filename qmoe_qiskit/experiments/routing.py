@@ -318,6 +318,15 @@ def _points(ci: dict[str, Any]) -> str:
     return f"{100 * ci['mean']:+.1f} [{100 * ci['low']:+.1f}, {100 * ci['high']:+.1f}]"
 
 
+def _nominal(row: dict[str, Any], alpha: float = ALPHA) -> bool:
+    """Below alpha before the correction for the family, but not after it."""
+    return not row["significant"] and row["difference"]["p"] < alpha
+
+
+def _mark(row: dict[str, Any]) -> str:
+    return "*" if row["significant"] else "†" if _nominal(row) else ""
+
+
 def _summary(out: dict[str, Any]) -> str:
     tasks = list(out["tasks"])
     lines = [f"{'contrast (difference in accuracy points, 95% CI)':<50} " +
@@ -329,12 +338,12 @@ def _summary(out: dict[str, Any]) -> str:
         cells = []
         for t in tasks:
             r = by.get((t, what))
-            cells.append(f"{_points(r['difference']) + ('*' if r['significant'] else ''):>22}"
+            cells.append(f"{_points(r['difference']) + _mark(r):>22}"
                          if r else f"{'—':>22}")
         lines.append(f"{what:<50} " + " ".join(cells))
     lines.append(f"* significant at family-wise level {out['alpha']:g} (Holm over "
-                 f"{len(out['contrasts'])} paired t-tests)" + (" — quick run: indicative only"
-                                                              if out["quick"] else ""))
+                 f"{len(out['contrasts'])} paired t-tests); † p < {out['alpha']:g} before the "
+                 f"correction only" + (" — quick run: indicative only" if out["quick"] else ""))
     return "\n".join(lines)
 
 
@@ -347,7 +356,12 @@ def _verdict_text(rows: list[dict[str, Any]]) -> str:
         if group:
             parts.append(f"{label} on " + ", ".join(
                 f"{r['task']} ({_points(r['difference'])} points)" for r in group))
-    quiet = [r["task"] for r in rows if r["verdict"] == "no detectable difference"]
+    nominal = [r for r in rows if _nominal(r)]
+    if nominal:
+        parts.append("p < 0.05 before the correction only on " + ", ".join(
+            f"{r['task']} ({100 * r['difference']['mean']:+.1f})" for r in nominal))
+    quiet = [r["task"] for r in rows if r["verdict"] == "no detectable difference"
+             and not _nominal(r)]
     if quiet:
         parts.append("no detectable difference on " + ", ".join(quiet))
     return "; ".join(parts)
@@ -388,11 +402,11 @@ def _report(out: dict[str, Any], config: RoutingStudy) -> str:
     for r in out["contrasts"]:
         by.setdefault(r["what"], []).append(r)
     for what, rows in by.items():
-        cell = {r["task"]: _points(r["difference"]) + (" *" if r["significant"] else "")
-                for r in rows}
+        cell = {r["task"]: f"{_points(r['difference'])} {_mark(r)}".rstrip() for r in rows}
         lines.append(f"| {what} | " + " | ".join(cell.get(task, "—") for task in out["tasks"])
                      + f" | {_verdict_text(rows)} |")
-    lines += ["", "\\* significant after Holm's correction.", ""]
+    lines += ["", "\\* significant after Holm's correction; † p < 0.05 before it only (by "
+              "itself, one such result in 20 is expected by chance where nothing differs).", ""]
     for task, td in out["tasks"].items():
         sizes = td["split_sizes"]
         lines += [f"## {task}: {td['data']}", "",
