@@ -171,3 +171,12 @@ def test_the_cli_dry_run_plans_every_variant(capsys):
     assert main(["study", "routing", "--quick", "--tasks", "moons", "--dry-run"]) == 0
     out = capsys.readouterr().out
     assert f"{len(rs.VARIANTS) * 2} cells" in out and "nothing was run" in out
+
+
+def test_contrasts_are_marked_significant_nominal_or_not():
+    def row(significant, p):
+        return {"significant": significant, "difference": {"p": p}}
+
+    assert rs._mark(row(True, 0.001)) == "*"
+    assert rs._mark(row(False, 0.01)) == "†"  # below 0.05 only before Holm's correction
+    assert rs._mark(row(False, 0.2)) == ""
