@@ -192,3 +192,31 @@ def test_idx_files_are_read_once_per_process_and_again_when_replaced(tmp_path, m
     os.utime(labels, ns=(stat.st_atime_ns, stat.st_mtime_ns + 10**9))  # replaced
     prepare(spec)
     assert len(reads) == 8
+
+
+# --------------------------------------------------------------------------- the real MNIST files
+REAL_DATA = __import__("pathlib").Path(__file__).resolve().parents[1].parent / "shared" / "data"
+real_mnist = pytest.mark.skipif(not data_module.idx_available(REAL_DATA / "mnist", "mnist"),
+                                reason="no real MNIST files at ../shared/data/mnist")
+# MNIST's published label counts, train + test (the data README lists both)
+MNIST_COUNTS = np.array([5923, 6742, 5958, 6131, 5842, 5421, 5918, 6265, 5851, 5949]) + \
+    np.array([980, 1135, 1032, 1010, 982, 892, 958, 1028, 974, 1009])
+
+
+@real_mnist
+def test_the_real_mnist_files_load_with_their_published_label_counts():
+    x, y = load_idx_dataset(REAL_DATA / "mnist", "mnist", download=False)
+    assert x.shape == (70000, 28, 28) and x.dtype == np.uint8
+    np.testing.assert_array_equal(np.bincount(y, minlength=10), MNIST_COUNTS)
+    d = prepare(DataSpec(dataset="mnist", data_dir=str(REAL_DATA), classes=(3, 8), n_samples=700,
+                         n_features=4, val_fraction=1 / 7, test_fraction=1 / 7, seed=0))
+    assert (len(d.y_train), len(d.y_val), len(d.y_test)) == (500, 100, 100)
+    assert d.x_train.shape[1] == 4 and set(np.unique(d.y_test)) == {0, 1}
+    assert d.spec.label == "MNIST 3,8, PCA-4"
+
+
+@real_mnist
+@pytest.mark.parametrize("classes", [(3, 12), (-1, 8)])
+def test_an_mnist_pair_with_a_digit_outside_0_to_9_is_refused(classes):
+    with pytest.raises((DataError, ConfigError), match=r"do not occur; labels present: \[0, 1"):
+        prepare(DataSpec(dataset="mnist", data_dir=str(REAL_DATA), classes=classes))
