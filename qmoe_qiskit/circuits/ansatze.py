@@ -68,6 +68,19 @@ def _validate(num_qubits: int, num_layers: int, num_features: int) -> None:
         )
 
 
+def _paper_layers(circuit: QuantumCircuit, x, theta, num_qubits: int, num_layers: int,
+                  num_features: int) -> None:
+    """The paper ansatz's gates on qubits 0..num_qubits-1 of ``circuit``: RY(x_i) on qubit i,
+    then ``num_layers`` × (RY(θ) on every qubit, CZ chain)."""
+    for i in range(num_features):
+        circuit.ry(x[i], i)
+    for layer in range(num_layers):
+        for q in range(num_qubits):
+            circuit.ry(theta[layer * num_qubits + q], q)
+        for q in range(num_qubits - 1):
+            circuit.cz(q, q + 1)
+
+
 def paper_ansatz(
     num_qubits: int, num_layers: int, *, num_outputs: int | None = None, num_features: int | None = None
 ) -> AnsatzCircuit:
@@ -87,13 +100,7 @@ def paper_ansatz(
     theta = ParameterVector("θ", num_qubits * num_layers)
     measured = _measured_qubits(num_qubits, num_outputs)
     circuit = QuantumCircuit(num_qubits, name=f"paper_q{num_qubits}_l{num_layers}")
-    for i in range(num_features):
-        circuit.ry(x[i], i)
-    for layer in range(num_layers):
-        for q in range(num_qubits):
-            circuit.ry(theta[layer * num_qubits + q], q)
-        for q in range(num_qubits - 1):
-            circuit.cz(q, q + 1)
+    _paper_layers(circuit, x, theta, num_qubits, num_layers, num_features)
     creg = ClassicalRegister(len(measured), "meas")
     circuit.add_register(creg)
     circuit.measure(measured, list(range(len(measured))))
@@ -200,13 +207,7 @@ def coherent_ansatz(num_features: int, num_experts: int, num_classes: int, *,
     routing = list(range(m))
     name = f"coherent_r{router_qubits}_d{d}_e{n_e}_l{expert_layers}" + "_reupload" * reupload
     circuit = QuantumCircuit(router_qubits + d, name=name)
-    for i in range(d):
-        circuit.ry(x[i], i)
-    for layer in range(router_layers):
-        for q in range(router_qubits):
-            circuit.ry(phi[layer * router_qubits + q], q)
-        for q in range(router_qubits - 1):
-            circuit.cz(q, q + 1)
+    _paper_layers(circuit, x, phi, router_qubits, router_layers, d)  # the router, as it runs alone
     if not reupload:
         for i in range(d):
             circuit.ry(x[i], data[i])
