@@ -156,3 +156,92 @@ def test_every_primitive_refuses_nan_and_infinite_values_as_the_reference_does(b
     assert not ledger.path.exists() or not ledger.path.read_text().strip()
     values[1, 2] = 0.5  # the same PUB with finite values runs
     assert ExactSampler().run([(measured, values)]).result()[0].data.meas.num_shots is not None
+
+
+def _pub_fields(pub):
+    fields = [pub.circuit, pub.shape, pub.parameter_values.as_array(pub.circuit.parameters)
+              if pub.circuit.num_parameters else None]
+    if hasattr(pub, "observables"):
+        fields += [pub.observables.tolist(), pub.precision]
+    else:
+        fields += [pub.shots]
+    return fields
+
+
+def _same_outcome(ours, theirs):
+    """Both return equal PUBs, or both raise the same exception with the same message."""
+    try:
+        expected = theirs()
+    except Exception as exc:  # the reference's own error, whatever it is
+        with pytest.raises(type(exc)) as info:
+            ours()
+        assert str(info.value) == str(exc)
+        return
+    got = ours()
+    for a, b in zip(_pub_fields(got), _pub_fields(expected)):
+        if isinstance(a, np.ndarray):
+            np.testing.assert_array_equal(a, b)
+        else:
+            assert a == b
+
+
+def test_fast_pub_coercion_gives_qiskits_pubs_and_qiskits_errors():
+    """The QNNs' PUBs skip Qiskit's per-call conversion; every PUB-like, valid or not, must
+    come out as ``EstimatorPub.coerce`` / ``SamplerPub.coerce`` make it or fail as they fail."""
+    from qiskit.primitives.containers.estimator_pub import EstimatorPub
+    from qiskit.primitives.containers.sampler_pub import SamplerPub
+
+    from qmoe_qiskit.primitives.pubs import coerce_estimator_pub, coerce_sampler_pub
+
+    sel = sel_ansatz(2, 2)
+    circuit, obs = sel.circuit, sel.observables[0]
+    measured = paper_ansatz(2, 2, num_outputs=2).circuit
+    p = circuit.num_parameters
+    values = _values(circuit, 6)
+    estimator_pubs = [
+        (circuit, obs, values), (circuit, obs, values.reshape(2, 3, p)), (circuit, obs, values[0]),
+        (circuit, obs, values.tolist()), (circuit, [obs, obs], values[:2]),
+        (circuit, obs, values[:, :-1]), (circuit, SparsePauliOp("ZZZ"), values),
+        (circuit, "ZI", values), (circuit, obs, values.astype(np.float32)),
+        (circuit, obs, values, 0.1), (circuit, obs), circuit, (circuit,),
+    ]
+    for pub in estimator_pubs:
+        for precision in (None, 0.0, 0.25, -1.0, "0.1"):
+            _same_outcome(lambda: coerce_estimator_pub(pub, precision),
+                          lambda: EstimatorPub.coerce(pub, precision))
+    fast = [coerce_estimator_pub((circuit, obs, values), None) for _ in range(2)]
+    assert fast[0].observables is fast[1].observables  # the fast path was taken
+    m = measured.num_parameters
+    sampler_values = RNG.uniform(0, 1, (4, m))
+    sampler_pubs = [(measured, sampler_values), (measured, sampler_values.reshape(2, 2, m)),
+                    (measured, sampler_values[:, 1:]), (measured, sampler_values, 10),
+                    (measured, sampler_values[0]), measured, (measured,)]
+    for pub in sampler_pubs:
+        for shots in (None, 1, 100, 0, -3, True, 2.5):
+            _same_outcome(lambda: coerce_sampler_pub(pub, shots),
+                          lambda: SamplerPub.coerce(pub, shots))
+
+
+def test_gradients_check_an_array_of_value_sets_as_they_check_a_list():
+    """The QNNs hand the gradients one array for all rows, checked at once: the same errors
+    as row by row, naming the same row."""
+    from qmoe_qiskit.simulation import ExactEstimatorGradient
+
+    sel = sel_ansatz(2, 1)
+    obs = sel.observables[0]
+    values = _values(sel.circuit, 3)
+    gradient = ExactEstimatorGradient()
+    grads = gradient.run([sel.circuit] * 3, [obs] * 3, values).result().gradients
+    listed = gradient.run([sel.circuit] * 3, [obs] * 3, list(values)).result().gradients
+    np.testing.assert_allclose(np.array(grads), np.array(listed), atol=1e-14)
+    for bad, error in ((np.nan, RuntimeError), (np.inf, ZeroDivisionError)):
+        broken = values.copy()
+        broken[2, 1] = bad
+        for given in (broken, list(broken)):
+            with pytest.raises(error, match="parameter value set 2"):
+                gradient.run([sel.circuit] * 3, [obs] * 3, given)
+    with pytest.raises(ValueError, match=rf"number of values \({sel.circuit.num_parameters - 1}\)"):
+        gradient.run([sel.circuit] * 3, [obs] * 3, values[:, 1:])
+    with pytest.raises(ValueError, match="not all in the circuit"):
+        gradient.run([sel.circuit] * 3, [obs] * 3, values,
+                     parameters=[list(paper_ansatz(2, 1).circuit.parameters)] * 3)

@@ -75,26 +75,37 @@ def bound(qc, values):
     return qc.assign_parameters(dict(zip(qc.parameters, values)))
 
 
+def _values(qc, rows, shared):
+    """Random rows; ``shared``: the last two thirds of the columns equal in every row, as a
+    QNN binds one weight vector to a batch of inputs (those gates are multiplied once)."""
+    values = RNG.uniform(-3, 3, (rows, qc.num_parameters))
+    if shared:
+        values[:, qc.num_parameters // 3:] = values[0, qc.num_parameters // 3:]
+    return values
+
+
+@pytest.mark.parametrize("shared", [False, True])
 @pytest.mark.parametrize("make", [all_gates_circuit, real_circuit, wide_circuit])
-def test_states_match_statevector(make):
+def test_states_match_statevector(make, shared):
     qc = make()
     program = compile_circuit(qc)
     assert program.real == (make is real_circuit)
-    values = RNG.uniform(-3, 3, (6, qc.num_parameters))
+    values = _values(qc, 6, shared)
     states = program.states(values)
     for v, state in zip(values, states):
         np.testing.assert_allclose(state, Statevector(bound(qc, v)).data, atol=1e-12)
 
 
+@pytest.mark.parametrize("shared", [False, True])
 @pytest.mark.parametrize("make", [all_gates_circuit, real_circuit, wide_circuit])
-def test_expectation_gradients_match_finite_differences(make):
+def test_expectation_gradients_match_finite_differences(make, shared):
     qc = make()
     n = qc.num_qubits
     program = compile_circuit(qc)
     labels = [("XIYZ", 0.7), ("ZZII", -0.3), ("IIIX", 1.1), ("YYII", 0.2)]
     obs = SparsePauliOp.from_list([("I" * (n - 4) + label, c) for label, c in labels])
     op = DiagonalOrPauli.from_pauli_list(obs.to_list(), n)
-    values = RNG.uniform(-3, 3, (4, qc.num_parameters))
+    values = _values(qc, 4, shared)
     evs, grads = program.expectation_gradients(values, [op])
     ref = [Statevector(bound(qc, v)).expectation_value(obs).real for v in values]
     np.testing.assert_allclose(evs[:, 0], ref, atol=1e-12)
@@ -238,3 +249,36 @@ def test_compiled_program_is_cached_per_circuit_and_refreshed_when_it_grows():
     assert compile_circuit(qc) is first
     qc.ry(0.1, 0)
     assert compile_circuit(qc) is not first
+
+
+def test_the_gradient_call_reuses_the_forward_pass_of_the_same_values(monkeypatch):
+    """A QNN asks for the states, then for the gradients of the same values: the second call
+    only sweeps back. Other values, or a state too large to keep, are computed afresh, with
+    the same results as a program that never kept anything."""
+    import qmoe_qiskit.simulation.statevector as statevector
+
+    qc = wide_circuit()
+    program = compile_circuit(qc)
+    op = DiagonalOrPauli.from_pauli_list([("Z" * qc.num_qubits, 1.0)], qc.num_qubits)
+    values = _values(qc, 5, True)
+    other = _values(qc, 5, True)
+    fresh = [statevector._compile(qc).expectation_gradients(v, [op]) for v in (values, other)]
+    evolved = []
+    original = statevector.Program._evolve
+    monkeypatch.setattr(statevector.Program, "_evolve",
+                        lambda self, *a: evolved.append(1) or original(self, *a))
+    states = program.states(values)
+    with pytest.raises(ValueError, match="read-only"):
+        states[0, 0] = 1.0  # the kept state cannot be changed behind the gradient's back
+    evs, grads = program.expectation_gradients(values, [op])
+    assert len(evolved) == 1
+    np.testing.assert_allclose(grads, fresh[0][1], atol=1e-13)
+    np.testing.assert_allclose(evs, fresh[0][0], atol=1e-13)
+    program.states(values)
+    evs, grads = program.expectation_gradients(other, [op])  # not the values just run
+    assert len(evolved) == 3
+    np.testing.assert_allclose(grads, fresh[1][1], atol=1e-13)
+    monkeypatch.setattr(statevector, "_MEMO_BYTES", 0)
+    program.states(values)
+    program.expectation_gradients(values, [op])
+    assert len(evolved) == 5

@@ -7,7 +7,6 @@ I/Z expectations, and an estimator built on any sampler.
 """
 
 from .base import (
-    CircuitCache,
     DoneJob,
     ExactDistributions,
     SyncEstimator,
@@ -16,6 +15,7 @@ from .base import (
     check_finite,
     one_register,
 )
+from .cache import CircuitCache
 from .counts import (
     diagonal_eigenvalues,
     estimator_pub_result,

@@ -9,9 +9,8 @@ returns probabilities instead of samples.
 
 from __future__ import annotations
 
-import weakref
-from collections.abc import Callable, Iterable, Sequence
-from typing import Any, Generic, TypeVar
+from collections.abc import Iterable, Sequence
+from typing import Any
 
 import numpy as np
 from qiskit.circuit import Parameter, QuantumCircuit
@@ -29,12 +28,11 @@ from qiskit.primitives.containers.sampler_pub import SamplerPub
 from qiskit.providers import JobStatus
 
 from ..errors import UnsupportedCircuitError
+from .cache import CircuitCache
+from .pubs import coerce_estimator_pub, coerce_sampler_pub
 
 __all__ = ["DoneJob", "ExactDistributions", "SyncSampler", "SyncEstimator", "CircuitCache",
            "binding_rows", "one_register", "check_finite"]
-
-T = TypeVar("T")
-
 
 class DoneJob(BasePrimitiveJob):
     """A job whose result was computed synchronously at submission."""
@@ -108,7 +106,7 @@ class SyncSampler(BaseSamplerV2):
 
     def run(self, pubs: Iterable, *, shots: int | None = None) -> DoneJob:
         shots = self._resolve_shots(shots)
-        coerced = [SamplerPub.coerce(pub, shots) for pub in pubs]
+        coerced = [coerce_sampler_pub(pub, shots) for pub in pubs]
         for i, pub in enumerate(coerced):
             check_finite(pub.parameter_values, f"PUB {i}")
         return DoneJob(PrimitiveResult([self._run_pub(pub) for pub in coerced],
@@ -130,7 +128,7 @@ class SyncEstimator(BaseEstimatorV2):
 
     def run(self, pubs: Iterable, *, precision: float | None = None) -> DoneJob:
         precision = self._resolve_precision(precision)
-        coerced = [EstimatorPub.coerce(pub, precision) for pub in pubs]
+        coerced = [coerce_estimator_pub(pub, precision) for pub in pubs]
         for i, pub in enumerate(coerced):
             check_finite(pub.parameter_values, f"PUB {i}")
         return DoneJob(PrimitiveResult(self._run_pubs(coerced), metadata={"version": 2}))
@@ -142,50 +140,20 @@ class SyncEstimator(BaseEstimatorV2):
         raise NotImplementedError
 
 
-class CircuitCache(Generic[T]):
-    """Values computed once per circuit object (and per extra key): compiled programs, ISA
-    circuits, measured copies.
-
-    Keyed by identity, not content: QNNs hand the same circuit object on every call, and
-    hashing a circuit would cost more than most of the work it saves. A circuit changed in
-    place (instructions added) is recomputed, and entries die with their circuit.
-    """
-
-    def __init__(self, make: Callable[..., T], *, maxsize: int = 256):
-        self._make = make
-        self._maxsize = maxsize
-        self._entries: dict[tuple, tuple[weakref.ref, int, T]] = {}
-
-    def __call__(self, circuit: QuantumCircuit, *key: Any) -> T:
-        slot = (id(circuit), key)
-        hit = self._entries.get(slot)
-        if hit is not None and hit[0]() is circuit and hit[1] == len(circuit.data):
-            return hit[2]
-        return self.put(circuit, self._make(circuit, *key), *key)
-
-    def put(self, circuit: QuantumCircuit, value: T, *key: Any) -> T:
-        """Store ``value`` for ``circuit`` (and ``key``): what a later call returns."""
-        slot = (id(circuit), key)
-        self._entries[slot] = (weakref.ref(circuit), len(circuit.data), value)
-        if len(self._entries) > self._maxsize:
-            for stale in [s for s, entry in self._entries.items() if entry[0]() is None]:
-                del self._entries[stale]
-        return value
-
-
 def check_finite(values: BindingsArray | np.ndarray, where: str) -> None:
     """Refuse NaN and infinite parameter values as Qiskit's reference primitives do: NaN
     raises ``RuntimeError("Binding to NaN.")`` and an infinity ``ZeroDivisionError("attempted
     to bind infinite value to parameter")``; the messages also name ``where`` and the column.
     A simulator would otherwise return a distribution for a meaningless circuit."""
     if isinstance(values, BindingsArray):
-        columns = [("a value of " + ", ".join(str(n) for n in names), np.asarray(array))
-                   for names, array in values.data.items()]
+        columns = [(names, np.asarray(array)) for names, array in values.data.items()]
     else:
-        columns = [("a parameter value", np.asarray(values, dtype=float))]
-    for name, array in columns:
+        columns = [(None, np.asarray(values, dtype=float))]
+    for names, array in columns:
         if array.dtype.kind not in "fc" or np.isfinite(array).all():
             continue
+        name = "a parameter value" if names is None else \
+            "a value of " + ", ".join(str(n) for n in names)
         if np.isnan(array).any():
             raise RuntimeError(f"Binding to NaN. ({where}: {name} is NaN)")
         raise ZeroDivisionError(
@@ -197,6 +165,10 @@ def binding_rows(bindings: BindingsArray, parameters: Sequence[Parameter]) -> np
     of ``parameters`` (one empty row for a parameterless PUB of shape ``()``)."""
     if not len(parameters):
         return np.zeros((max(1, bindings.size), 0))
+    if len(bindings.data) == 1:  # one array keyed by the names in this order: use it as it is
+        (names, array), = bindings.data.items()
+        if len(names) == len(parameters) and names == tuple(p.name for p in parameters):
+            return array.reshape(-1, len(parameters))
     return bindings.as_array(parameters).reshape(-1, len(parameters))
 
 

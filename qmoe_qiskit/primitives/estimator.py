@@ -17,7 +17,8 @@ from qiskit.primitives import BaseSamplerV2, PubResult
 from qiskit.primitives.containers.estimator_pub import EstimatorPub
 
 from ..errors import UnsupportedCircuitError
-from .base import CircuitCache, ExactDistributions, SyncEstimator
+from .base import ExactDistributions, SyncEstimator
+from .cache import CircuitCache
 from .counts import (
     diagonal_eigenvalues,
     estimator_pub_result,

@@ -23,6 +23,7 @@ from qiskit_machine_learning.gradients import (
 )
 
 from .base import DoneJob, check_finite
+from .cache import CircuitCache
 
 __all__ = ["SyncSamplerGradient", "SyncEstimatorGradient", "ParameterColumns",
            "group_by_circuit"]
@@ -43,9 +44,9 @@ class SyncSamplerGradient(BaseSamplerGradient):
     def _run(self, circuits, parameter_values, parameters, **options) -> SamplerGradientResult:
         gradients: list = [None] * len(circuits)
         for rows, circuit in group_by_circuit(circuits):
-            values = np.asarray([parameter_values[i] for i in rows], dtype=float)
+            values = _rows(parameter_values, rows)
             grads = self._circuit_gradients(circuit, values)
-            selected = ParameterColumns(circuit).select(grads, [parameters[i] for i in rows])
+            selected = _COLUMNS(circuit).select(grads, [parameters[i] for i in rows])
             for i, per_param in zip(rows, selected):
                 gradients[i] = [dict(enumerate(g)) for g in per_param.tolist()]
         metadata = [{"parameters": p} for p in parameters]
@@ -80,10 +81,10 @@ class SyncEstimatorGradient(BaseEstimatorGradient):
             for i in rows:
                 by_observable[id(observables[i])].append(i)
             groups = list(by_observable.values())
-            values = [np.asarray([parameter_values[i] for i in g], dtype=float) for g in groups]
+            values = [_rows(parameter_values, g) for g in groups]
             per_group = self._circuit_gradients(circuit, [observables[g[0]] for g in groups],
                                                 values)
-            columns = ParameterColumns(circuit)
+            columns = _COLUMNS(circuit)
             for g, grads in zip(groups, per_group):
                 for i, row in zip(g, columns.select(grads, [parameters[i] for i in g])):
                     gradients[i] = row
@@ -118,8 +119,13 @@ class ParameterColumns:
         return [row[self(p)] for row, p in zip(grads, params)]
 
 
+_COLUMNS: CircuitCache[ParameterColumns] = CircuitCache(ParameterColumns)
+
+
 def group_by_circuit(circuits: Sequence[QuantumCircuit]) -> list[tuple[list[int], QuantumCircuit]]:
     """``(rows, circuit)`` for each distinct circuit object, in order of first appearance."""
+    if circuits and all(c is circuits[0] for c in circuits):
+        return [(list(range(len(circuits))), circuits[0])]
     groups: dict[int, list[int]] = defaultdict(list)
     for i, circuit in enumerate(circuits):
         groups[id(circuit)].append(i)
@@ -127,7 +133,8 @@ def group_by_circuit(circuits: Sequence[QuantumCircuit]) -> list[tuple[list[int]
 
 
 def _normalise(circuits, parameters, parameter_values):
-    """Defaults and checks of the base classes' ``run``, done once per distinct circuit."""
+    """Defaults and checks of the base classes' ``run``, done once per distinct circuit (and
+    on the whole array at once where the values are one, as the QNNs send them)."""
     if isinstance(circuits, QuantumCircuit):
         circuits = [circuits]
     if parameters is None:
@@ -137,23 +144,43 @@ def _normalise(circuits, parameters, parameter_values):
             f"The number of circuits ({len(circuits)}) does not match the number of parameter "
             f"value sets ({len(parameter_values)}) or parameter lists ({len(parameters)})."
         )
-    seen: set[tuple[int, int]] = set()
+    array = parameter_values if isinstance(parameter_values, np.ndarray) \
+        and parameter_values.ndim == 2 and parameter_values.dtype.kind == "f" else None
+    if array is None:
+        for i, values in enumerate(parameter_values):
+            check_finite(values, f"parameter value set {i}")
+    elif not np.isfinite(array).all():
+        i = int(np.flatnonzero(~np.isfinite(array).all(axis=1))[0])
+        check_finite(array[i], f"parameter value set {i}")
+    if array is not None and len(circuits) > 1 and all(c is circuits[0] for c in circuits) \
+            and all(p is parameters[0] for p in parameters):
+        # The QNNs' call: one circuit and one parameter list for every row, checked once.
+        params = _normalise([circuits[0]], [parameters[0]], array[:1])[1][0]
+        return list(circuits), [params] * len(circuits)
+    chosen: dict[tuple[int, int], object] = {}
     normalised = []
-    for i, (circuit, values, params) in enumerate(zip(circuits, parameter_values, parameters)):
-        check_finite(values, f"parameter value set {i}")
-        if params is None:
-            params = circuit.parameters
+    for i, (circuit, params) in enumerate(zip(circuits, parameters)):
         key = (id(circuit), id(params))
-        if key not in seen:
-            seen.add(key)
+        hit = chosen.get(key)
+        if hit is None:
             if not circuit.num_parameters:
                 raise ValueError("The circuit is not parameterised.")
-            if not set(params).issubset(circuit.parameters):
+            hit = circuit.parameters if params is None else params
+            if params is not None and not set(params).issubset(circuit.parameters):
                 raise ValueError("The parameters to differentiate are not all in the circuit.")
-        if len(values) != circuit.num_parameters:
+            chosen[key] = hit
+        size = array.shape[1] if array is not None else len(parameter_values[i])
+        if size != circuit.num_parameters:
             raise ValueError(
-                f"The number of values ({len(values)}) does not match the number of "
+                f"The number of values ({size}) does not match the number of "
                 f"parameters ({circuit.num_parameters})."
             )
-        normalised.append(params)
+        normalised.append(hit)
     return list(circuits), normalised
+
+
+def _rows(parameter_values, rows: list[int]) -> np.ndarray:
+    """The value sets ``rows`` as one float array."""
+    if isinstance(parameter_values, np.ndarray):
+        return np.asarray(parameter_values[rows], dtype=float)
+    return np.asarray([parameter_values[i] for i in rows], dtype=float)

@@ -39,6 +39,7 @@ from .base import (
     binding_rows,
     check_finite,
 )
+from .pubs import coerce_sampler_pub
 
 __all__ = ["FinalMeasurements", "ProbabilitySampler", "final_measurements", "generator",
            "marginal", "register_probabilities"]
@@ -136,7 +137,7 @@ class ProbabilitySampler(SyncSampler):
 
     def run(self, pubs: Iterable, *, shots: int | None = None) -> DoneJob:
         shots = self._default_shots if shots is None else shots
-        coerced = [SamplerPub.coerce(pub, shots) for pub in pubs]
+        coerced = [coerce_sampler_pub(pub, shots) for pub in pubs]
         for i, pub in enumerate(coerced):
             if pub.shots is not None:
                 _check_shots(pub.shots)

@@ -24,6 +24,7 @@ from qiskit.primitives import (
     StatevectorSampler,
 )
 from qiskit.primitives.containers.estimator_pub import EstimatorPub
+from qiskit.primitives.containers.observables_array import ObservablesArray
 from qiskit.primitives.containers.sampler_pub import SamplerPub
 from qiskit.providers import Options
 from qiskit.quantum_info import DensityMatrix, SparsePauliOp
@@ -87,7 +88,7 @@ class ExactSampler(ProbabilitySampler):
     def _probabilities(self, circuit: QuantumCircuit, layout: FinalMeasurements,
                        values: np.ndarray) -> np.ndarray:
         program = compile_circuit(layout.unmeasured)
-        return marginal(np.abs(program.states(values)) ** 2, program.num_qubits, layout.qubits)
+        return marginal(program.basis_probabilities(values), program.num_qubits, layout.qubits)
 
     def _exact_reference(self, pub: SamplerPub, layout: FinalMeasurements) -> SamplerPubResult:
         """Exact distributions of a circuit the fast simulator cannot run: Qiskit's density
@@ -131,12 +132,9 @@ class ExactEstimator(SyncEstimator):
         return self._default_precision if precision is None else precision
 
     def _run_pubs(self, pubs: list[EstimatorPub]) -> list[PubResult]:
-        # EstimatorQNN sends one PUB per observable, all with the same circuit and bindings:
-        # the statevectors are computed once per distinct (circuit, values) of this call.
-        states: list[tuple[QuantumCircuit, np.ndarray, np.ndarray]] = []
-        return [self._run_pub(pub, states) for pub in pubs]
+        return [self._run_pub(pub) for pub in pubs]
 
-    def _run_pub(self, pub: EstimatorPub, states: list) -> PubResult:
+    def _run_pub(self, pub: EstimatorPub) -> PubResult:
         circuit = pub.circuit
         reason = _unsupported(circuit)
         if reason is not None:
@@ -144,16 +142,18 @@ class ExactEstimator(SyncEstimator):
             return StatevectorEstimator(seed=self._seed).run([pub]).result()[0]
         program = compile_circuit(circuit)
         bindings = pub.parameter_values
-        values = binding_rows(bindings, circuit.parameters)
-        psi = _shared_states(states, circuit, values)
-        obs_list = pub.observables.ravel().tolist()
-        table = np.stack(
-            [_observable(obs, program.num_qubits).expectation(psi) for obs in obs_list]
-        )  # (num_observables, num_bindings)
-        obs_idx = np.arange(len(obs_list)).reshape(pub.observables.shape)
-        val_idx = np.arange(max(1, bindings.size)).reshape(bindings.shape)
-        obs_idx, val_idx = np.broadcast_arrays(obs_idx, val_idx)
-        evs = np.asarray(table[obs_idx, val_idx], dtype=float)
+        # EstimatorQNN sends one PUB per observable, with the same circuit and bindings: the
+        # program keeps its last forward pass, so the states are computed once for all.
+        psi = program.states(binding_rows(bindings, circuit.parameters))
+        operators = _operators(pub.observables, program.num_qubits)
+        table = np.stack([op.expectation(psi) for op in operators])  # (observables, bindings)
+        if pub.observables.shape == ():
+            evs = table[0].reshape(bindings.shape)
+        else:
+            obs_idx = np.arange(len(operators)).reshape(pub.observables.shape)
+            val_idx = np.arange(max(1, bindings.size)).reshape(bindings.shape)
+            obs_idx, val_idx = np.broadcast_arrays(obs_idx, val_idx)
+            evs = np.asarray(table[obs_idx, val_idx], dtype=float)
         stds = np.zeros_like(evs)
         if pub.precision:
             rng = generator(self._seed)
@@ -183,16 +183,6 @@ def _warn_once(circuit: QuantumCircuit, reason: str) -> None:
         _WARNED.put(circuit, True)
 
 
-def _shared_states(cache: list, circuit: QuantumCircuit, values: np.ndarray) -> np.ndarray:
-    """Statevectors for ``values``, reused across the PUBs of one run."""
-    for cached_circuit, cached_values, psi in cache:
-        if cached_circuit is circuit and np.array_equal(cached_values, values):
-            return psi
-    psi = compile_circuit(circuit).states(values)
-    cache.append((circuit, values, psi))
-    return psi
-
-
 class ExactSamplerGradient(SyncSamplerGradient):
     """Adjoint gradients of exact outcome probabilities (no parameter shift). A circuit the fast
     simulator cannot run gets qiskit-ml's parameter shift on the sampler instead (one warning),
@@ -210,12 +200,15 @@ class ExactSamplerGradient(SyncSamplerGradient):
             size = 1 << circuit.num_clbits
             return np.array([[[d.get(k, 0.0) for k in range(size)] for d in row]
                              for row in result.gradients])
-        program = compile_circuit(circuit)
-        outcome = program.outcome_index()
+        # The gates without the final measurements: the program the sampler ran, whose
+        # forward pass of these values it keeps, so only the backward sweep runs here.
+        program = compile_circuit(final_measurements(circuit).unmeasured)
+        measured = compile_circuit(circuit)
+        outcome = measured.outcome_index()
         # Probabilities sum to one, so the last outcome's gradient is minus the others'.
         projectors = [
             DiagonalOrPauli.projector(outcome == k)
-            for k in range((1 << program.num_clbits) - 1)
+            for k in range((1 << measured.num_clbits) - 1)
         ]
         _, grads = program.expectation_gradients(values, projectors)  # (rows, K - 1, P)
         grads = np.concatenate([grads, -grads.sum(axis=1, keepdims=True)], axis=1)
@@ -259,6 +252,21 @@ class _Observable:
 
 
 _OBSERVABLES: dict[tuple, _Observable] = {}
+# Per ObservablesArray object (the PUB coercion hands the QNNs' the same one on every call):
+# (the array, its number of qubits, its observables converted).
+_OPERATORS: dict[int, tuple[ObservablesArray, int, list[_Observable]]] = {}
+
+
+def _operators(observables: ObservablesArray, num_qubits: int) -> list[_Observable]:
+    """Every observable of a PUB's array, flattened, converted once per array object."""
+    hit = _OPERATORS.get(id(observables))
+    if hit is not None and hit[0] is observables and hit[1] == num_qubits:
+        return hit[2]
+    converted = [_observable(obs, num_qubits) for obs in observables.ravel().tolist()]
+    if len(_OPERATORS) >= 256:
+        _OPERATORS.clear()
+    _OPERATORS[id(observables)] = (observables, num_qubits, converted)
+    return converted
 
 
 def _observable(obs, num_qubits: int) -> _Observable:

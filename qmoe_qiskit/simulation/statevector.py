@@ -18,6 +18,11 @@ Every gradient of a layer comes from the same pair of swept states: the 2x2 "cro
 derivative is a product of 2x2 matrices.
 Amplitude order follows Qiskit: qubit 0 is the least significant bit of the basis index.
 
+What does not touch the state is done for all layers at once (:class:`_Plan`: block products,
+Kronecker products, gate derivatives), and once for all rows where the gates' angles are the
+same in every row (a QNN's weights over a batch of inputs). The last forward pass is kept, so
+the gradient call that follows it on the same values only sweeps back.
+
 Any other gate with a definition (library circuits, feature maps, ``unitary``) is first unrolled
 to these gates by Qiskit's own transpiler, once per circuit object. Angles that are not affine
 in the parameters (the ZZ feature map's ``2(π - x0)(π - x1)``) are evaluated per binding, and
@@ -90,6 +95,8 @@ _CHUNK_AMPLITUDES = 1 << 24
 # Neighbouring qubits whose single-qubit gates are applied as one matrix: 2**4 x 2**4 matrices
 # keep the batched products in BLAS and cost fewer passes over the state than one per qubit.
 _CHUNK_QUBITS = 4
+# The last forward pass is kept for the gradient call that follows it, up to this much state.
+_MEMO_BYTES = 1 << 29
 
 
 @dataclass(frozen=True)
@@ -153,23 +160,54 @@ class Program:
 
     def states(self, values: np.ndarray) -> np.ndarray:
         """Final statevectors, shape ``(rows, 2**n)``, for parameter rows ``values``."""
-        values = self._check_values(values)
-        out = np.empty((len(values), self.dim), dtype=complex)
+        state = self._forward(self._check_values(values)).state
+        return state if state.dtype == complex else state.astype(complex)
+
+    def basis_probabilities(self, values: np.ndarray) -> np.ndarray:
+        """Probabilities of every basis state, shape ``(rows, 2**n)`` (qubit 0 least
+        significant)."""
+        state = self._forward(self._check_values(values)).state
+        return np.square(state) if self.real else np.abs(state) ** 2
+
+    def _forward(self, values: np.ndarray) -> "_Forward":
+        """The forward pass of ``values``: the last one is kept (up to ``_MEMO_BYTES`` of
+        state), so that a gradient call on the same values only sweeps back."""
+        last = self._memo[0]
+        if last is not None and last.matches(values):
+            return last
+        angles = self.angles(values)
+        table = self._table(angles)
+        # Table entries equal in every row (the weights, when a QNN binds one weight vector
+        # to a batch of inputs) are multiplied once, and their chunks applied as one product.
+        shared = np.ones(table.shape[1], dtype=bool)
+        shared[:angles.shape[1]] = (angles == angles[:1]).all(axis=0)
+        matrices = self._layer_matrices(table, shared)
+        state = np.empty((len(values), self.dim), dtype=self.dtype)
         for sl in _chunks(len(values), self.dim):
-            matrices = self._layer_matrices(self._table(self.angles(values[sl])))
-            out[sl] = self._evolve(matrices, sl.stop - sl.start)[:, 0, :]
-        return out
+            state[sl] = self._evolve(_sliced(matrices, sl), sl.stop - sl.start)[:, 0, :]
+        state.flags.writeable = False  # kept for the gradient call: nobody may change it
+        forward = _Forward(values.copy(), table, shared, matrices, state)
+        self._memo[0] = forward if state.nbytes <= _MEMO_BYTES else None
+        return forward
+
+    @cached_property
+    def _memo(self) -> list:
+        return [None]
 
     def _table(self, angles: np.ndarray) -> np.ndarray:
         """Every rotation's 2x2 matrix for every row, then the constant matrices:
         shape ``(rows, num_angles + num_constants, 2, 2)``."""
         num_angles = angles.shape[1]
-        table = np.empty((len(angles), num_angles + len(self.constants), 2, 2), dtype=self.dtype)
-        # R(theta) = cos(theta/2) I + sin(theta/2) (-i P) for rx, ry, rz.
+        table = np.empty((len(angles), num_angles + len(self.constants), 4), dtype=self.dtype)
+        # R(theta) = cos(theta/2) I + sin(theta/2) (-i P) for rx, ry, rz (entries 0..3 of
+        # each row-major 2x2 matrix: the long axes stay innermost).
         half = 0.5 * angles
         rotations = table[:, :num_angles]
-        np.multiply(np.cos(half)[..., None, None], _IDENTITY, out=rotations)
-        rotations += np.sin(half)[..., None, None] * self._sine_parts
+        np.multiply(np.sin(half)[..., None], self._sine_parts, out=rotations)
+        cos = np.cos(half)
+        rotations[..., 0] += cos
+        rotations[..., 3] += cos
+        table = table.reshape(len(angles), -1, 2, 2)
         phase_cols = self._columns_by_kind.get("p")
         if phase_cols:  # P(theta) = diag(1, e^{i theta})
             table[:, phase_cols] = 0.0
@@ -180,7 +218,7 @@ class Program:
 
     @cached_property
     def _sine_parts(self) -> np.ndarray:
-        parts = np.array([_SINE_PARTS[kind] for kind in self.angle_kinds]).reshape(-1, 2, 2)
+        parts = np.array([_SINE_PARTS[kind] for kind in self.angle_kinds]).reshape(-1, 4)
         return parts.real.copy() if self.real else parts
 
     @cached_property
@@ -190,16 +228,52 @@ class Program:
             by_kind.setdefault(kind, []).append(col)
         return by_kind
 
-    def _layer_matrices(self, table: np.ndarray) -> list:
-        """Per op: ``None`` for a monomial op, else each chunk's matrix ``(rows, 2**w, 2**w)``."""
-        out = []
-        for op in self.ops:
-            if isinstance(op, _Mono):
-                out.append(None)
-            else:
-                blocks = _block_matrices(op, table)
-                out.append([_kron(blocks, bits) for _, _, bits in op.chunks])
+    @cached_property
+    def _plan(self) -> "_Plan":
+        return _plan(self.ops, len(self.angle_offsets))
+
+    def _layer_matrices(self, table: np.ndarray, shared: np.ndarray) -> list:
+        """Per op: ``None`` for a monomial op, else each chunk's matrix ``(rows, 2**w, 2**w)``,
+        or ``(1, 2**w, 2**w)`` where every row has the same (``shared``: per table entry).
+        The blocks of every layer are multiplied together, and the chunks of one width are
+        Kronecker products together: a few large array operations instead of many small."""
+        split = self._split(shared)
+        members = self._plan.members
+        one = np.empty((1, self._plan.num_blocks + 1, 2, 2), dtype=table.dtype)
+        one[:, -1] = _IDENTITY
+        one[:, split.one] = _products(table[:1], members[:, split.one])
+        blocks = {True: one}
+        if len(split.rows):
+            blocks[False] = every = np.empty((len(table),) + one.shape[1:], dtype=table.dtype)
+            every[:, split.one] = one[:, split.one]
+            every[:, -1] = _IDENTITY
+            every[:, split.rows] = _products(table, members[:, split.rows])
+        out: list = [None if isinstance(op, _Mono) else [None] * len(op.chunks) for op in self.ops]
+        for width, index, slots, is_shared in split.krons:
+            factors = blocks[is_shared][:, index]  # (rows, chunks, width, 2, 2), lowest first
+            matrix = factors[:, :, 0]
+            for t in range(1, width):
+                size = 2 * matrix.shape[-1]
+                matrix = np.einsum("rnab,rncd->rnacbd", factors[:, :, t], matrix).reshape(
+                    len(factors), len(slots), size, size)
+            for c, (i, j) in enumerate(slots):
+                out[i][j] = matrix[:, c]
         return out
+
+    def _split(self, shared: np.ndarray) -> "_Split":
+        """Which blocks and chunks are the same in every row, for this pattern of shared table
+        entries (remembered: a QNN repeats its pattern on every call)."""
+        key = shared.tobytes()
+        hit = self._splits.get(key)
+        if hit is None:
+            if len(self._splits) >= 64:
+                self._splits.clear()
+            hit = self._splits[key] = _split(self._plan, shared)
+        return hit
+
+    @cached_property
+    def _splits(self) -> dict:
+        return {}
 
     def _evolve(self, matrices: list, rows: int) -> np.ndarray:
         state = np.zeros((rows, 1, self.dim), dtype=self.dtype)
@@ -214,9 +288,7 @@ class Program:
 
     def probabilities(self, values: np.ndarray) -> np.ndarray:
         """Exact outcome probabilities over the measured clbits, shape ``(rows, 2**num_clbits)``."""
-        values = self._check_values(values)
-        probs = np.abs(self.states(values)) ** 2
-        return self._marginal(probs)
+        return self._marginal(self.basis_probabilities(values))
 
     def _marginal(self, probs: np.ndarray) -> np.ndarray:
         n = self.num_qubits
@@ -243,41 +315,57 @@ class Program:
     def expectation_gradients(
         self, values: np.ndarray, observables: list["DiagonalOrPauli"]
     ) -> tuple[np.ndarray, np.ndarray]:
-        """Expectation values ``(rows, K)`` and their gradients ``(rows, K, num_parameters)``."""
+        """Expectation values ``(rows, K)`` and their gradients ``(rows, K, num_parameters)``.
+
+        A forward pass of the same values just before (``states``, ``basis_probabilities``)
+        is reused: only the backward sweep runs."""
         values = self._check_values(values)
+        forward = self._forward(values)
+        self._memo[0] = None  # the gradient is the forward pass's last use
         k = len(observables)
         evs = np.empty((len(values), k))
         grads = np.zeros((len(values), k, self.num_parameters))
+        derivatives = _derivative_matrices(self._plan, forward.table, forward.shared)
         for sl in _chunks(len(values), self.dim * (k + 1)):
-            table = self._table(self.angles(values[sl]))
-            matrices = self._layer_matrices(table)
-            psi = self._evolve(matrices, sl.stop - sl.start)[:, 0, :]
+            psi = forward.state[sl]
             lam = np.stack([obs.apply(psi) for obs in observables], axis=1)
             evs[sl] = np.einsum("rs,rks->rk", psi.conj(), lam).real
-            grads[sl] = self._adjoint(psi, lam, table, matrices, values[sl])
+            grads[sl] = self._adjoint(psi, lam, _rows(derivatives, sl),
+                                      _sliced(forward.matrices, sl), values[sl])
         return evs, grads
 
     def _adjoint(
-        self, psi: np.ndarray, lam: np.ndarray, table: np.ndarray, matrices: list,
+        self, psi: np.ndarray, lam: np.ndarray, derivatives: np.ndarray, matrices: list,
         values: np.ndarray,
     ) -> np.ndarray:
+        """Parameter gradients ``(rows, K, P)`` from one backward sweep of ``psi`` and the
+        adjoint vectors ``lam``: the cross matrices of every trainable block are collected on
+        the way, then multiplied with their gates' ``derivatives`` at once."""
+        plan = self._plan
         rows, k, _ = lam.shape
-        angle_grads = np.zeros((rows, k, len(self.angle_offsets)))
         if self.real:
             # phi and its derivatives are real, so only Re(lam) enters 2 Re <lam|d phi>.
             lam = lam.real
         state = np.concatenate([psi[:, None, :], lam], axis=1)
+        cross = np.zeros((rows, k, plan.num_blocks, 2, 2), dtype=state.dtype)
         first = self._first_trainable
         for i in range(len(self.ops) - 1, first - 1, -1):
             op = self.ops[i]
             if isinstance(op, _Mono):
                 state = _apply_mono(state, op, adjoint=True)
                 continue
-            if op.trainable:
-                _layer_gradients(op, state, table, angle_grads)
+            for (lo, width, _), wanted in zip(op.chunks, plan.crossed[i]):
+                if wanted:
+                    _fill_cross(state, lo, width, wanted, cross)
             if i > first:  # layers before the first trainable one need no undoing
                 for (lo, width, _), matrix in zip(op.chunks, matrices[i]):
                     state = _apply_chunk(state, lo, width, np.conj(np.swapaxes(matrix, -1, -2)))
+        angle_grads = np.zeros((rows, k, len(self.angle_offsets)))
+        if len(plan.columns):
+            chosen = cross[:, :, plan.blocks]
+            products = np.einsum("jxy,rkjxy->rkj", derivatives[0], chosen) \
+                if len(derivatives) == 1 else np.einsum("rjxy,rkjxy->rkj", derivatives, chosen)
+            angle_grads[:, :, plan.columns] = 2.0 * products.real
         return chain_rule(angle_grads, values, self.angle_coeffs, self.expressions)
 
     @cached_property
@@ -295,6 +383,150 @@ class Program:
                 f"got {values.shape}"
             )
         return values
+
+
+@dataclass(frozen=True)
+class _Forward:
+    """One forward pass: its parameter rows, gate table, chunk matrices and final states."""
+
+    values: np.ndarray
+    table: np.ndarray
+    shared: np.ndarray  # per table entry: the same in every row
+    matrices: list
+    state: np.ndarray  # (rows, 2**n), float64 for a real program
+
+    def matches(self, values: np.ndarray) -> bool:
+        return self.values.shape == values.shape and np.array_equal(self.values, values)
+
+
+@dataclass(frozen=True)
+class _Plan:
+    """Every layer's blocks numbered in one sequence, so that the work that does not touch
+    the state (block products, Kronecker products, gate derivatives) is done for all layers
+    at once.
+
+    ``members[j, b]`` is block ``b``'s ``j``-th gate (table index, identity-padded in front);
+    ``krons`` groups the chunks by width: ``(width, block indices (chunks, width), slots)``,
+    index ``num_blocks`` being the identity and ``slots[c] = (op, chunk)``. The trainable
+    gates are ``(depths[i], blocks[i])``, with angle column ``columns[i]`` and generator
+    ``generators[i]``; ``crossed[op][chunk]`` lists the ``(qubit in chunk, block)`` pairs whose
+    cross matrices the gradients need.
+    """
+
+    num_blocks: int
+    members: np.ndarray
+    krons: tuple
+    depths: np.ndarray
+    blocks: np.ndarray
+    columns: np.ndarray
+    generators: np.ndarray
+    crossed: tuple
+
+
+def _plan(ops: tuple, num_angles: int) -> _Plan:
+    layers = [op for op in ops if isinstance(op, _Layer)]
+    depth = max((len(op.members) for op in layers), default=1)
+    members, angles, generators, offsets = [], [], [], {}
+    total = 0
+    for i, op in enumerate(ops):
+        if not isinstance(op, _Layer):
+            continue
+        offsets[i] = total
+        total += len(op.qubits)
+        pad = depth - len(op.members)
+        members.append(np.pad(op.members, ((pad, 0), (0, 0)), constant_values=num_angles))
+        angles.append(np.pad(op.angles, ((pad, 0), (0, 0)), constant_values=-1))
+        generators.append(np.pad(op.generators, ((pad, 0), (0, 0), (0, 0), (0, 0))))
+    members_all = np.concatenate(members, axis=1) if layers else np.zeros((1, 0), np.intp)
+    angles_all = np.concatenate(angles, axis=1) if layers else np.zeros((1, 0), np.intp)
+    depths, blocks = np.nonzero(angles_all >= 0)
+    trainable_blocks = set(blocks.tolist())
+    by_width: dict[int, tuple[list, list]] = {}
+    crossed = []
+    for i, op in enumerate(ops):
+        if not isinstance(op, _Layer):
+            crossed.append(None)
+            continue
+        wanted = []
+        for j, (_, width, bits) in enumerate(op.chunks):
+            index, slots = by_width.setdefault(width, ([], []))
+            index.append([offsets[i] + b if b >= 0 else total for b in bits])
+            slots.append((i, j))
+            wanted.append(tuple((t, offsets[i] + b) for t, b in enumerate(bits)
+                                if b >= 0 and offsets[i] + b in trainable_blocks))
+        crossed.append(tuple(wanted))
+    return _Plan(
+        num_blocks=total,
+        members=members_all,
+        krons=tuple((w, np.array(index, dtype=np.intp), tuple(slots))
+                    for w, (index, slots) in sorted(by_width.items())),
+        depths=depths,
+        blocks=blocks,
+        columns=angles_all[depths, blocks],
+        generators=np.concatenate(generators, axis=1)[depths, blocks] if layers
+        else np.zeros((0, 2, 2)),
+        crossed=tuple(crossed),
+    )
+
+
+@dataclass(frozen=True)
+class _Split:
+    """The blocks computed once (``one``) and per row (``rows``), and the Kronecker groups
+    ``(width, block indices, slots, shared)`` of :class:`_Plan`, split the same way."""
+
+    one: np.ndarray
+    rows: np.ndarray
+    krons: tuple
+
+
+def _split(plan: _Plan, shared: np.ndarray) -> _Split:
+    block_shared = shared[plan.members].all(axis=0)
+    block_shared = np.append(block_shared, True)  # the identity
+    krons = []
+    for width, index, slots in plan.krons:
+        chunk_shared = block_shared[index].all(axis=1)
+        for flag in (True, False):
+            chosen = np.flatnonzero(chunk_shared == flag)
+            if len(chosen):
+                krons.append((width, index[chosen], tuple(slots[c] for c in chosen), flag))
+    return _Split(one=np.flatnonzero(block_shared[:-1]), rows=np.flatnonzero(~block_shared[:-1]),
+                  krons=tuple(krons))
+
+
+def _products(table: np.ndarray, members: np.ndarray) -> np.ndarray:
+    """Each block's product of gate matrices ``(rows, blocks, 2, 2)``: ``members[-1] ...
+    members[0]``."""
+    product = table[:, members[0]]
+    for row in members[1:]:
+        product = np.matmul(table[:, row], product)
+    return product
+
+
+def _rows(array: np.ndarray, sl: slice) -> np.ndarray:
+    """Rows ``sl`` of a per-row array, or the array itself where one row serves all."""
+    return array if len(array) == 1 else array[sl]
+
+
+def _sliced(matrices: list, sl: slice) -> list:
+    return [None if m is None else [_rows(c, sl) for c in m] for m in matrices]
+
+
+def _derivative_matrices(plan: _Plan, table: np.ndarray, shared: np.ndarray) -> np.ndarray:
+    """``B_j = S_j A_j S_j^dagger`` per row for every trainable gate ``j`` ``(rows, J, 2, 2)``
+    (one row where the gates after each trainable one are ``shared`` by every row): a block
+    ``U = G_(m-1) ... G_0`` has ``dU/dtheta_j = B_j U`` with ``S_j = G_(m-1) ... G_(j+1)`` and
+    ``A_j`` the rotation's generator, so the gradient is ``2 Re <lam| B_j |phi> = 2 Re
+    sum_ab B_j[a, b] E[a, b]`` for the qubit's cross matrix E."""
+    if shared[plan.members[1:]].all():
+        table = table[:1]
+    rows = len(table)
+    depth = plan.members.shape[0]
+    suffix = np.empty((rows, depth, plan.num_blocks, 2, 2), dtype=table.dtype)
+    suffix[:, depth - 1] = _IDENTITY
+    for j in range(depth - 1, 0, -1):
+        np.matmul(suffix[:, j], table[:, plan.members[j]], out=suffix[:, j - 1])
+    chosen = suffix[:, plan.depths, plan.blocks]
+    return np.matmul(np.matmul(chosen, plan.generators), np.conj(np.swapaxes(chosen, -1, -2)))
 
 
 class DiagonalOrPauli:
@@ -585,33 +817,17 @@ def _apply_mono(state: np.ndarray, op: _Mono, adjoint: bool = False) -> np.ndarr
     return out
 
 
-def _block_matrices(layer: _Layer, table: np.ndarray) -> np.ndarray:
-    """Each block's product of gate matrices, per row: ``(rows, blocks, 2, 2)``."""
-    product = table[:, layer.members[0]]
-    for members in layer.members[1:]:
-        product = np.matmul(table[:, members], product)
-    return product
-
-
-def _kron(blocks: np.ndarray, bits: tuple[int, ...]) -> np.ndarray:
-    """The chunk's matrix per row: Kronecker product of its qubits' blocks, lowest qubit last."""
-    rows = blocks.shape[0]
-    out = None
-    for b in bits:
-        u = blocks[:, b] if b >= 0 else np.broadcast_to(np.eye(2, dtype=blocks.dtype), (rows, 2, 2))
-        if out is None:
-            out = u
-        else:
-            size = 2 * out.shape[-1]
-            out = np.einsum("rab,rcd->racbd", u, out).reshape(rows, size, size)
-    return out
-
-
 def _apply_chunk(state: np.ndarray, lo: int, width: int, matrix: np.ndarray) -> np.ndarray:
-    """Apply per-row ``matrix`` ``(rows, 2**width, 2**width)`` to qubits ``lo .. lo+width-1``."""
+    """Apply per-row ``matrix`` ``(rows, 2**width, 2**width)`` to qubits ``lo .. lo+width-1``;
+    a matrix of one row applies to every row, as one product."""
     rows, k, dim = state.shape
     size = 1 << width
-    if lo == 0:  # contiguous: one (k * dim / size, size) x (size, size) product per row
+    if len(matrix) == 1 and rows > 1:
+        if lo == 0:  # one (rows * k * dim / size, size) x (size, size) product
+            out = np.matmul(state.reshape(-1, size), matrix[0].T)
+        else:
+            out = np.matmul(matrix[0], state.reshape(-1, size, 1 << lo))
+    elif lo == 0:  # contiguous: one (k * dim / size, size) x (size, size) product per row
         out = np.matmul(state.reshape(rows, k * dim // size, size), np.swapaxes(matrix, -1, -2))
     else:
         view = state.reshape(rows, k * (dim >> (lo + width)), size, 1 << lo)
@@ -619,32 +835,13 @@ def _apply_chunk(state: np.ndarray, lo: int, width: int, matrix: np.ndarray) -> 
     return out.reshape(rows, k, dim)
 
 
-def _layer_gradients(layer: _Layer, state: np.ndarray, table: np.ndarray,
-                     angle_grads: np.ndarray) -> None:
-    """Fill ``angle_grads`` for the layer's trainable rotations from the states after it.
-
-    ``state[:, 0]`` is phi, ``state[:, 1:]`` the adjoint vectors lam. A block on qubit q is
-    ``U = G_(m-1) ... G_0``; with ``S_j = G_(m-1) ... G_(j+1)``, ``dU/dtheta_j = B_j U`` where
-    ``B_j = S_j A_j S_j^dagger``, so the derivative is ``2 Re <lam| B_j |phi>``
-    ``= 2 Re sum_ab B_j[a, b] E[a, b]`` with ``E`` the qubit's cross matrix.
-    """
-    rows, k1, _ = state.shape
-    cross = np.empty((rows, k1 - 1, len(layer.qubits), 2, 2), dtype=state.dtype)
-    for lo, width, bits in layer.chunks:
-        chunk = _cross(state, lo, width)
-        chunk = chunk.reshape(chunk.shape[:2] + (2,) * (2 * width))
-        for i, b in enumerate(bits):
-            if b >= 0:
-                cross[:, :, b] = np.einsum(_partial_trace_spec(width, i), chunk)
-    depth = len(layer.members)
-    suffix = np.empty((rows, depth) + layer.generators.shape[1:], dtype=table.dtype)
-    suffix[:, depth - 1] = _IDENTITY
-    for j in range(depth - 1, 0, -1):
-        np.matmul(suffix[:, j], table[:, layer.members[j]], out=suffix[:, j - 1])
-    b = np.matmul(np.matmul(suffix, layer.generators), np.conj(np.swapaxes(suffix, -1, -2)))
-    grads = 2.0 * np.einsum("rjbxy,rkbxy->rkjb", b, cross).real
-    mask = layer.angles >= 0
-    angle_grads[:, :, layer.angles[mask]] = grads[:, :, mask]
+def _fill_cross(state: np.ndarray, lo: int, width: int, wanted: tuple, cross: np.ndarray) -> None:
+    """``cross[:, :, b]`` for each ``(t, b)`` of ``wanted``: the 2x2 cross matrix of the
+    chunk's qubit ``lo + t``, its other qubits traced out."""
+    chunk = _cross(state, lo, width)
+    chunk = chunk.reshape(chunk.shape[:2] + (2,) * (2 * width))
+    for t, b in wanted:
+        cross[:, :, b] = np.einsum(_partial_trace_spec(width, t), chunk)
 
 
 def _cross(state: np.ndarray, lo: int, width: int) -> np.ndarray:
