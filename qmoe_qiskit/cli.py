@@ -237,8 +237,9 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--repetitions", type=int, default=5, help="repetitions with --shots (default 5)")
     p.add_argument("--retrain", action="store_true",
                    help="train a fresh model under each noise level instead of evaluating one")
-    p.add_argument("--engine", default="fast",
-                   help="fast (default): batched density matrix with reverse-mode gradients; "
+    p.add_argument("--engine", default="auto",
+                   help="auto (default): per circuit, whichever measured faster at its width; "
+                        "fast: batched density matrix with reverse-mode gradients; "
                         "aer: Aer's density-matrix simulator with parameter shift")
     p.add_argument("--no-baseline", action="store_true",
                    help="skip training the classical baseline shown in the plot")

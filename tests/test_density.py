@@ -164,12 +164,12 @@ def test_a_model_too_wide_for_memory_is_refused_before_allocating(monkeypatch):
     monkeypatch.setattr(resources, "available_memory", lambda: 1 << 20)  # 1 MiB
     circuit = paper_ansatz(8, 1, num_outputs=4).circuit
     with pytest.raises(ConfigError, match=r"density matrices.*--engine aer"):
-        NoisySimulation(depolarizing(0.01)).probabilities(
+        NoisySimulation(depolarizing(0.01), engine="fast").probabilities(
             circuit, np.zeros((2, circuit.num_parameters)), [0, 1])
 
 
 def test_unknown_engine_is_one_line():
-    with pytest.raises(ConfigError, match="valid engines: fast, aer"):
+    with pytest.raises(ConfigError, match="valid engines: auto, fast, aer"):
         NoisySimulation(None, engine="gpu")
 
 
@@ -208,3 +208,36 @@ def test_errors_on_measure_act_before_it_as_in_aer():
     got = fast.probabilities(circuit, values, [0, 1])
     np.testing.assert_allclose(got, np.array(expected) @ np.kron(*[np.array(
         [[0.99, 0.01], [0.01, 0.99]])] * 2), atol=1e-10)
+
+
+def test_auto_chooses_the_engine_by_width_and_records_what_ran(monkeypatch):
+    """``engine="auto"`` runs a circuit's forward pass on the fast engine up to
+    FAST_FORWARD_MAX_QUBITS used qubits and on Aer beyond, and its gradients by their own
+    crossover; both engines give the same values, and ``ran`` says which ran."""
+    from qmoe_qiskit.noise_models import primitives, training_primitives
+
+    narrow = paper_ansatz(primitives.FAST_FORWARD_MAX_QUBITS, 1, num_outputs=2).circuit
+    wide = paper_ansatz(primitives.FAST_FORWARD_MAX_QUBITS + 1, 1, num_outputs=2).circuit
+    auto = NoisySimulation(depolarizing(0.02))
+    assert auto.engine_for(narrow) == "fast" and auto.engine_for(wide) == "aer"
+    assert auto.engine_for(wide, gradients=True) == "fast"  # its step crosses over later
+    values = RNG.uniform(0, np.pi, (3, wide.num_parameters))
+    physical = list(range(wide.num_qubits))
+    got = auto.probabilities(wide, values, physical)
+    assert auto.ran == {"forward": {"aer"}, "gradients": set()}
+    fast = NoisySimulation(depolarizing(0.02), engine="fast")
+    np.testing.assert_allclose(got, fast.probabilities(wide, values, physical), atol=1e-9)
+    assert fast.engine_for(wide) == "fast" and fast.ran["forward"] == {"fast"}
+
+    # gradients: made to cross over at 1 qubit, a 2-qubit router's go to parameter shift on Aer
+    monkeypatch.setattr(primitives, "FAST_GRADIENT_MAX_QUBITS", 1)
+    circuit = paper_ansatz(2, 2, num_outputs=2).circuit
+    rows = RNG.uniform(0, np.pi, (4, circuit.num_parameters))
+    shifted = training_primitives(NoisySimulation(depolarizing(0.02)))["sampler_gradient"]
+    reverse = training_primitives(fast)["sampler_gradient"]
+    a = shifted.run([circuit] * 4, rows).result().gradients
+    b = reverse.run([circuit] * 4, rows).result().gradients
+    np.testing.assert_allclose([[list(d.values()) for d in row] for row in a],
+                               [[list(d.values()) for d in row] for row in b], atol=1e-9)
+    assert shifted._sampler.simulation.ran["gradients"] == {"parameter shift (Aer)"}
+    assert fast.ran["gradients"] == {"reverse mode (fast engine)"}

@@ -68,6 +68,10 @@ def test_retrain_trains_a_model_under_each_level(sel_model, tmp_path, capsys):
     report = (out / "report.md").read_text()
     assert "retrained at each noise level" in report and "retrained model, noiseless" in report
     assert "2 epochs, lr 0.01, batch 32, patience 5" in report and "± 0.000" not in report
+    # which engines ran, not only the option: a 2-qubit router is the fast engine's throughout
+    assert all(r["engines"] == {"forward": ["fast"], "gradients": ["reverse mode (fast engine)"]}
+               for r in results["levels"])
+    assert "ran: forward: fast; gradients: reverse mode (fast engine)." in report
     printed = capsys.readouterr().out
     assert "2 epochs, lr 0.01, batch 32, patience 5" in printed
     assert "epsilon 0 " in printed and "(noiseless " in printed and "± 0.000" not in printed
@@ -124,7 +128,8 @@ def test_dry_run_estimates_from_a_timed_step_and_runs_nothing(sel_model, tmp_pat
                  "--epochs", "4", "--dry-run", "--out", str(out)]) == 0
     printed = capsys.readouterr().out
     assert printed.startswith("qmoe sweep --dry-run: 3 cells; about ")
-    assert "2 levels × retraining 4 epochs of" in printed and "fast engine" in printed
+    assert "2 levels × retraining 4 epochs of" in printed
+    assert "fast engine (auto: chosen by width)" in printed
     assert "nothing was run or written" in printed and not out.exists()
 
 

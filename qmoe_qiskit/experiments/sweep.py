@@ -37,7 +37,7 @@ from ..noise_models import (
     gates_without_noise,
     training_primitives,
 )
-from ..noise_models.primitives import ENGINES
+from ..noise_models.primitives import ENGINES, FAST_FORWARD_MAX_QUBITS, FAST_GRADIENT_MAX_QUBITS
 from ..plots import noise_sweep
 from ..resources import check_memory
 from ..training import TrainConfig, evaluate, gates, seed_everything, step_seconds, train
@@ -73,7 +73,9 @@ class SweepConfig:
     baseline: bool = True  # train a classical (linear) router on the same data for reference
     seed: int = 0
     optimization_level: int = 1
-    engine: str = "fast"  # "fast": batched density matrix + reverse mode; "aer": Aer + shift
+    # "auto": by the measured crossover, per circuit; "fast": batched density matrix + reverse
+    # mode; "aer": Aer's density matrix + batched parameter shift
+    engine: str = "auto"
 
     def __post_init__(self):
         object.__setattr__(self, "model", str(self.model))
@@ -172,6 +174,9 @@ class SweepConfig:
         simulation = self.simulation(max(self.level_values()), qubits)
         for layer in model.quantum_layers():  # one line where a binding cannot be held
             simulation.check_memory(layer.qnn.circuit)
+            if self.retrain:
+                simulation.check_memory(layer.qnn.circuit, simulation.engine_for(
+                    layer.qnn.circuit, gradients=True))
         return [ReferenceCell(self), *(LevelCell(self, level, qubits)
                                        for level in self.level_values())]
 
@@ -209,7 +214,11 @@ class SweepConfig:
             how = (f"{count} × retraining {self.train.epochs} epochs of {batches} "
                    f"batches at {step:.2f} s per step, plus evaluation"
                    + ("; early stopping may end it sooner" if self.train.patience else ""))
-        return len(levels) * per_level, f"{how}, on the {self.engine} engine, timed on one batch"
+        engines = sorted({simulation.engine_for(layer.qnn.circuit, gradients=self.retrain)
+                          for layer in model.quantum_layers()})
+        chosen = " and ".join(engines) + " engine" + (" (auto: chosen by width)"
+                                                      if self.engine == "auto" else "")
+        return len(levels) * per_level, f"{how}, on the {chosen}, timed on one batch"
 
     def describe(self, qubits: tuple[int, ...]) -> dict[str, Any]:
         return {
@@ -303,6 +312,8 @@ class LevelResult:
     # the expert load under this noise on the test split (routing_stats, pooled over
     # repetitions): its entropy, the dead experts, the share of inputs per expert
     routing: dict[str, Any] | None = None
+    # what ran: {"forward": engines, "gradients": methods (with retrain)}, sorted
+    engines: dict[str, list[str]] | None = None
 
 
 @dataclass(frozen=True)
@@ -350,7 +361,9 @@ class LevelCell:
                            noiseless_gates=dict(noiseless),
                            seconds=time.perf_counter() - tic,
                            retrained_noiseless_accuracy=own_noiseless,
-                           routing=routing_stats(np.concatenate(routed)))
+                           routing=routing_stats(np.concatenate(routed)),
+                           engines={kind: sorted(ran) for kind, ran in simulation.ran.items()
+                                    if ran})
 
 
 def _retrained(spec: ModelSpec, data, simulation: NoisySimulation, config: SweepConfig,
@@ -441,5 +454,19 @@ def _report(results: dict[str, Any], level_name: str) -> str:
               "the noise is each expert's, over log(experts) (1: even); dead experts: the "
               "share of experts no test input is routed to"
               + (", pooled over the repetitions" if sampled else "") + ".", "",
+              _engine_text(results), "",
               "![accuracy against noise](accuracy_vs_noise.png)", ""]
     return "\n".join(lines)
+
+
+def _engine_text(results: dict[str, Any]) -> str:
+    """Which engines ran, over all levels: what ``--engine`` chose, not only what it says."""
+    ran: dict[str, set[str]] = {}
+    for row in results["levels"]:
+        for kind, names in (row.get("engines") or {}).items():
+            ran.setdefault(kind, set()).update(names)
+    parts = [f"{kind}: {', '.join(sorted(names))}" for kind, names in sorted(ran.items())]
+    chosen = (f"`auto` (the fast engine's forward pass up to {FAST_FORWARD_MAX_QUBITS} qubits "
+              f"and its gradients up to {FAST_GRADIENT_MAX_QUBITS}, Aer beyond: the measured "
+              f"crossover)" if results["engine"] == "auto" else f"`{results['engine']}`")
+    return f"Engine {chosen}; ran: {'; '.join(parts) or 'nothing'}."

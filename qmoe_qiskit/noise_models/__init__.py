@@ -26,6 +26,8 @@ from .gradients import (
     AdjointNoisySamplerGradient,
     BatchedShiftEstimatorGradient,
     BatchedShiftSamplerGradient,
+    NoisyEstimatorGradient,
+    NoisySamplerGradient,
     training_primitives,
 )
 from .primitives import (
@@ -59,4 +61,6 @@ __all__ = [
     "AdjointNoisySamplerGradient",
     "AdjointNoisyEstimatorGradient",
     "training_primitives",
+    "NoisySamplerGradient",
+    "NoisyEstimatorGradient",
 ]

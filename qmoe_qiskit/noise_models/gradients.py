@@ -1,7 +1,9 @@
 """Gradients of the noisy primitives.
 
 ``AdjointNoisy*Gradient``: reverse-mode gradients from the fast density-matrix engine
-(:mod:`.density`), the default for training under noise (``qmoe sweep --retrain``).
+(:mod:`.density`). ``Noisy*Gradient`` chooses per circuit between it and parameter shift on
+Aer, by the simulation's engine (``"auto"``: the measured crossover); ``training_primitives``
+(``qmoe sweep --retrain``) uses it.
 
 ``BatchedShift*Gradient``: parameter shift, exact for noisy expectation values too, on any
 noisy primitive (the Aer engine, ``--engine aer``). qiskit-machine-learning's
@@ -29,7 +31,8 @@ from ..primitives import (
 from ..primitives.sampling import final_measurements, register_probabilities
 
 __all__ = ["BatchedShiftSamplerGradient", "BatchedShiftEstimatorGradient",
-           "AdjointNoisySamplerGradient", "AdjointNoisyEstimatorGradient", "training_primitives"]
+           "AdjointNoisySamplerGradient", "AdjointNoisyEstimatorGradient", "NoisySamplerGradient",
+           "NoisyEstimatorGradient", "training_primitives"]
 
 _ROTATIONS = ("rx", "ry", "rz", "p")
 
@@ -150,16 +153,49 @@ class AdjointNoisyEstimatorGradient(SyncEstimatorGradient):
         return out
 
 
+_METHODS = {"fast": "reverse mode (fast engine)", "aer": "parameter shift (Aer)"}
+
+
+class NoisySamplerGradient(SyncSamplerGradient):
+    """Per circuit, the gradient its simulation's engine gives (``engine_for(circuit,
+    gradients=True)``): :class:`AdjointNoisySamplerGradient` on the fast engine,
+    :class:`BatchedShiftSamplerGradient` on Aer; what ran is added to ``simulation.ran``."""
+
+    def __init__(self, sampler, options=None):
+        super().__init__(sampler, options=options)
+        self._by_engine = {"fast": AdjointNoisySamplerGradient(sampler, options=options),
+                           "aer": BatchedShiftSamplerGradient(sampler, options=options)}
+
+    def _circuit_gradients(self, circuit: QuantumCircuit, values: np.ndarray) -> np.ndarray:
+        simulation = self._sampler.simulation
+        engine = simulation.engine_for(circuit, gradients=True)
+        simulation.ran["gradients"].add(_METHODS[engine])
+        return self._by_engine[engine]._circuit_gradients(circuit, values)
+
+
+class NoisyEstimatorGradient(SyncEstimatorGradient):
+    """:class:`NoisySamplerGradient` for a noisy estimator's expectation values."""
+
+    def __init__(self, estimator, options=None):
+        super().__init__(estimator, options=options)
+        self._by_engine = {"fast": AdjointNoisyEstimatorGradient(estimator, options=options),
+                           "aer": BatchedShiftEstimatorGradient(estimator, options=options)}
+
+    def _circuit_gradients(self, circuit: QuantumCircuit, observables: list,
+                           values: list[np.ndarray]) -> list[np.ndarray]:
+        simulation = self._estimator.simulation
+        engine = simulation.engine_for(circuit, gradients=True)
+        simulation.ran["gradients"].add(_METHODS[engine])
+        return self._by_engine[engine]._circuit_gradients(circuit, observables, values)
+
+
 def training_primitives(simulation) -> dict:
     """What ``model.set_primitives(**...)`` needs to train under ``simulation``'s noise: the
-    noisy sampler and estimator (exact values) with reverse-mode gradients on the fast engine,
-    batched parameter shift on the Aer engine."""
+    noisy sampler and estimator (exact values) with, per circuit, reverse-mode gradients on
+    the fast engine or batched parameter shift on Aer (:class:`NoisySamplerGradient`)."""
     from .primitives import NoisyEstimator, NoisySampler
 
     sampler, estimator = NoisySampler(simulation), NoisyEstimator(simulation)
-    if simulation.engine == "fast":
-        gradients = AdjointNoisySamplerGradient(sampler), AdjointNoisyEstimatorGradient(estimator)
-    else:
-        gradients = BatchedShiftSamplerGradient(sampler), BatchedShiftEstimatorGradient(estimator)
-    return {"sampler": sampler, "estimator": estimator, "sampler_gradient": gradients[0],
-            "estimator_gradient": gradients[1]}
+    return {"sampler": sampler, "estimator": estimator,
+            "sampler_gradient": NoisySamplerGradient(sampler),
+            "estimator_gradient": NoisyEstimatorGradient(estimator)}

@@ -40,9 +40,16 @@ from .density import ENGINE_HINT, DensityProgram, compile_density
 from .factories import readout_matrices
 
 __all__ = ["NoisySimulation", "NoisySampler", "NoisyEstimator", "aer_simulator", "aer_primitives",
-           "probe_circuit", "probe_probabilities", "ENGINES"]
+           "probe_circuit", "probe_probabilities", "ENGINES", "FAST_FORWARD_MAX_QUBITS",
+           "FAST_GRADIENT_MAX_QUBITS"]
 
-ENGINES = ("fast", "aer")
+ENGINES = ("auto", "fast", "aer")
+# ``engine="auto"``: the widest circuit (qubits the transpiled circuit uses) that goes to the fast
+# engine. Measured by benchmarks/noisy_engines.py (paper router, 3 layers, batch 32, one thread):
+# Aer's density-matrix forward pass is faster from 6 qubits (37 ms against 54 ms), and Aer's
+# forward plus batched parameter shift a faster training step from 8 (1.8 s against 5.3 s).
+FAST_FORWARD_MAX_QUBITS = 5
+FAST_GRADIENT_MAX_QUBITS = 7
 CHUNK_BYTES = 256 << 20  # density matrices held at once while a batch is evaluated
 
 
@@ -69,9 +76,12 @@ class NoisySimulation:
     ``backend`` (a ``BackendV2``) makes circuits ISA circuits of that device, placed on
     ``initial_layout`` if given (else the transpiler's choice), with ``optimization_level``
     and ``seed_transpiler``; without it circuits are transpiled to ``noise_model.basis_gates``.
-    ``engine``: ``"fast"`` (the default) is this toolkit's batched density matrix with
-    reverse-mode gradients (:mod:`.density`); ``"aer"`` is one Aer density-matrix call per
-    batch (no gradients of its own: parameter shift). Both give the same probabilities.
+    ``engine``: ``"fast"`` is this toolkit's batched density matrix with reverse-mode
+    gradients (:mod:`.density`); ``"aer"`` is one Aer density-matrix call per batch (no
+    gradients of its own: parameter shift). Both give the same probabilities. ``"auto"`` (the
+    default) chooses per circuit by the measured crossover: the fast engine's forward pass up
+    to ``FAST_FORWARD_MAX_QUBITS`` qubits, its gradients up to ``FAST_GRADIENT_MAX_QUBITS``,
+    Aer beyond. ``ran`` records which engines ran: ``{"forward": {...}, "gradients": {...}}``.
     """
 
     def __init__(
@@ -83,7 +93,7 @@ class NoisySimulation:
         optimization_level: int = 1,
         seed_transpiler: int = 0,
         seed: int | None = None,
-        engine: str = "fast",
+        engine: str = "auto",
     ):
         if engine not in ENGINES:
             raise ConfigError(f"unknown simulation engine {engine!r}; valid engines: "
@@ -98,6 +108,7 @@ class NoisySimulation:
         self.simulator = aer_simulator(self.noise_model, seed=seed)
         self._probes = CircuitCache(self._probe)
         self._programs = CircuitCache(self._program)
+        self.ran: dict[str, set[str]] = {"forward": set(), "gradients": set()}
 
     @property
     def backend(self) -> BackendV2 | None:
@@ -118,28 +129,39 @@ class NoisySimulation:
         """Physical qubits the transpiled circuit acts on."""
         return self.compile(circuit).used_qubits
 
+    def engine_for(self, circuit: QuantumCircuit, *, gradients: bool = False) -> str:
+        """``"fast"`` or ``"aer"``: the engine that runs ``circuit``'s forward pass (or, with
+        ``gradients``, its gradients) on this simulation."""
+        if self.engine != "auto":
+            return self.engine
+        limit = FAST_GRADIENT_MAX_QUBITS if gradients else FAST_FORWARD_MAX_QUBITS
+        return "fast" if len(self.used_qubits(circuit)) <= limit else "aer"
+
     def probabilities(self, circuit: QuantumCircuit, values: np.ndarray,
                       physical: Sequence[int]) -> np.ndarray:
         """Noisy outcome probabilities ``(rows, 2**len(physical))`` of the physical qubits
         ``physical`` (the first is the least significant bit), readout error included."""
         key = tuple(physical)
-        if self.engine == "fast":
+        engine = self.engine_for(circuit)
+        self.ran["forward"].add(engine)
+        if engine == "fast":
             program = self.program(circuit)
             return _in_chunks(lambda rows: program.probabilities(rows, key), values,
                               program.bytes_per_row(0, False))
-        self.check_memory(circuit)
+        self.check_memory(circuit, engine)
         return probe_probabilities(self.simulator, self._probes(circuit, key), values,
                                    circuit.parameters,
                                    readout_matrices(self.noise_model, key))
 
-    def check_memory(self, circuit: QuantumCircuit) -> None:
+    def check_memory(self, circuit: QuantumCircuit, engine: str | None = None) -> None:
         """A :class:`ConfigError` in one line, before anything is allocated, where one
         binding of ``circuit`` needs more memory than this machine has: the fast engine's
         density matrices, or the one Aer holds (16 bytes for each of 4**qubits entries, on
-        the qubits the compiled circuit uses; Aer's own refusal is a traceback)."""
+        the qubits the compiled circuit uses; Aer's own refusal is a traceback). ``engine``:
+        the one that will run it (by default, the forward pass's)."""
         qubits, free = len(self.used_qubits(circuit)), available_memory()
         aer, narrower = 16 * 4 ** qubits, "use a narrower circuit (fewer --qubits or --features)"
-        if self.engine == "fast":
+        if (engine or self.engine_for(circuit)) == "fast":
             check_memory(self.program(circuit).bytes_per_row(0, False),
                          "one binding's density matrices",
                          f"{narrower}, or {ENGINE_HINT}" if aer <= free
@@ -151,7 +173,7 @@ class NoisySimulation:
                                     physical: Sequence[int]) -> tuple[np.ndarray, np.ndarray]:
         """:meth:`probabilities` and their reverse-mode gradients ``(rows, parameters,
         outcomes)`` (columns: ``circuit.parameters``); the fast engine only."""
-        if self.engine != "fast":
+        if self.engine == "aer":
             raise ConfigError("gradients of the Aer engine come from parameter shift "
                               "(BatchedShift*Gradient); the fast engine computes them itself")
         program = self.program(circuit)
