@@ -32,24 +32,17 @@ from qiskit_aer.noise import NoiseModel, QuantumError
 
 from ..errors import UnsupportedCircuitError
 from ..primitives.angles import (
-    affine_row,
-    angle_expression,
+    GENERATORS,
+    AngleTable,
     chain_rule,
     evaluate_angles,
-    is_affine,
+    refuse_after_measurement,
 )
 from ..transpile import used_qubits
 from .factories import readout_matrices
 
 __all__ = ["DensityProgram", "compile_density", "noise_channels"]
 
-# d U / d theta = G U for the rotations whose angle may be a parameter.
-_GENERATORS = {
-    "rx": np.array([[0, -0.5j], [-0.5j, 0]]),
-    "ry": np.array([[0, -0.5], [0.5, 0]], dtype=complex),
-    "rz": np.array([[-0.5j, 0], [0, 0.5j]]),
-    "p": np.array([[0, 0], [0, 1j]]),
-}
 _IGNORED = ("barrier",)
 ENGINE_HINT = "use --engine aer (Aer's density-matrix simulator) for it"
 
@@ -170,7 +163,7 @@ class DensityProgram:
         for op, saved in zip(reversed(self.ops), reversed(kept)):
             if isinstance(op, _Rotation):
                 state, matrix = saved  # the state right after the rotation, and its matrices
-                generator = _GENERATORS[op.kind]
+                generator = GENERATORS[op.kind]
                 if op.kind in _DIAGONAL:  # G ρ: row i scaled by G[i, i]
                     generated = state.scaled(np.broadcast_to(
                         np.diag(generator)[None, :, None], (len(values), 2, 2)), op.qubit)
@@ -245,14 +238,12 @@ def compile_density(isa: QuantumCircuit, noise_model: NoiseModel,
     ``parameters`` orders the value columns (default: ``isa.parameters``). Raises
     :class:`UnsupportedCircuitError`, naming what it cannot run, for mid-circuit measurement,
     reset, instructions without a matrix and non-CPTP errors."""
-    parameters = list(isa.parameters if parameters is None else parameters)
-    param_index = {p: i for i, p in enumerate(parameters)}
+    table = AngleTable(list(isa.parameters if parameters is None else parameters))
     physical = tuple(used_qubits(isa))
     local = {q: i for i, q in enumerate(physical)}
     n = len(physical)
     specific, everywhere = noise_channels(noise_model)
     ops: list = []
-    coeffs, offsets, expressions = [], [], []
     measured: set[int] = set()
 
     def channel(name: str, qubits: tuple[int, ...]):
@@ -270,20 +261,10 @@ def compile_density(isa: QuantumCircuit, noise_model: NoiseModel,
             channel(name, qubits)  # Aer: errors on measure act before it
             measured.add(qubits[0])
             continue
-        if any(q in measured for q in qubits):
-            raise UnsupportedCircuitError(
-                f"instruction {name!r} acts on qubit {qubits} after it was measured; the fast "
-                f"density-matrix path runs final measurements only; {ENGINE_HINT}")
-        if name in _GENERATORS and op.params and _has_parameters(op.params[0]):
-            angle = op.params[0]
-            column = len(offsets)
-            if is_affine(angle):
-                row, offset = affine_row(angle, param_index)
-            else:
-                row, offset = np.zeros(len(param_index)), 0.0
-                expressions.append(angle_expression(column, angle, param_index))
-            coeffs.append(row)
-            offsets.append(offset)
+        refuse_after_measurement(name, qubits, measured, "the fast density-matrix path runs "
+                                 f"final measurements only; {ENGINE_HINT}")
+        if name in GENERATORS and op.params and _has_parameters(op.params[0]):
+            column, _ = table.add(name, op.params[0])
             ops.append(_Rotation(local[qubits[0]], name, column))
         elif name == "delay":
             pass  # no unitary; its error (if the model has one) follows
@@ -297,13 +278,12 @@ def compile_density(isa: QuantumCircuit, noise_model: NoiseModel,
             ops.append(_Fixed(tuple(local[q] for q in qubits),
                               np.kron(matrix, matrix.conj())))
         channel(name, qubits)
-    coeff_array = np.array(coeffs, dtype=float).reshape(len(offsets), len(param_index))
     readout = {q: m for q, m in zip(physical, readout_matrices(noise_model, physical))
                if m is not None}
     return DensityProgram(num_qubits=n, physical=physical, ops=tuple(_merge(ops)),
-                          num_parameters=len(param_index), angle_coeffs=coeff_array,
-                          angle_offsets=np.array(offsets, dtype=float),
-                          expressions=tuple(expressions), readout=readout)
+                          num_parameters=len(table.param_index), angle_coeffs=table.coeffs,
+                          angle_offsets=table.offsets, expressions=tuple(table.expressions),
+                          readout=readout)
 
 
 def _has_parameters(angle) -> bool:

@@ -5,6 +5,10 @@ offset: all angles of a binding matrix are one matrix product. Any other angle (
 map's ``2(π - x0)(π - x1)``) becomes numpy functions, lambdified from
 ``ParameterExpression.sympify()``: its value per binding and, for the chain rule, each
 parameter's ``ParameterExpression.gradient``.
+
+:class:`AngleTable` collects a circuit's angles this way while it is compiled, and
+``GENERATORS`` holds each rotation's generator: the exact and the noisy simulators compile
+from both, and refuse a gate after a measurement with :func:`refuse_after_measurement`.
 """
 
 from __future__ import annotations
@@ -14,8 +18,67 @@ from collections.abc import Callable
 import numpy as np
 from qiskit.circuit import ParameterExpression
 
+from ..errors import UnsupportedCircuitError
+
 __all__ = ["is_affine", "affine_row", "angle_expression", "numeric", "evaluate_angles",
-           "chain_rule"]
+           "chain_rule", "AngleTable", "GENERATORS", "ROTATIONS", "refuse_after_measurement"]
+
+# d R(theta) / d theta = A R(theta) for each rotation whose angle may be a parameter.
+GENERATORS = {
+    "rx": np.array([[0, -0.5j], [-0.5j, 0]]),
+    "ry": np.array([[0, -0.5], [0.5, 0]], dtype=complex),
+    "rz": np.array([[-0.5j, 0], [0, 0.5j]]),
+    "p": np.array([[0, 0], [0, 1j]]),
+}
+ROTATIONS = tuple(GENERATORS)
+
+
+class AngleTable:
+    """The angles of a circuit being compiled, one column each, as functions of
+    ``parameters`` (the value columns, in this order): the arrays of
+    :func:`evaluate_angles` and :func:`chain_rule`."""
+
+    def __init__(self, parameters):
+        self.param_index = {p: i for i, p in enumerate(parameters)}
+        self._coeffs: list[np.ndarray] = []
+        self._offsets: list[float] = []
+        self.kinds: list[str] = []
+        self.expressions: list[tuple] = []
+
+    def add(self, kind: str, angle) -> tuple[int, bool]:
+        """A new column for a ``kind`` rotation by ``angle`` (a number or a
+        ``ParameterExpression``): ``(column, whether it depends on any parameter)``."""
+        column = len(self._offsets)
+        if is_affine(angle):
+            row, offset = affine_row(angle, self.param_index)
+            varies = bool(np.any(row))
+        else:
+            row, offset, varies = np.zeros(len(self.param_index)), 0.0, True
+            self.expressions.append(angle_expression(column, angle, self.param_index))
+        self._coeffs.append(row)
+        self._offsets.append(offset)
+        self.kinds.append(kind)
+        return column, varies
+
+    def __len__(self) -> int:
+        return len(self._offsets)
+
+    @property
+    def coeffs(self) -> np.ndarray:
+        """``(angles, parameters)``"""
+        return np.array(self._coeffs, dtype=float).reshape(len(self), len(self.param_index))
+
+    @property
+    def offsets(self) -> np.ndarray:
+        return np.array(self._offsets, dtype=float)
+
+
+def refuse_after_measurement(name: str, qubits, measured, what: str) -> None:
+    """Both simulators run final measurements only: refuse ``name`` on ``qubits`` if any was
+    measured already, in one line saying ``what`` runs instead."""
+    if any(q in measured for q in qubits):
+        raise UnsupportedCircuitError(
+            f"gate {name!r} acts on qubit {list(qubits)} after it was measured; {what}")
 
 
 def is_affine(angle) -> bool:

@@ -42,17 +42,18 @@ from qiskit.circuit import QuantumCircuit
 from ..errors import UnsupportedCircuitError, choices
 from ..primitives import CircuitCache, popcount
 from ..primitives.angles import (
-    affine_row,
-    angle_expression,
+    GENERATORS,
+    ROTATIONS,
+    AngleTable,
     chain_rule,
     evaluate_angles,
-    is_affine,
+    refuse_after_measurement,
 )
 
 __all__ = ["Program", "compile_circuit", "SUPPORTED_GATES"]
 
 # Gates whose angle is a trainable or input parameter.
-_PARAMETRIC = ("rx", "ry", "rz", "p")
+_PARAMETRIC = ROTATIONS
 # Fixed single-qubit gates that are not permutation-times-diagonal.
 _SQ2 = np.sqrt(0.5)
 _DENSE_1Q = {
@@ -72,14 +73,6 @@ _DIAG_1Q = {
 _MONOMIAL = set(_DIAG_1Q) | {"x", "y", "cx", "cy", "cz", "swap"}
 _IGNORED = ("barrier", "delay")
 SUPPORTED_GATES = tuple(sorted(set(_PARAMETRIC) | set(_DENSE_1Q) | _MONOMIAL)) + ("measure",)
-
-# dU/dtheta = A U for each rotation kind.
-_GENERATORS = {
-    "rx": np.array([[0, -0.5j], [-0.5j, 0]]),
-    "ry": np.array([[0, -0.5], [0.5, 0]], dtype=complex),
-    "rz": np.array([[-0.5j, 0], [0, 0.5j]]),
-    "p": np.array([[0, 0], [0, 1j]]),
-}
 
 _IDENTITY = np.eye(2)
 # R(theta) = cos(theta/2) I + sin(theta/2) * part; P is built separately.
@@ -588,63 +581,84 @@ def compile_circuit(circuit: QuantumCircuit) -> Program:
 
 
 def _compile(circuit: QuantumCircuit) -> Program:
-    parameters = list(circuit.parameters)  # columns follow the circuit as given
+    table = AngleTable(circuit.parameters)  # columns follow the circuit as given
     circuit = _unrolled(circuit)
     n = circuit.num_qubits
     if n > MAX_QUBITS:
         raise UnsupportedCircuitError(
             f"the exact simulator holds 2**n amplitudes per sample; {n} qubits is too many "
             f"(max {MAX_QUBITS})")
+    items, measured, num_clbits = _items(circuit, table)
+    monos = [item for item in items if isinstance(item, _Mono)]
+    dense = [what for _, what, _ in (i for i in items if not isinstance(i, _Mono))
+             if not isinstance(what, int)]
+    real = (all(kind == "ry" for kind in table.kinds)
+            and all(not np.any(m.imag) for m in dense)
+            and all(m.phase is None or not np.any(m.phase.imag) for m in monos))
+    constants = [np.eye(2, dtype=complex)]
+    ops: list = []
+    layer: list = []
+    for item in items + [None]:  # a run of single-qubit gates ends at a monomial op
+        if isinstance(item, tuple):
+            layer.append(item)
+            continue
+        if layer:
+            ops.append(_make_layer(layer, len(table), constants, table.kinds, n, real))
+            layer = []
+        if item is not None:
+            ops.append(_realify(item))
+    constants_array = np.array(constants)
+    return Program(
+        num_qubits=n,
+        num_parameters=len(table.param_index),
+        ops=tuple(ops),
+        angle_coeffs=table.coeffs,
+        angle_offsets=table.offsets,
+        angle_kinds=tuple(table.kinds),
+        constants=constants_array.real.copy() if real else constants_array,
+        measured=tuple(sorted(measured.items())),
+        num_clbits=num_clbits,
+        real=real,
+        expressions=tuple(table.expressions),
+    )
+
+
+def _items(circuit: QuantumCircuit, table: AngleTable) -> tuple[list, dict[int, int], int]:
+    """The circuit as a list of single-qubit gates ``(qubit, angle column | 2x2 matrix,
+    trainable)`` and fused monomial ops (:class:`_Mono`), its rotations' angles added to
+    ``table``; the final measurements ``{qubit: clbit}``; the number of clbits written."""
+    n = circuit.num_qubits
     qubit_index = {q: i for i, q in enumerate(circuit.qubits)}
     clbit_index = {c: i for i, c in enumerate(circuit.clbits)}
-    param_index = {p: i for i, p in enumerate(parameters)}
-    # Single-qubit gates are collected as (qubit, ("angle", column) | ("constant", matrix));
-    # a monomial gate closes the current layer.
     items: list = []
-    coeffs: list[np.ndarray] = []
-    offsets: list[float] = []
-    kinds: list[str] = []
     measured: dict[int, int] = {}
     written: set[int] = set()
-    expressions: list = []
-
     for inst in circuit.data:
-        op = inst.operation
-        name = op.name
+        name = inst.operation.name
         qubits = [qubit_index[q] for q in inst.qubits]
         if name in _IGNORED:
             continue
         if name == "measure":
-            qubit, clbit = qubits[0], clbit_index[inst.clbits[0]]
+            clbit = clbit_index[inst.clbits[0]]
             if clbit in written:
                 raise UnsupportedCircuitError(f"clbit {clbit} is measured twice")
-            measured[qubit] = clbit
+            measured[qubits[0]] = clbit
             written.add(clbit)
             continue
-        if any(q in measured for q in qubits):
-            raise UnsupportedCircuitError(
-                f"gate {name!r} acts on qubit {qubits} after it was measured; "
-                "only terminal measurements are supported"
-            )
+        refuse_after_measurement(name, qubits, measured, "only terminal measurements are "
+                                 "supported")
         if name in _PARAMETRIC:
-            angle = op.params[0]
-            if is_affine(angle):
-                row, offset = affine_row(angle, param_index)
-                trainable = bool(np.any(row))
-            else:
-                row, offset, trainable = np.zeros(len(param_index)), 0.0, True
-                expressions.append(angle_expression(len(offsets), angle, param_index))
-            items.append((qubits[0], len(offsets), trainable))
-            coeffs.append(row)
-            offsets.append(offset)
-            kinds.append(name)
+            column, trainable = table.add(name, inst.operation.params[0])
+            items.append((qubits[0], column, trainable))
         elif name in _DENSE_1Q:
             items.append((qubits[0], _DENSE_1Q[name], False))
         elif name in _MONOMIAL:
+            mono = _monomial(name, qubits, n)
             if items and isinstance(items[-1], _Mono):
-                items[-1] = _fuse_mono(items[-1], _monomial(name, qubits, n))
+                mono = _fuse_mono(items[-1], mono)
+                items[-1] = mono
             else:
-                items.append(_monomial(name, qubits, n))
+                items.append(mono)
         else:
             raise UnsupportedCircuitError(
                 f"instruction {name!r} is not supported by the exact simulator, which runs "
@@ -653,41 +667,7 @@ def _compile(circuit: QuantumCircuit) -> Program:
     if written and written != set(range(circuit.num_clbits)):
         missing = sorted(set(range(circuit.num_clbits)) - written)
         raise UnsupportedCircuitError(f"clbits {missing} are never measured")
-
-    monos = [_realify(item) for item in items if isinstance(item, _Mono)]
-    dense = [item[1] for item in items if not isinstance(item, _Mono) and item[1] is not None
-             and not isinstance(item[1], int)]
-    real = (
-        all(kind == "ry" for kind in kinds)
-        and all(not np.any(m.imag) for m in dense)
-        and all(m.phase is None or np.isrealobj(m.phase) for m in monos)
-    )
-    constants = [np.eye(2, dtype=complex)]
-    ops: list = []
-    layer: list = []
-    for item in items + [None]:
-        if item is None or isinstance(item, _Mono):
-            if layer:
-                ops.append(_make_layer(layer, len(offsets), constants, kinds, n, real))
-                layer = []
-            if item is not None:
-                ops.append(_realify(item))
-        else:
-            layer.append(item)
-    constants_array = np.array(constants)
-    return Program(
-        num_qubits=n,
-        num_parameters=len(param_index),
-        ops=tuple(ops),
-        angle_coeffs=np.array(coeffs, dtype=float).reshape(len(offsets), len(param_index)),
-        angle_offsets=np.array(offsets, dtype=float),
-        angle_kinds=tuple(kinds),
-        constants=constants_array.real.copy() if real else constants_array,
-        measured=tuple(sorted(measured.items())),
-        num_clbits=len(written),
-        real=real,
-        expressions=tuple(expressions),
-    )
+    return items, measured, len(written)
 
 
 _PROGRAMS: CircuitCache[Program] = CircuitCache(_compile)
@@ -700,7 +680,8 @@ def _make_layer(gates: list, num_angles: int, constants: list, kinds: list, n: i
     zero = np.zeros((2, 2), dtype=complex)
     for qubit, what, trainable in gates:
         if isinstance(what, int):
-            member = (what, what if trainable else -1, _GENERATORS[kinds[what]] if trainable else zero)
+            generator = GENERATORS[kinds[what]] if trainable else zero
+            member = (what, what if trainable else -1, generator)
         else:
             index = next((i for i, c in enumerate(constants) if np.array_equal(c, what)), None)
             if index is None:
