@@ -24,6 +24,7 @@ from .errors import ConfigError, check_seed
 from .metrics import classification_scores
 from .names import TRAIN_DEFAULTS
 from .models import QuantumLayer
+from .simulation import kernels
 
 __all__ = ["TrainConfig", "History", "train", "evaluate", "predict", "logits", "gates",
            "seed_everything", "default_threads", "torch_threads", "MANY_QUBITS",
@@ -82,16 +83,19 @@ def default_threads(model: nn.Module) -> int | None:
 
 @contextmanager
 def torch_threads(threads: int | None) -> Iterator[None]:
-    """Torch's intra-op thread count set to ``threads`` inside the block (``None``: unchanged)."""
+    """Torch's intra-op thread count, and the exact simulator's (the threads it splits a
+    batch's rows over), set to ``threads`` inside the block (``None``: unchanged)."""
     if threads is None:
         yield
         return
-    before = torch.get_num_threads()
+    before, simulator = torch.get_num_threads(), kernels.threads_asked()
     torch.set_num_threads(threads)
+    kernels.set_threads(threads)
     try:
         yield
     finally:
         torch.set_num_threads(before)
+        kernels.set_threads(simulator)
 
 
 def step_seconds(model: nn.Module, x: np.ndarray, y: np.ndarray, *,

@@ -282,3 +282,29 @@ def test_the_gradient_call_reuses_the_forward_pass_of_the_same_values(monkeypatc
     program.states(values)
     program.expectation_gradients(values, [op])
     assert len(evolved) == 5
+
+
+def test_rows_split_over_threads_give_the_same_results(monkeypatch):
+    """A batch's rows are split over threads where each part is large enough (here: always):
+    the states and gradients are those of one thread."""
+    from qmoe_qiskit.simulation import kernels
+
+    qc = wide_circuit()
+    op = DiagonalOrPauli.from_pauli_list([("Z" * qc.num_qubits, 1.0)], qc.num_qubits)
+    values = _values(qc, 7, True)
+    results = {}
+    parts = []
+    monkeypatch.setattr(kernels, "THREAD_AMPLITUDES", 1)
+    original = kernels._pool
+    monkeypatch.setattr(kernels, "_pool", lambda n: parts.append(n) or original(n))
+    for count in (1, 3):
+        kernels.set_threads(count)
+        program = compile_circuit(qc.copy())  # a fresh program: nothing kept between them
+        results[count] = (program.states(values), *program.expectation_gradients(values, [op]))
+    kernels.set_threads(None)
+    assert parts == [3, 3]  # the forward pass and the backward sweep, each in 3 parts
+    for one, three in zip(results[1], results[3]):
+        np.testing.assert_allclose(three, one, atol=1e-13)
+    for bad in (0, -1, 1.5, True):
+        with pytest.raises(ValueError, match="threads must be an integer >= 1 or None"):
+            kernels.set_threads(bad)

@@ -6,6 +6,7 @@ from .primitives import (
     ExactSampler,
     ExactSamplerGradient,
 )
+from .kernels import set_threads, threads
 from .statevector import SUPPORTED_GATES, compile_circuit
 
 __all__ = [
@@ -15,4 +16,6 @@ __all__ = [
     "ExactEstimatorGradient",
     "compile_circuit",
     "SUPPORTED_GATES",
+    "set_threads",
+    "threads",
 ]

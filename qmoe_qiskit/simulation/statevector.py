@@ -5,8 +5,8 @@ shape ``(rows, K, 2**n)`` (``rows`` parameter bindings, ``K`` states carried per
 rotation angle an affine function of the circuit's parameters. Two kinds of operation:
 
 * runs of fixed permutation/diagonal gates (CX, CZ, X, Z, S, T, SWAP, ...), fused into one
-  gather-and-scale step (:class:`_Mono`);
-* layers of consecutive single-qubit gates (:class:`_Layer`). Gates on different qubits commute,
+  gather-and-scale step (:class:`Mono`);
+* layers of consecutive single-qubit gates (:class:`Layer`). Gates on different qubits commute,
   so each qubit's gates multiply into one 2x2 matrix per row, and the matrices of up to
   ``_CHUNK_QUBITS`` neighbouring qubits are applied together as one batched matrix product.
 
@@ -18,7 +18,7 @@ Every gradient of a layer comes from the same pair of swept states: the 2x2 "cro
 derivative is a product of 2x2 matrices.
 Amplitude order follows Qiskit: qubit 0 is the least significant bit of the basis index.
 
-What does not touch the state is done for all layers at once (:class:`_Plan`: block products,
+What does not touch the state is done for all layers at once (:class:`Plan`: block products,
 Kronecker products, gate derivatives), and once for all rows where the gates' angles are the
 same in every row (a QNN's weights over a batch of inputs). The last forward pass is kept, so
 the gradient call that follows it on the same values only sweeps back.
@@ -33,13 +33,25 @@ from __future__ import annotations
 
 from collections.abc import Callable
 from dataclasses import dataclass
-from functools import cached_property, lru_cache
+from functools import cached_property
 
 import numpy as np
 from qiskit import transpile
 from qiskit.circuit import QuantumCircuit
 
 from ..errors import UnsupportedCircuitError, choices
+from .kernels import IDENTITY, Mono, apply_chunk, apply_mono, fill_cross, run_rows
+from .plan import (
+    Layer,
+    Plan,
+    Split,
+    block_products,
+    derivative_matrices,
+    make_plan,
+    make_split,
+    rows_of,
+    sliced,
+)
 from ..primitives import CircuitCache, popcount
 from ..primitives.angles import (
     GENERATORS,
@@ -74,7 +86,6 @@ _MONOMIAL = set(_DIAG_1Q) | {"x", "y", "cx", "cy", "cz", "swap"}
 _IGNORED = ("barrier", "delay")
 SUPPORTED_GATES = tuple(sorted(set(_PARAMETRIC) | set(_DENSE_1Q) | _MONOMIAL)) + ("measure",)
 
-_IDENTITY = np.eye(2)
 # R(theta) = cos(theta/2) I + sin(theta/2) * part; P is built separately.
 _SINE_PARTS = {
     "rx": np.array([[0, -1j], [-1j, 0]]),
@@ -83,43 +94,11 @@ _SINE_PARTS = {
     "p": np.zeros((2, 2), dtype=complex),
 }
 
-# Amplitudes per chunk when a batch is split to bound memory (256 MiB of complex128).
-_CHUNK_AMPLITUDES = 1 << 24
 # Neighbouring qubits whose single-qubit gates are applied as one matrix: 2**4 x 2**4 matrices
 # keep the batched products in BLAS and cost fewer passes over the state than one per qubit.
 _CHUNK_QUBITS = 4
 # The last forward pass is kept for the gradient call that follows it, up to this much state.
 _MEMO_BYTES = 1 << 29
-
-
-@dataclass(frozen=True)
-class _Mono:
-    """``new[s] = phase[s] * old[perm[s]]`` (either part may be ``None``)."""
-
-    perm: np.ndarray | None
-    phase: np.ndarray | None
-
-
-@dataclass(frozen=True)
-class _Layer:
-    """Consecutive single-qubit gates, one block of gates per qubit.
-
-    Block ``b`` acts on ``qubits[b]`` and applies ``members[0, b]``, then ``members[1, b]``, ...
-    (indices into the program's matrix table: rotation angle columns first, then constant
-    matrices; short blocks are padded with the identity in front). ``angles[j, b]`` is the angle
-    column of a trainable rotation, else -1; ``generators[j, b]`` its generator, else zero.
-    ``chunks`` lists ``(lowest qubit, width, block per qubit or -1)`` for the matrix products.
-    """
-
-    qubits: tuple[int, ...]
-    members: np.ndarray  # (m, blocks)
-    angles: np.ndarray  # (m, blocks)
-    generators: np.ndarray  # (m, blocks, 2, 2)
-    chunks: tuple[tuple[int, int, tuple[int, ...]], ...]
-
-    @property
-    def trainable(self) -> bool:
-        return bool(np.any(self.angles >= 0))
 
 
 @dataclass(frozen=True)
@@ -176,8 +155,11 @@ class Program:
         shared[:angles.shape[1]] = (angles == angles[:1]).all(axis=0)
         matrices = self._layer_matrices(table, shared)
         state = np.empty((len(values), self.dim), dtype=self.dtype)
-        for sl in _chunks(len(values), self.dim):
-            state[sl] = self._evolve(_sliced(matrices, sl), sl.stop - sl.start)[:, 0, :]
+
+        def evolve(sl: slice) -> None:
+            state[sl] = self._evolve(sliced(matrices, sl), sl.stop - sl.start)[:, 0, :]
+
+        run_rows(evolve, len(values), self.dim)
         state.flags.writeable = False  # kept for the gradient call: nobody may change it
         forward = _Forward(values.copy(), table, shared, matrices, state)
         self._memo[0] = forward if state.nbytes <= _MEMO_BYTES else None
@@ -222,8 +204,8 @@ class Program:
         return by_kind
 
     @cached_property
-    def _plan(self) -> "_Plan":
-        return _plan(self.ops, len(self.angle_offsets))
+    def _plan(self) -> "Plan":
+        return make_plan(self.ops, len(self.angle_offsets))
 
     def _layer_matrices(self, table: np.ndarray, shared: np.ndarray) -> list:
         """Per op: ``None`` for a monomial op, else each chunk's matrix ``(rows, 2**w, 2**w)``,
@@ -233,15 +215,15 @@ class Program:
         split = self._split(shared)
         members = self._plan.members
         one = np.empty((1, self._plan.num_blocks + 1, 2, 2), dtype=table.dtype)
-        one[:, -1] = _IDENTITY
-        one[:, split.one] = _products(table[:1], members[:, split.one])
+        one[:, -1] = IDENTITY
+        one[:, split.one] = block_products(table[:1], members[:, split.one])
         blocks = {True: one}
         if len(split.rows):
             blocks[False] = every = np.empty((len(table),) + one.shape[1:], dtype=table.dtype)
             every[:, split.one] = one[:, split.one]
-            every[:, -1] = _IDENTITY
-            every[:, split.rows] = _products(table, members[:, split.rows])
-        out: list = [None if isinstance(op, _Mono) else [None] * len(op.chunks) for op in self.ops]
+            every[:, -1] = IDENTITY
+            every[:, split.rows] = block_products(table, members[:, split.rows])
+        out: list = [None if isinstance(op, Mono) else [None] * len(op.chunks) for op in self.ops]
         for width, index, slots, is_shared in split.krons:
             factors = blocks[is_shared][:, index]  # (rows, chunks, width, 2, 2), lowest first
             matrix = factors[:, :, 0]
@@ -253,7 +235,7 @@ class Program:
                 out[i][j] = matrix[:, c]
         return out
 
-    def _split(self, shared: np.ndarray) -> "_Split":
+    def _split(self, shared: np.ndarray) -> "Split":
         """Which blocks and chunks are the same in every row, for this pattern of shared table
         entries (remembered: a QNN repeats its pattern on every call)."""
         key = shared.tobytes()
@@ -261,7 +243,7 @@ class Program:
         if hit is None:
             if len(self._splits) >= 64:
                 self._splits.clear()
-            hit = self._splits[key] = _split(self._plan, shared)
+            hit = self._splits[key] = make_split(self._plan, shared)
         return hit
 
     @cached_property
@@ -273,10 +255,10 @@ class Program:
         state[:, 0, 0] = 1.0
         for op, chunk_matrices in zip(self.ops, matrices):
             if chunk_matrices is None:
-                state = _apply_mono(state, op)
+                state = apply_mono(state, op)
             else:
                 for (lo, width, _), matrix in zip(op.chunks, chunk_matrices):
-                    state = _apply_chunk(state, lo, width, matrix)
+                    state = apply_chunk(state, lo, width, matrix)
         return state
 
     def probabilities(self, values: np.ndarray) -> np.ndarray:
@@ -318,13 +300,16 @@ class Program:
         k = len(observables)
         evs = np.empty((len(values), k))
         grads = np.zeros((len(values), k, self.num_parameters))
-        derivatives = _derivative_matrices(self._plan, forward.table, forward.shared)
-        for sl in _chunks(len(values), self.dim * (k + 1)):
+        derivatives = derivative_matrices(self._plan, forward.table, forward.shared)
+
+        def sweep(sl: slice) -> None:
             psi = forward.state[sl]
             lam = np.stack([obs.apply(psi) for obs in observables], axis=1)
             evs[sl] = np.einsum("rs,rks->rk", psi.conj(), lam).real
-            grads[sl] = self._adjoint(psi, lam, _rows(derivatives, sl),
-                                      _sliced(forward.matrices, sl), values[sl])
+            grads[sl] = self._adjoint(psi, lam, rows_of(derivatives, sl),
+                                      sliced(forward.matrices, sl), values[sl])
+
+        run_rows(sweep, len(values), self.dim * (k + 1))
         return evs, grads
 
     def _adjoint(
@@ -344,15 +329,15 @@ class Program:
         first = self._first_trainable
         for i in range(len(self.ops) - 1, first - 1, -1):
             op = self.ops[i]
-            if isinstance(op, _Mono):
-                state = _apply_mono(state, op, adjoint=True)
+            if isinstance(op, Mono):
+                state = apply_mono(state, op, adjoint=True)
                 continue
             for (lo, width, _), wanted in zip(op.chunks, plan.crossed[i]):
                 if wanted:
-                    _fill_cross(state, lo, width, wanted, cross)
+                    fill_cross(state, lo, width, wanted, cross)
             if i > first:  # layers before the first trainable one need no undoing
                 for (lo, width, _), matrix in zip(op.chunks, matrices[i]):
-                    state = _apply_chunk(state, lo, width, np.conj(np.swapaxes(matrix, -1, -2)))
+                    state = apply_chunk(state, lo, width, np.conj(np.swapaxes(matrix, -1, -2)))
         angle_grads = np.zeros((rows, k, len(self.angle_offsets)))
         if len(plan.columns):
             chosen = cross[:, :, plan.blocks]
@@ -363,7 +348,7 @@ class Program:
 
     @cached_property
     def _first_trainable(self) -> int:
-        positions = [i for i, op in enumerate(self.ops) if isinstance(op, _Layer) and op.trainable]
+        positions = [i for i, op in enumerate(self.ops) if isinstance(op, Layer) and op.trainable]
         return positions[0] if positions else len(self.ops)
 
     def _check_values(self, values) -> np.ndarray:
@@ -390,136 +375,6 @@ class _Forward:
 
     def matches(self, values: np.ndarray) -> bool:
         return self.values.shape == values.shape and np.array_equal(self.values, values)
-
-
-@dataclass(frozen=True)
-class _Plan:
-    """Every layer's blocks numbered in one sequence, so that the work that does not touch
-    the state (block products, Kronecker products, gate derivatives) is done for all layers
-    at once.
-
-    ``members[j, b]`` is block ``b``'s ``j``-th gate (table index, identity-padded in front);
-    ``krons`` groups the chunks by width: ``(width, block indices (chunks, width), slots)``,
-    index ``num_blocks`` being the identity and ``slots[c] = (op, chunk)``. The trainable
-    gates are ``(depths[i], blocks[i])``, with angle column ``columns[i]`` and generator
-    ``generators[i]``; ``crossed[op][chunk]`` lists the ``(qubit in chunk, block)`` pairs whose
-    cross matrices the gradients need.
-    """
-
-    num_blocks: int
-    members: np.ndarray
-    krons: tuple
-    depths: np.ndarray
-    blocks: np.ndarray
-    columns: np.ndarray
-    generators: np.ndarray
-    crossed: tuple
-
-
-def _plan(ops: tuple, num_angles: int) -> _Plan:
-    layers = [op for op in ops if isinstance(op, _Layer)]
-    depth = max((len(op.members) for op in layers), default=1)
-    members, angles, generators, offsets = [], [], [], {}
-    total = 0
-    for i, op in enumerate(ops):
-        if not isinstance(op, _Layer):
-            continue
-        offsets[i] = total
-        total += len(op.qubits)
-        pad = depth - len(op.members)
-        members.append(np.pad(op.members, ((pad, 0), (0, 0)), constant_values=num_angles))
-        angles.append(np.pad(op.angles, ((pad, 0), (0, 0)), constant_values=-1))
-        generators.append(np.pad(op.generators, ((pad, 0), (0, 0), (0, 0), (0, 0))))
-    members_all = np.concatenate(members, axis=1) if layers else np.zeros((1, 0), np.intp)
-    angles_all = np.concatenate(angles, axis=1) if layers else np.zeros((1, 0), np.intp)
-    depths, blocks = np.nonzero(angles_all >= 0)
-    trainable_blocks = set(blocks.tolist())
-    by_width: dict[int, tuple[list, list]] = {}
-    crossed = []
-    for i, op in enumerate(ops):
-        if not isinstance(op, _Layer):
-            crossed.append(None)
-            continue
-        wanted = []
-        for j, (_, width, bits) in enumerate(op.chunks):
-            index, slots = by_width.setdefault(width, ([], []))
-            index.append([offsets[i] + b if b >= 0 else total for b in bits])
-            slots.append((i, j))
-            wanted.append(tuple((t, offsets[i] + b) for t, b in enumerate(bits)
-                                if b >= 0 and offsets[i] + b in trainable_blocks))
-        crossed.append(tuple(wanted))
-    return _Plan(
-        num_blocks=total,
-        members=members_all,
-        krons=tuple((w, np.array(index, dtype=np.intp), tuple(slots))
-                    for w, (index, slots) in sorted(by_width.items())),
-        depths=depths,
-        blocks=blocks,
-        columns=angles_all[depths, blocks],
-        generators=np.concatenate(generators, axis=1)[depths, blocks] if layers
-        else np.zeros((0, 2, 2)),
-        crossed=tuple(crossed),
-    )
-
-
-@dataclass(frozen=True)
-class _Split:
-    """The blocks computed once (``one``) and per row (``rows``), and the Kronecker groups
-    ``(width, block indices, slots, shared)`` of :class:`_Plan`, split the same way."""
-
-    one: np.ndarray
-    rows: np.ndarray
-    krons: tuple
-
-
-def _split(plan: _Plan, shared: np.ndarray) -> _Split:
-    block_shared = shared[plan.members].all(axis=0)
-    block_shared = np.append(block_shared, True)  # the identity
-    krons = []
-    for width, index, slots in plan.krons:
-        chunk_shared = block_shared[index].all(axis=1)
-        for flag in (True, False):
-            chosen = np.flatnonzero(chunk_shared == flag)
-            if len(chosen):
-                krons.append((width, index[chosen], tuple(slots[c] for c in chosen), flag))
-    return _Split(one=np.flatnonzero(block_shared[:-1]), rows=np.flatnonzero(~block_shared[:-1]),
-                  krons=tuple(krons))
-
-
-def _products(table: np.ndarray, members: np.ndarray) -> np.ndarray:
-    """Each block's product of gate matrices ``(rows, blocks, 2, 2)``: ``members[-1] ...
-    members[0]``."""
-    product = table[:, members[0]]
-    for row in members[1:]:
-        product = np.matmul(table[:, row], product)
-    return product
-
-
-def _rows(array: np.ndarray, sl: slice) -> np.ndarray:
-    """Rows ``sl`` of a per-row array, or the array itself where one row serves all."""
-    return array if len(array) == 1 else array[sl]
-
-
-def _sliced(matrices: list, sl: slice) -> list:
-    return [None if m is None else [_rows(c, sl) for c in m] for m in matrices]
-
-
-def _derivative_matrices(plan: _Plan, table: np.ndarray, shared: np.ndarray) -> np.ndarray:
-    """``B_j = S_j A_j S_j^dagger`` per row for every trainable gate ``j`` ``(rows, J, 2, 2)``
-    (one row where the gates after each trainable one are ``shared`` by every row): a block
-    ``U = G_(m-1) ... G_0`` has ``dU/dtheta_j = B_j U`` with ``S_j = G_(m-1) ... G_(j+1)`` and
-    ``A_j`` the rotation's generator, so the gradient is ``2 Re <lam| B_j |phi> = 2 Re
-    sum_ab B_j[a, b] E[a, b]`` for the qubit's cross matrix E."""
-    if shared[plan.members[1:]].all():
-        table = table[:1]
-    rows = len(table)
-    depth = plan.members.shape[0]
-    suffix = np.empty((rows, depth, plan.num_blocks, 2, 2), dtype=table.dtype)
-    suffix[:, depth - 1] = _IDENTITY
-    for j in range(depth - 1, 0, -1):
-        np.matmul(suffix[:, j], table[:, plan.members[j]], out=suffix[:, j - 1])
-    chosen = suffix[:, plan.depths, plan.blocks]
-    return np.matmul(np.matmul(chosen, plan.generators), np.conj(np.swapaxes(chosen, -1, -2)))
 
 
 class DiagonalOrPauli:
@@ -589,8 +444,8 @@ def _compile(circuit: QuantumCircuit) -> Program:
             f"the exact simulator holds 2**n amplitudes per sample; {n} qubits is too many "
             f"(max {MAX_QUBITS})")
     items, measured, num_clbits = _items(circuit, table)
-    monos = [item for item in items if isinstance(item, _Mono)]
-    dense = [what for _, what, _ in (i for i in items if not isinstance(i, _Mono))
+    monos = [item for item in items if isinstance(item, Mono)]
+    dense = [what for _, what, _ in (i for i in items if not isinstance(i, Mono))
              if not isinstance(what, int)]
     real = (all(kind == "ry" for kind in table.kinds)
             and all(not np.any(m.imag) for m in dense)
@@ -625,7 +480,7 @@ def _compile(circuit: QuantumCircuit) -> Program:
 
 def _items(circuit: QuantumCircuit, table: AngleTable) -> tuple[list, dict[int, int], int]:
     """The circuit as a list of single-qubit gates ``(qubit, angle column | 2x2 matrix,
-    trainable)`` and fused monomial ops (:class:`_Mono`), its rotations' angles added to
+    trainable)`` and fused monomial ops (:class:`Mono`), its rotations' angles added to
     ``table``; the final measurements ``{qubit: clbit}``; the number of clbits written."""
     n = circuit.num_qubits
     qubit_index = {q: i for i, q in enumerate(circuit.qubits)}
@@ -654,7 +509,7 @@ def _items(circuit: QuantumCircuit, table: AngleTable) -> tuple[list, dict[int, 
             items.append((qubits[0], _DENSE_1Q[name], False))
         elif name in _MONOMIAL:
             mono = _monomial(name, qubits, n)
-            if items and isinstance(items[-1], _Mono):
+            if items and isinstance(items[-1], Mono):
                 mono = _fuse_mono(items[-1], mono)
                 items[-1] = mono
             else:
@@ -674,7 +529,7 @@ _PROGRAMS: CircuitCache[Program] = CircuitCache(_compile)
 
 
 def _make_layer(gates: list, num_angles: int, constants: list, kinds: list, n: int,
-                real: bool) -> _Layer:
+                real: bool) -> Layer:
     """Group a run of single-qubit gates ``(qubit, column | matrix, trainable)`` into a layer."""
     blocks: dict[int, list[tuple[int, int, np.ndarray]]] = {}
     zero = np.zeros((2, 2), dtype=complex)
@@ -703,7 +558,7 @@ def _make_layer(gates: list, num_angles: int, constants: list, kinds: list, n: i
         bits = tuple(position.get(q, -1) for q in range(lo, lo + width))
         if any(b >= 0 for b in bits):
             chunks.append((lo, width, bits))
-    return _Layer(
+    return Layer(
         qubits=qubits,
         members=members,
         angles=angles,
@@ -712,10 +567,10 @@ def _make_layer(gates: list, num_angles: int, constants: list, kinds: list, n: i
     )
 
 
-def _realify(op: _Mono) -> _Mono:
+def _realify(op: Mono) -> Mono:
     """Store real phases as float64 so real circuits are simulated in real arithmetic."""
     if op.phase is not None and not np.any(op.phase.imag):
-        return _Mono(op.perm, op.phase.real.copy())
+        return Mono(op.perm, op.phase.real.copy())
     return op
 
 
@@ -744,33 +599,33 @@ def _unrolled(circuit: QuantumCircuit) -> QuantumCircuit:
 _NOT_UNROLLED = ("reset", "initialize", "store")
 
 
-def _monomial(name: str, qubits: list[int], n: int) -> _Mono:
+def _monomial(name: str, qubits: list[int], n: int) -> Mono:
     basis = np.arange(1 << n)
     if name in _DIAG_1Q:
         bit = (basis >> qubits[0]) & 1
-        return _Mono(None, np.where(bit == 1, _DIAG_1Q[name], 1.0).astype(complex))
+        return Mono(None, np.where(bit == 1, _DIAG_1Q[name], 1.0).astype(complex))
     if name == "x":
-        return _Mono(basis ^ (1 << qubits[0]), None)
+        return Mono(basis ^ (1 << qubits[0]), None)
     if name == "y":  # Y|0> = i|1>, Y|1> = -i|0>: new[s] = (i if bit(s) else -i) old[s ^ bit]
         bit = (basis >> qubits[0]) & 1
-        return _Mono(basis ^ (1 << qubits[0]), np.where(bit == 1, 1j, -1j))
+        return Mono(basis ^ (1 << qubits[0]), np.where(bit == 1, 1j, -1j))
     if name == "swap":
         a, b = qubits
         diff = ((basis >> a) ^ (basis >> b)) & 1
-        return _Mono(basis ^ (diff << a) ^ (diff << b), None)
+        return Mono(basis ^ (diff << a) ^ (diff << b), None)
     control, target = qubits
     on = (basis >> control) & 1
     if name == "cz":
-        return _Mono(None, np.where(on & (basis >> target) & 1, -1.0, 1.0).astype(complex))
+        return Mono(None, np.where(on & (basis >> target) & 1, -1.0, 1.0).astype(complex))
     perm = basis ^ (on << target)
     if name == "cx":
-        return _Mono(perm, None)
+        return Mono(perm, None)
     # cy: controlled Y, phase from the target bit of the new state
     tbit = (basis >> target) & 1
-    return _Mono(perm, np.where(on == 1, np.where(tbit == 1, 1j, -1j), 1.0))
+    return Mono(perm, np.where(on == 1, np.where(tbit == 1, 1j, -1j), 1.0))
 
 
-def _fuse_mono(old: _Mono, new: _Mono) -> _Mono:
+def _fuse_mono(old: Mono, new: Mono) -> Mono:
     """``new`` after ``old`` as one op: (d2,p2)∘(d1,p1) = (d2 * d1[p2], p1[p2])."""
     perm = old.perm if new.perm is None else (new.perm if old.perm is None else old.perm[new.perm])
     old_phase = old.phase
@@ -782,76 +637,6 @@ def _fuse_mono(old: _Mono, new: _Mono) -> _Mono:
         phase = old_phase
     else:
         phase = new.phase * old_phase
-    return _Mono(perm, phase)
+    return Mono(perm, phase)
 
-
-# -------------------------------------------------------------------- kernels
-def _apply_mono(state: np.ndarray, op: _Mono, adjoint: bool = False) -> np.ndarray:
-    if not adjoint:
-        out = state if op.perm is None else state[:, :, op.perm]
-        return out * op.phase if op.phase is not None else out
-    out = state * op.phase.conj() if op.phase is not None else state
-    if op.perm is not None:
-        undone = np.empty_like(out)
-        undone[:, :, op.perm] = out
-        out = undone
-    return out
-
-
-def _apply_chunk(state: np.ndarray, lo: int, width: int, matrix: np.ndarray) -> np.ndarray:
-    """Apply per-row ``matrix`` ``(rows, 2**width, 2**width)`` to qubits ``lo .. lo+width-1``;
-    a matrix of one row applies to every row, as one product."""
-    rows, k, dim = state.shape
-    size = 1 << width
-    if len(matrix) == 1 and rows > 1:
-        if lo == 0:  # one (rows * k * dim / size, size) x (size, size) product
-            out = np.matmul(state.reshape(-1, size), matrix[0].T)
-        else:
-            out = np.matmul(matrix[0], state.reshape(-1, size, 1 << lo))
-    elif lo == 0:  # contiguous: one (k * dim / size, size) x (size, size) product per row
-        out = np.matmul(state.reshape(rows, k * dim // size, size), np.swapaxes(matrix, -1, -2))
-    else:
-        view = state.reshape(rows, k * (dim >> (lo + width)), size, 1 << lo)
-        out = np.matmul(matrix[:, None], view)
-    return out.reshape(rows, k, dim)
-
-
-def _fill_cross(state: np.ndarray, lo: int, width: int, wanted: tuple, cross: np.ndarray) -> None:
-    """``cross[:, :, b]`` for each ``(t, b)`` of ``wanted``: the 2x2 cross matrix of the
-    chunk's qubit ``lo + t``, its other qubits traced out."""
-    chunk = _cross(state, lo, width)
-    chunk = chunk.reshape(chunk.shape[:2] + (2,) * (2 * width))
-    for t, b in wanted:
-        cross[:, :, b] = np.einsum(_partial_trace_spec(width, t), chunk)
-
-
-def _cross(state: np.ndarray, lo: int, width: int) -> np.ndarray:
-    """``E[r, k, a, b] = sum conj(lam_k[.., a, ..]) phi[.., b, ..]`` over the other qubits."""
-    rows, k1, dim = state.shape
-    size = 1 << width
-    lam = state[:, 1:].conj() if np.iscomplexobj(state) else state[:, 1:]
-    if lo == 0:
-        lam_view = lam.reshape(rows, k1 - 1, dim // size, size)
-        phi_view = state[:, :1].reshape(rows, 1, dim // size, size)
-        return np.matmul(np.swapaxes(lam_view, -1, -2), phi_view)
-    high = dim >> (lo + width)
-    lam_view = lam.reshape(rows, k1 - 1, high, size, 1 << lo)
-    phi_view = state[:, :1].reshape(rows, 1, high, size, 1 << lo)
-    return np.matmul(lam_view, np.swapaxes(phi_view, -1, -2)).sum(axis=2)
-
-
-@lru_cache(maxsize=None)
-def _partial_trace_spec(width: int, bit: int) -> str:
-    """einsum spec keeping qubit ``bit`` of a ``2**width`` square matrix, tracing the others."""
-    letters = "abcdefghijklmnop"[:width]
-    row, col = list(letters), list(letters)
-    row[width - 1 - bit], col[width - 1 - bit] = "y", "z"  # axis order: highest bit first
-    shape = "".join(row) + "".join(col)
-    return f"...{shape}->...yz"
-
-
-def _chunks(rows: int, amplitudes_per_row: int):
-    step = max(1, _CHUNK_AMPLITUDES // max(1, amplitudes_per_row))
-    for start in range(0, rows, step):
-        yield slice(start, min(rows, start + step))
 
