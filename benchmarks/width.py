@@ -12,6 +12,10 @@ passes over the batch's states (forward: one per layer and embedding; backward: 
 and its adjoint vector undone, and one more for the cross terms), each pass a read and a write
 of 32 × 2**n float64 amplitudes (the router is real).
 
+The arithmetic floor is the least arithmetic a step needs (3 flops per amplitude per rotation,
+about 3 × the forward pass's) at the rate this machine's single thread multiplies a 16-wide
+chunk: where it exceeds the bandwidth floor, a step cannot reach the bandwidth floor.
+
     .venv/bin/python benchmarks/width.py [--qubits 10,12,14,16,18,20 --rounds 3]
 """
 
@@ -48,6 +52,27 @@ def copy_bandwidth() -> float:
     return 2 * a.nbytes / best
 
 
+def gemm_rate() -> float:
+    """Flops per second of one thread's ``(N, 16) @ (16, 16)`` float64 product (the shape of
+    a 4-qubit chunk on the lowest qubits), best of 5."""
+    a = np.random.default_rng(1).random((1 << 21, 16))
+    m = np.random.default_rng(2).random((16, 16))
+    best = np.inf
+    for _ in range(5):
+        tic = time.perf_counter()
+        a @ m
+        best = min(best, time.perf_counter() - tic)
+    return 2 * 16 * a.size / best
+
+
+def arithmetic_floor(n: int, rate: float) -> float:
+    """Seconds of the least arithmetic a step needs at ``rate``: every rotation (``n`` per
+    layer, embedding included: ``n (L + 1)``) is 3 flops per amplitude (two products and a
+    sum) on the state forward, and on the state and its adjoint backward, plus about as much
+    again for the cross terms: 3 × that of the forward pass."""
+    return 3 * n * (LAYERS + 1) * 3 * BATCH * (1 << n) / rate
+
+
 def step(n: int, rng: np.random.Generator):
     """One step's simulator work for ``n`` qubits, with fresh inputs each call."""
     circuit = final_measurements(paper_ansatz(n, LAYERS, num_outputs=2).circuit).unmeasured
@@ -72,12 +97,14 @@ def main() -> None:
     rng = np.random.default_rng(0)
     rows = []
     with threadpool_limits(1):
-        bandwidth = copy_bandwidth()
+        bandwidth, rate = copy_bandwidth(), gemm_rate()
         print(f"{platform.machine()}, {os.cpu_count()} cores, BLAS 1 thread, load "
-              f"{os.getloadavg()[0]:.2f}; single-thread copy {bandwidth / 1e9:.1f} GB/s; batch "
-              f"{BATCH}, {LAYERS} layers, median of {args.rounds}\n")
-        print("| qubits | floor (s) | 1 thread (s) | × floor | 2 threads (s) | × floor | "
-              "2 threads / 1 |\n|---:|---:|---:|---:|---:|---:|---:|")
+              f"{os.getloadavg()[0]:.2f}; single-thread copy {bandwidth / 1e9:.1f} GB/s, "
+              f"16-wide GEMM {rate / 1e9:.1f} GFLOP/s; batch {BATCH}, {LAYERS} layers, median "
+              f"of {args.rounds}\n")
+        print("| qubits | bandwidth floor (s) | arithmetic floor (s) | 1 thread (s) | × bandwidth "
+              "floor | × arithmetic floor | 2 threads (s) | 2 threads / 1 |\n"
+              "|---:|---:|---:|---:|---:|---:|---:|---:|")
         for n in [int(q) for q in args.qubits.split(",")]:
             run = step(n, rng)
             set_threads(1)
@@ -91,13 +118,15 @@ def main() -> None:
                     times[count].append(time.perf_counter() - tic)
             one, two = (float(np.median(times[c])) for c in (1, 2))
             floor = 3 * (2 * LAYERS + 1) * 2 * BATCH * (1 << n) * 8 / bandwidth
-            rows.append({"qubits": n, "floor_s": floor, "one_thread_s": one,
-                         "two_threads_s": two, "rounds": times})
-            print(f"| {n} | {floor:.4f} | {one:.4f} | {one / floor:.1f} | {two:.4f} | "
-                  f"{two / floor:.1f} | {two / one:.2f} |", flush=True)
+            flops = arithmetic_floor(n, rate)
+            rows.append({"qubits": n, "floor_s": floor, "arithmetic_floor_s": flops,
+                         "one_thread_s": one, "two_threads_s": two, "rounds": times})
+            print(f"| {n} | {floor:.4f} | {flops:.4f} | {one:.4f} | {one / floor:.1f} | "
+                  f"{one / flops:.1f} | {two:.4f} | {two / one:.2f} |", flush=True)
     set_threads(None)
     args.out.parent.mkdir(parents=True, exist_ok=True)
-    args.out.write_text(json.dumps({"bandwidth_bytes_per_s": bandwidth, "rows": rows}, indent=2))
+    args.out.write_text(json.dumps({"bandwidth_bytes_per_s": bandwidth, "gemm_flops_per_s": rate,
+                                    "rows": rows}, indent=2))
 
 
 if __name__ == "__main__":
