@@ -308,3 +308,52 @@ def test_rows_split_over_threads_give_the_same_results(monkeypatch):
     for bad in (0, -1, 1.5, True):
         with pytest.raises(ValueError, match="threads must be an integer >= 1 or None"):
             kernels.set_threads(bad)
+
+
+@pytest.mark.parametrize("make", [all_gates_circuit, real_circuit, wide_circuit])
+def test_single_precision_runs_in_single_and_agrees_with_double(make):
+    """``dtype="complex64"`` keeps states in complex64 (float32 for a real circuit) and agrees
+    with complex128 to single precision, states and gradients alike."""
+    qc = make()
+    double, single = compile_circuit(qc), compile_circuit(qc, "complex64")
+    assert single is compile_circuit(qc, "complex64") and single is not double
+    assert single._forward(_values(qc, 1, False)).state.dtype == (
+        np.float32 if make is real_circuit else np.complex64)
+    op = DiagonalOrPauli.from_pauli_list([("Z" * qc.num_qubits, 0.7), ("X" * qc.num_qubits, 0.2)],
+                                         qc.num_qubits)
+    values = _values(qc, 6, True)
+    np.testing.assert_allclose(single.states(values), double.states(values), atol=2e-6)
+    evs, grads = single.expectation_gradients(values, [op])
+    ref_evs, ref_grads = double.expectation_gradients(values, [op])
+    np.testing.assert_allclose(evs, ref_evs, atol=2e-6)
+    np.testing.assert_allclose(grads, ref_grads, atol=1e-5)
+    assert np.abs(grads - ref_grads).max() > 0  # it did run in single precision
+    with pytest.raises(ValueError, match="valid dtypes: complex128, complex64"):
+        compile_circuit(qc, "float16")
+
+
+def test_single_precision_primitives_drive_a_qnn_like_double():
+    """The QNN seam with single-precision primitives: forward values and weight gradients of
+    both QNN kinds within single precision of the double-precision ones."""
+    sel, paper = sel_ansatz(3, 2), paper_ansatz(3, 2, num_outputs=2)
+    x = RNG.uniform(0, np.pi, (5, 3))
+    outputs = {}
+    for dtype in ("complex128", "complex64"):
+        est = ExactEstimator(dtype=dtype)
+        sampler = ExactSampler(default_shots=None, dtype=dtype)
+        qnns = [EstimatorQNN(circuit=sel.circuit, observables=list(sel.observables),
+                             input_params=list(sel.inputs), weight_params=list(sel.weights),
+                             estimator=est, gradient=ExactEstimatorGradient(est),
+                             default_precision=0.0),
+                SamplerQNN(circuit=paper.circuit, input_params=list(paper.inputs),
+                           weight_params=list(paper.weights), sampler=sampler,
+                           gradient=ExactSamplerGradient(sampler), interpret=paper.interpret,
+                           output_shape=2)]
+        outputs[dtype] = []
+        for qnn in qnns:
+            w = np.linspace(0.1, 2.0, qnn.num_weights)
+            outputs[dtype] += [qnn.forward(x, w), qnn.backward(x, w)[1]]
+    for a, b in zip(outputs["complex64"], outputs["complex128"]):
+        np.testing.assert_allclose(a, b, atol=1e-5)
+    with pytest.raises(ValueError, match="valid dtypes"):
+        ExactSampler(dtype="complex32")

@@ -41,8 +41,8 @@ from .base import (
 )
 from .pubs import coerce_sampler_pub
 
-__all__ = ["FinalMeasurements", "ProbabilitySampler", "final_measurements", "generator",
-           "marginal", "register_probabilities"]
+__all__ = ["DEFAULT_SHOTS", "FinalMeasurements", "ProbabilitySampler", "final_measurements",
+           "generator", "marginal", "register_probabilities"]
 
 DEFAULT_SHOTS = 1024
 

@@ -32,6 +32,7 @@ their gradients follow the chain rule through ``ParameterExpression.gradient``.
 from __future__ import annotations
 
 from collections.abc import Callable
+import dataclasses
 from dataclasses import dataclass
 from functools import cached_property
 
@@ -117,10 +118,14 @@ class Program:
     real: bool  # every gate is real: states stay real and are held as float64
     # angle columns that are not affine: (column, angle(values), ((parameter, d angle(values)),))
     expressions: tuple[tuple[int, Callable, tuple[tuple[int, Callable], ...]], ...] = ()
+    single: bool = False  # states in single precision (complex64, float32 when real)
 
     @property
-    def dtype(self):
-        return float if self.real else complex
+    def dtype(self) -> np.dtype:
+        """The states' dtype: float64 / complex128, or float32 / complex64 when ``single``."""
+        if self.real:
+            return np.dtype(np.float32 if self.single else np.float64)
+        return np.dtype(np.complex64 if self.single else np.complex128)
 
     @property
     def dim(self) -> int:
@@ -324,6 +329,7 @@ class Program:
         if self.real:
             # phi and its derivatives are real, so only Re(lam) enters 2 Re <lam|d phi>.
             lam = lam.real
+        lam = lam.astype(self.dtype, copy=False)
         state = np.concatenate([psi[:, None, :], lam], axis=1)
         cross = np.zeros((rows, k, plan.num_blocks, 2, 2), dtype=state.dtype)
         first = self._first_trainable
@@ -426,16 +432,25 @@ class DiagonalOrPauli:
 MAX_QUBITS = 24  # the widest circuit the exact simulator holds (2**24 amplitudes a sample)
 
 
-def compile_circuit(circuit: QuantumCircuit) -> Program:
-    """Compile ``circuit`` (cached per circuit object) for batched simulation.
+DTYPES = ("complex128", "complex64")
 
-    Parameter columns follow ``circuit.parameters``. Raises :class:`UnsupportedCircuitError`
-    naming the first gate, measurement pattern or parameter expression it cannot run.
+
+def compile_circuit(circuit: QuantumCircuit, dtype: str = "complex128") -> Program:
+    """Compile ``circuit`` (cached per circuit object and ``dtype``) for batched simulation.
+
+    Parameter columns follow ``circuit.parameters``. ``dtype``: ``"complex128"`` (the default)
+    or ``"complex64"``, single precision for wide circuits (a real circuit's states are
+    float64 or float32). Raises :class:`UnsupportedCircuitError` naming the first gate,
+    measurement pattern or parameter expression it cannot run.
     """
-    return _PROGRAMS(circuit)
+    if dtype not in DTYPES:
+        raise ValueError(f"unknown dtype {dtype!r}; valid dtypes: {', '.join(DTYPES)}")
+    return _PROGRAMS(circuit, dtype)
 
 
-def _compile(circuit: QuantumCircuit) -> Program:
+def _compile(circuit: QuantumCircuit, dtype: str = "complex128") -> Program:
+    if dtype == "complex64":
+        return _single(_PROGRAMS(circuit, "complex128"))
     table = AngleTable(circuit.parameters)  # columns follow the circuit as given
     circuit = _unrolled(circuit)
     n = circuit.num_qubits
@@ -526,6 +541,20 @@ def _items(circuit: QuantumCircuit, table: AngleTable) -> tuple[list, dict[int, 
 
 
 _PROGRAMS: CircuitCache[Program] = CircuitCache(_compile)
+
+
+def _single(program: Program) -> Program:
+    """``program`` in single precision: its fixed phases, constants and generators cast."""
+    real = np.float32 if program.real else np.complex64
+
+    def cast(op):
+        if isinstance(op, Mono):
+            return Mono(op.perm, None if op.phase is None else op.phase.astype(
+                np.float32 if np.isrealobj(op.phase) else np.complex64))
+        return dataclasses.replace(op, generators=op.generators.astype(real))
+
+    return dataclasses.replace(program, ops=tuple(cast(op) for op in program.ops),
+                               constants=program.constants.astype(real), single=True)
 
 
 def _make_layer(gates: list, num_angles: int, constants: list, kinds: list, n: int,
