@@ -28,11 +28,11 @@ from qiskit.primitives.containers.sampler_pub import SamplerPub
 from qiskit.providers import JobStatus
 
 from ..errors import UnsupportedCircuitError
-from .cache import CircuitCache
 from .pubs import coerce_estimator_pub, coerce_sampler_pub
 
-__all__ = ["DoneJob", "ExactDistributions", "SyncSampler", "SyncEstimator", "CircuitCache",
-           "binding_rows", "one_register", "check_finite"]
+__all__ = ["DoneJob", "ExactDistributions", "SyncSampler", "SyncEstimator", "binding_rows",
+           "one_register", "check_finite"]
+
 
 class DoneJob(BasePrimitiveJob):
     """A job whose result was computed synchronously at submission."""

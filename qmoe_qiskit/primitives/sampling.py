@@ -32,13 +32,13 @@ from qiskit.primitives import BitArray, DataBin, PrimitiveResult, SamplerPubResu
 from qiskit.primitives.containers.sampler_pub import SamplerPub
 
 from .base import (
-    CircuitCache,
     DoneJob,
     ExactDistributions,
     SyncSampler,
     binding_rows,
     check_finite,
 )
+from .cache import CircuitCache
 from .pubs import coerce_sampler_pub
 
 __all__ = ["DEFAULT_SHOTS", "FinalMeasurements", "ProbabilitySampler", "final_measurements",
