@@ -2,7 +2,7 @@
 # Create .venv and install qmoe-qiskit with a CPU build of PyTorch.
 #   bash scripts/setup.sh          the toolkit
 #   bash scripts/setup.sh --test   the toolkit, readout mitigation (mthree), Ray and the test tools
-#   bash scripts/setup.sh --bench  the toolkit and the benchmark extras (PennyLane)
+#   bash scripts/setup.sh --bench  the toolkit and the benchmark extras (PennyLane, qulacs)
 # PyTorch is installed first, pinned, so that resolving the other packages never pulls CUDA
 # wheels. Set TORCH_INDEX_URL to a CPU wheel index on machines whose default index serves CUDA
 # builds for this version.
