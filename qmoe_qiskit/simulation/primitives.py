@@ -50,7 +50,7 @@ from ..primitives.sampling import (
     generator,
     marginal,
 )
-from .statevector import DTYPES, DiagonalOrPauli, compile_circuit
+from .statevector import DiagonalOrPauli, check_dtype, compile_circuit
 
 __all__ = [
     "ExactSampler",
@@ -83,7 +83,7 @@ class ExactSampler(ProbabilitySampler):
     def __init__(self, *, default_shots: int | None = DEFAULT_SHOTS,
                  seed: np.random.Generator | int | None = None, dtype: str = "complex128"):
         super().__init__(default_shots=default_shots, seed=seed)
-        self.dtype = _check_dtype(dtype)
+        self.dtype = check_dtype(dtype)
 
     def _sample_pub(self, pub: SamplerPub, rng: np.random.Generator) -> SamplerPubResult:
         layout = final_measurements(pub.circuit)
@@ -131,7 +131,7 @@ class ExactEstimator(SyncEstimator):
             raise ValueError(f"default_precision must be >= 0, got {default_precision}")
         self._default_precision = default_precision
         self._seed = seed
-        self.dtype = _check_dtype(dtype)
+        self.dtype = check_dtype(dtype)
 
     @property
     def default_precision(self) -> float:
@@ -175,12 +175,6 @@ class ExactEstimator(SyncEstimator):
         data = DataBin(evs=evs, stds=stds, shape=evs.shape)
         return PubResult(data, metadata={"target_precision": pub.precision,
                                          "circuit_metadata": circuit.metadata})
-
-
-def _check_dtype(dtype: str) -> str:
-    if dtype not in DTYPES:
-        raise ValueError(f"unknown dtype {dtype!r}; valid dtypes: {', '.join(DTYPES)}")
-    return dtype
 
 
 def _unsupported(circuit: QuantumCircuit) -> str | None:

@@ -443,9 +443,14 @@ def compile_circuit(circuit: QuantumCircuit, dtype: str = "complex128") -> Progr
     float64 or float32). Raises :class:`UnsupportedCircuitError` naming the first gate,
     measurement pattern or parameter expression it cannot run.
     """
+    return _PROGRAMS(circuit, check_dtype(dtype))
+
+
+def check_dtype(dtype: str) -> str:
+    """``dtype`` if it is one of :data:`DTYPES`, else a one-line ``ValueError`` naming them."""
     if dtype not in DTYPES:
         raise ValueError(f"unknown dtype {dtype!r}; valid dtypes: {', '.join(DTYPES)}")
-    return _PROGRAMS(circuit, dtype)
+    return dtype
 
 
 def _compile(circuit: QuantumCircuit, dtype: str = "complex128") -> Program:
