@@ -11,18 +11,28 @@ specific error overrides the all-qubit error), read through ``NoiseModel.to_dict
 (``qiskit.quantum_info.Kraus``). Errors on ``measure`` act before the measurement, as in Aer;
 readout errors act on the outcome probabilities through their assignment matrices.
 
+Before anything runs, each qubit's one-qubit gates, channels and rotations between two
+multi-qubit operations that touch it are fused into the next such operation (``_fuse``), so
+that one pass over the density matrices applies a block of gates and their noise: per row a
+product of ``(4**k, 4**k)`` superoperators on ``k <= 2`` qubits. Rows are evaluated in blocks
+of about :data:`BLOCK_BYTES` of density matrices, so that wide states stay in cache.
+
 Gradients are reverse mode (the adjoint method carried over to channels): the evolution is
 linear in ρ, so the adjoint of a probability functional is swept backwards through the
-adjoint channels, ``Λ ← Σ K† Λ K``. A rotation ``U = exp(θ G)`` contributes
-``∂p/∂θ = 2 Re ⟨Λ, G ρ'⟩`` with ρ' the state right after it, kept from the forward pass. One
-forward pass and one backward sweep of the outcome functionals (all but one: the last
-gradient is minus the others' sum) serve every parameter at once, so the cost does not grow
-with the number of parameters, inputs included.
+adjoint channels, ``Λ ← B† Λ``. A fused operation ``B = F_m … F_1`` contributes, for each of
+its rotations ``F_j = exp(θ G)`` (superoperator derivative ``D_j F_j``),
+``∂p/∂θ = Re Σ (F_m … F_{j+1} D_j F_j … F_1) ⊙ C`` with ``C[a, b] = Σ conj(Λ[a, x]) ρ[b, x]``
+the cross matrix of the functional after it and the state before it (kept from the forward
+pass), over the operation's own indices ``a``, ``b``. One forward pass and one backward sweep
+of the outcome functionals (all but one: the last gradient is minus the others' sum) serve
+every parameter at once, so the cost does not grow with the number of parameters, inputs
+included.
 """
 
 from __future__ import annotations
 
 from collections.abc import Sequence
+import functools
 from dataclasses import dataclass
 
 import numpy as np
@@ -44,6 +54,9 @@ from .factories import readout_matrices
 __all__ = ["DensityProgram", "compile_density", "noise_channels"]
 
 _IGNORED = ("barrier",)
+# Density matrices evaluated in one block of rows (bytes): about a core's L2 cache on the
+# 2-core machine benchmarks/noisy_engines.py measured it on.
+BLOCK_BYTES = 1 << 20
 ENGINE_HINT = "use --engine aer (Aer's density-matrix simulator) for it"
 
 
@@ -82,6 +95,62 @@ class _Rotation:
     qubit: int
     kind: str
     column: int
+
+
+@dataclass(frozen=True)
+class _Factor:
+    """A rotation inside a fused operation: its kind, angle column, the map from its one-qubit
+    superoperator's 16 entries into the operation's space (``None`` on one qubit) and the
+    derivative ``D`` (``dS/dθ = D S``) in that space."""
+
+    kind: str
+    column: int
+    embedding: np.ndarray | None  # see _embedding
+    derivative: np.ndarray
+
+    def superops(self, angles: np.ndarray) -> np.ndarray:
+        """``(rows, 4**k, 4**k)``: the rotation's superoperator at each row's angle."""
+        u = _rotation(self.kind, angles[:, self.column])
+        s = (u[:, :, None, :, None] * u.conj()[:, None, :, None, :]).reshape(-1, 16)
+        if self.embedding is None:
+            return s.reshape(-1, 4, 4)
+        return _embedded(s, self.embedding)
+
+
+@dataclass(frozen=True)
+class _Fused:
+    """The gates, channels and rotations on one or two local qubits between two multi-qubit
+    operations that touch them, as one superoperator per row: ``factors`` in time order, each
+    a fixed ``(4**k, 4**k)`` matrix or a :class:`_Factor`."""
+
+    qargs: tuple[int, ...]
+    factors: tuple
+
+    def superops(self, angles: np.ndarray, keep: bool):
+        """The product ``(rows, 4**k, 4**k)``, and with ``keep`` each factor's matrices and
+        the product up to each rotation (what the gradient needs)."""
+        product, matrices, prefixes = None, [], []
+        for factor in self.factors:
+            matrix = factor.superops(angles) if isinstance(factor, _Factor) else factor
+            product = matrix if product is None else matrix @ product
+            if keep:
+                matrices.append(matrix)
+                prefixes.append(product)
+        return product, (matrices, prefixes)
+
+    def gradients(self, cross: np.ndarray, matrices: list, prefixes: list, out: np.ndarray):
+        """Add ``Re Σ dB ⊙ C`` for each rotation to ``out[:, :, column]``: ``cross`` ``C``
+        ``(rows, K, 4**k, 4**k)`` between the functionals after the operation and the state
+        before it; ``dB = (factors after) D (product up to the rotation)``."""
+        after = None
+        for factor, matrix, prefix in zip(reversed(self.factors), reversed(matrices),
+                                          reversed(prefixes)):
+            if isinstance(factor, _Factor):
+                derivative = factor.derivative @ prefix
+                if after is not None:
+                    derivative = after @ derivative
+                out[:, :, factor.column] += np.einsum("rab,rkab->rk", derivative, cross).real
+            after = matrix if after is None else after @ matrix
 
 
 def noise_channels(noise_model: NoiseModel) -> tuple[dict, dict]:
@@ -133,10 +202,16 @@ class DensityProgram:
     def angles(self, values: np.ndarray) -> np.ndarray:
         return evaluate_angles(values, self.angle_coeffs, self.angle_offsets, self.expressions)
 
+    def block_rows(self) -> int:
+        """Rows evaluated together: as many as keep one block's density matrices within
+        :data:`BLOCK_BYTES` (fewer, larger NumPy calls on narrow circuits; states that stay in
+        cache on wide ones)."""
+        return max(1, BLOCK_BYTES // (16 * self.dim * self.dim))
+
     def bytes_per_row(self, outcomes: int, with_gradients: bool) -> int:
         """Memory one binding needs: its density matrix, the states kept for the backward
         sweep and the adjoint functionals."""
-        states = 3 + (sum(isinstance(op, _Rotation) for op in self.ops) if with_gradients
+        states = 3 + (sum(isinstance(op, _Fused) for op in self.ops) if with_gradients
                       else 0) + (outcomes if with_gradients else 0)
         return 16 * self.dim * self.dim * states
 
@@ -161,16 +236,15 @@ class DensityProgram:
         lam = _State.from_matrices(_projectors(n, local, len(values))[:, :-1], n)
         angle_grads = np.zeros((len(values), lam.tensor.shape[1], len(self.angle_offsets)))
         for op, saved in zip(reversed(self.ops), reversed(kept)):
-            if isinstance(op, _Rotation):
-                state, matrix = saved  # the state right after the rotation, and its matrices
-                generator = GENERATORS[op.kind]
-                if op.kind in _DIAGONAL:  # G ρ: row i scaled by G[i, i]
-                    generated = state.scaled(np.broadcast_to(
-                        np.diag(generator)[None, :, None], (len(values), 2, 2)), op.qubit)
-                else:
-                    generated = state.applied(_left_superop(generator), (op.qubit,))
-                angle_grads[:, :, op.column] += 2 * lam.inner(generated)
-                lam = _rotate(lam, np.conj(np.swapaxes(matrix, -1, -2)), op)
+            if isinstance(op, _Fused):
+                # Both in one layout: the cross matrix C[a, b] = Σ conj(Λ[a, x]) ρ[b, x]
+                # with the state before the operation, then Λ <- B† Λ.
+                before, rest, product, (matrices, prefixes) = saved
+                flat, _ = lam.layout(op.qargs, rest)
+                cross = np.matmul(np.swapaxes(flat.conj(), -1, -2), before)
+                op.gradients(cross, matrices, prefixes, angle_grads)
+                lam = _State.from_layout(_times(flat, np.conj(np.swapaxes(product, -1, -2))),
+                                         rest, op.qargs, n)
             else:
                 lam = lam.applied(op.superop.conj().T, op.qargs)
         grads = chain_rule(angle_grads, values, self.angle_coeffs, self.expressions)
@@ -179,8 +253,8 @@ class DensityProgram:
         return self._observed(probs, physical), self._observed(grads, physical)
 
     def _forward(self, values: np.ndarray, *, keep: bool):
-        """The final density matrices ``(rows, D, D)`` and, with ``keep``, per operation the
-        state right after each rotation and its matrices (for the backward sweep)."""
+        """The final density matrices ``(rows, D, D)`` and, with ``keep``, per fused
+        operation the state before it, its product and its factors (for the backward sweep)."""
         angles = self.angles(values)
         n = self.num_qubits
         start = np.zeros((len(values), 1, self.dim, self.dim), dtype=complex)
@@ -188,10 +262,11 @@ class DensityProgram:
         rho = _State.from_matrices(start, n)
         kept = []
         for op in self.ops:
-            if isinstance(op, _Rotation):
-                matrix = _rotation(op.kind, angles[:, op.column])
-                rho = _rotate(rho, matrix, op)
-                saved = (rho, matrix)
+            if isinstance(op, _Fused):
+                product, factors = op.superops(angles, keep)
+                flat, rest = rho.layout(op.qargs)
+                saved = (flat, rest, product, factors)
+                rho = _State.from_layout(_times(flat, product), rest, op.qargs, n)
             else:
                 rho = rho.applied(op.superop, op.qargs)
                 saved = None
@@ -280,7 +355,7 @@ def compile_density(isa: QuantumCircuit, noise_model: NoiseModel,
         channel(name, qubits)
     readout = {q: m for q, m in zip(physical, readout_matrices(noise_model, physical))
                if m is not None}
-    return DensityProgram(num_qubits=n, physical=physical, ops=tuple(_merge(ops)),
+    return DensityProgram(num_qubits=n, physical=physical, ops=tuple(_fuse(_merge(ops), n)),
                           num_parameters=len(table.param_index), angle_coeffs=table.coeffs,
                           angle_offsets=table.offsets, expressions=tuple(table.expressions),
                           readout=readout)
@@ -302,13 +377,103 @@ def _merge(ops: list) -> list:
     return merged
 
 
+def _fuse(ops: list, n: int) -> list:
+    """Fewer, larger operations: each qubit's one-qubit gates, channels and rotations between
+    two multi-qubit operations that touch it join the next such operation (on at most two
+    qubits), or the last one when none follows, or stand alone on a qubit that has none.
+    Operations on disjoint qubits commute, so this is exact; each fused operation is one pass
+    over the density matrices instead of one per gate."""
+    pending: dict[int, list] = {q: [] for q in range(n)}
+    groups: list[tuple[tuple[int, ...], list]] = []
+    last: dict[int, int] = {}  # qubit -> its last multi-qubit group
+
+    def take(q: int, qargs: tuple[int, ...]) -> list:
+        items, pending[q] = [(qargs.index(q), op) for op in pending[q]], []
+        return items
+
+    for op in ops:
+        qargs = (op.qubit,) if isinstance(op, _Rotation) else op.qargs
+        if len(qargs) == 1:
+            pending[qargs[0]].append(op)
+            continue
+        if len(qargs) > 2:  # not fused: its qubits' pending operations stand alone before it
+            groups.extend(((q,), take(q, (q,))) for q in qargs if pending[q])
+            groups.append((qargs, [(None, op)]))
+            for q in qargs:  # what follows on these qubits may not join an earlier group
+                last.pop(q, None)
+            continue
+        items = [item for q in qargs for item in take(q, qargs)]
+        groups.append((qargs, items + [(None, op)]))
+        last.update({q: len(groups) - 1 for q in qargs})
+    for q in range(n):
+        if pending[q]:
+            if q in last:
+                qargs, items = groups[last[q]]
+                items.extend(take(q, qargs))
+            else:
+                groups.append(((q,), take(q, (q,))))
+    return [_fused(qargs, items) for qargs, items in groups]
+
+
+def _fused(qargs: tuple[int, ...], items: list):
+    """One group of :func:`_fuse` as a :class:`_Fixed` (no rotation) or a :class:`_Fused`
+    (consecutive fixed factors multiplied together)."""
+    k = len(qargs)
+    factors: list = []
+    for position, op in items:
+        if isinstance(op, _Rotation):
+            embedding = None if k == 1 else _embedding(position, k)
+            generator = GENERATORS[op.kind]
+            derivative = np.kron(generator, np.eye(2)) + np.kron(np.eye(2), generator.conj())
+            if embedding is not None:
+                derivative = _embedded(derivative.reshape(16), embedding)
+            factors.append(_Factor(op.kind, op.column, embedding, derivative))
+            continue
+        matrix = op.superop
+        if position is not None and k > 1:
+            matrix = _embedded(matrix.reshape(16), _embedding(position, k))
+        if factors and isinstance(factors[-1], np.ndarray):
+            factors[-1] = matrix @ factors[-1]
+        else:
+            factors.append(matrix)
+    if len(factors) == 1 and isinstance(factors[0], np.ndarray):
+        return _Fixed(qargs, factors[0])
+    return _Fused(qargs, tuple(factors))
+
+
+@functools.lru_cache(maxsize=None)
+def _embedding(position: int, k: int) -> np.ndarray:
+    """``(4**k, 4**k)`` indices: where each entry of a one-qubit superoperator (row-major
+    ``(r c), (r' c')``, 16 entries) on local qubit ``position`` of ``k`` goes in the same map on
+    all ``k`` (row-major vectorisation, ``qargs[0]`` the least significant bit; identity on
+    the others); 16 marks a zero."""
+    d = 1 << k
+    index = np.arange(d)
+    bit = (index >> position) & 1  # the qubit's bit of a row or column index
+    others = index & ~(1 << position)
+    row, col, row2, col2 = np.meshgrid(index, index, index, index, indexing="ij")
+    entry = (bit[row] * 2 + bit[col]) * 4 + bit[row2] * 2 + bit[col2]
+    same = (others[row] == others[row2]) & (others[col] == others[col2])
+    out = np.where(same, entry, 16).reshape(d * d, d * d)
+    out.flags.writeable = False
+    return out
+
+
+def _embedded(entries: np.ndarray, embedding: np.ndarray) -> np.ndarray:
+    """A one-qubit superoperator's 16 ``entries`` (``(16,)`` or per row ``(rows, 16)``) placed
+    by ``embedding`` (:func:`_embedding`)."""
+    padded = np.concatenate([entries, np.zeros(entries.shape[:-1] + (1,), entries.dtype)],
+                            axis=-1)
+    return padded[..., embedding]
+
+
 # -------------------------------------------------------------------- kernels
 class _State:
     """Density matrices (or adjoint functionals) of every row, ``(rows, K) + (2,) * 2n``, held
     in whatever axis order the last operation left them: ``axes[a]`` is the array axis of
     logical bit ``a`` (``q``: the row bit of qubit ``q``; ``n + q``: its column bit). An
-    operation moves its bit axes last, makes one copy and one (batched) matrix product, and
-    leaves them there; nothing is moved back. Diagonal rotations are one elementwise product.
+    operation moves its bit axes last (:meth:`layout`: one copy), makes one (batched) matrix
+    product, and leaves them there; nothing is moved back.
     """
 
     __slots__ = ("tensor", "axes", "n")
@@ -331,61 +496,46 @@ class _State:
         rows, k = self.tensor.shape[:2]
         return np.transpose(self.tensor, order).reshape(rows, k, 1 << n, 1 << n)
 
+    def layout(self, qargs: tuple[int, ...], rest: list[int] | None = None
+               ) -> tuple[np.ndarray, list[int]]:
+        """The tensor as ``(rows, K, X, 4**k)``, the bits of ``qargs`` last (row bits, then
+        column bits, ``qargs[0]`` least significant) and the other logical bits in the order
+        ``rest`` (by default the order they are held in, the cheaper copy), and that order."""
+        n, k = self.n, len(qargs)
+        local = _local_bits(qargs, n)
+        if rest is None:
+            rest = sorted((a for a in range(2 * n) if a not in local), key=self.axes.__getitem__)
+        order = [0, 1] + [self.axes[a] for a in rest + local]
+        rows, count = self.tensor.shape[:2]
+        return np.transpose(self.tensor, order).reshape(rows, count, -1, 4 ** k), rest
+
+    @classmethod
+    def from_layout(cls, flat: np.ndarray, rest: list[int], qargs: tuple[int, ...],
+                    n: int) -> "_State":
+        """The inverse of :meth:`layout`: no copy."""
+        axes = [0] * (2 * n)
+        for i, a in enumerate(rest + _local_bits(qargs, n)):
+            axes[a] = 2 + i
+        return cls(flat.reshape(flat.shape[:2] + (2,) * (2 * n)), axes, n)
+
     def applied(self, superop: np.ndarray, qargs: tuple[int, ...]) -> "_State":
         """A superoperator (row-major vectorisation; ``(4**k, 4**k)``, or per row
         ``(rows, 4**k, 4**k)``) on local ``qargs``."""
-        n, k = self.n, len(qargs)
-        logical = [q for q in reversed(qargs)] + [n + q for q in reversed(qargs)]
-        source = [self.axes[a] for a in logical]
-        moved = np.moveaxis(self.tensor, source, list(range(-2 * k, 0)))
-        rows = moved.shape[0]
-        flat = moved.reshape(rows, -1, 4 ** k)  # the one copy
-        if superop.ndim == 2:
-            out = flat @ superop.T
-        else:
-            out = np.matmul(flat, np.swapaxes(superop, -1, -2))
-        others = sorted(p for p in range(2, 2 + 2 * n) if p not in source)
-        position = {p: 2 + i for i, p in enumerate(others)}
-        axes = [position.get(p, 0) for p in self.axes]
-        for i, a in enumerate(logical):
-            axes[a] = 2 + 2 * n - 2 * k + i
-        return _State(out.reshape(moved.shape), axes, n)
-
-    def scaled(self, factors: np.ndarray, qubit: int) -> "_State":
-        """``ρ[.., i, .., j, ..] * factors[row, i, j]`` on the row and column bit of ``qubit``."""
-        row_axis, col_axis = self.axes[qubit], self.axes[self.n + qubit]
-        if row_axis > col_axis:
-            factors = np.swapaxes(factors, -1, -2)
-        shape = [self.tensor.shape[0]] + [1] * (self.tensor.ndim - 1)
-        shape[min(row_axis, col_axis)] = shape[max(row_axis, col_axis)] = 2
-        return _State(self.tensor * factors.reshape(shape), self.axes, self.n)
-
-    def inner(self, other: "_State") -> np.ndarray:
-        """``Re Σ conj(self) ⊙ other`` per row and functional: ``(rows, K)`` (``other`` has
-        ``K = 1``)."""
-        order = [0, 1] + [other.axes[a] for a in sorted(range(2 * self.n),
-                                                          key=lambda a: self.axes[a])]
-        matched = np.transpose(other.tensor, order)
-        rows, k = self.tensor.shape[:2]
-        return np.einsum("rkx,rx->rk", self.tensor.reshape(rows, k, -1).conj(),
-                         matched.reshape(rows, -1)).real
+        flat, rest = self.layout(qargs)
+        return _State.from_layout(_times(flat, superop), rest, qargs, self.n)
 
 
-_DIAGONAL = ("rz", "p")
+def _local_bits(qargs: tuple[int, ...], n: int) -> list[int]:
+    """The logical bits of ``qargs`` in superoperator index order (most significant first)."""
+    return [q for q in reversed(qargs)] + [n + q for q in reversed(qargs)]
 
 
-def _rotate(state: _State, matrices: np.ndarray, op: _Rotation) -> _State:
-    """``U ρ U†`` with per-row ``U`` ``(rows, 2, 2)`` on the rotation's qubit."""
-    if op.kind in _DIAGONAL:  # ρ[i, j] u_i conj(u_j)
-        diagonal = matrices[:, [0, 1], [0, 1]]
-        return state.scaled(diagonal[:, :, None] * diagonal[:, None, :].conj(), op.qubit)
-    superops = np.einsum("rab,rcd->racbd", matrices, matrices.conj()).reshape(-1, 4, 4)
-    return state.applied(superops, (op.qubit,))
-
-
-def _left_superop(matrix: np.ndarray) -> np.ndarray:
-    """The superoperator of ``ρ -> M ρ`` (row-major vectorisation: ``M ⊗ I``)."""
-    return np.kron(matrix, np.eye(2))
+def _times(flat: np.ndarray, superop: np.ndarray) -> np.ndarray:
+    """``flat`` ``(rows, K, X, d)`` with the superoperator (``(d, d)`` or ``(rows, d, d)``)
+    applied to its last axis."""
+    if superop.ndim == 2:
+        return flat @ superop.T
+    return np.matmul(flat, np.swapaxes(superop, -1, -2)[:, None])
 
 
 def _diagonal_marginal(rho: np.ndarray, local: list[int]) -> np.ndarray:

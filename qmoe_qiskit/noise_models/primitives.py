@@ -147,7 +147,7 @@ class NoisySimulation:
         if engine == "fast":
             program = self.program(circuit)
             return _in_chunks(lambda rows: program.probabilities(rows, key), values,
-                              program.bytes_per_row(0, False))
+                              program.bytes_per_row(0, False), program.block_rows())
         self.check_memory(circuit, engine)
         return probe_probabilities(self.simulator, self._probes(circuit, key), values,
                                    circuit.parameters,
@@ -180,7 +180,7 @@ class NoisySimulation:
         key = tuple(physical)
         outcomes = 1 << len(key)
         return _in_chunks(lambda rows: program.probabilities_and_gradients(rows, key), values,
-                          program.bytes_per_row(outcomes, True))
+                          program.bytes_per_row(outcomes, True), program.block_rows())
 
     def program(self, circuit: QuantumCircuit) -> DensityProgram:
         """The fast engine's compiled form of ``circuit`` under this noise (once per circuit)."""
@@ -308,13 +308,16 @@ def aer_primitives(
 
 
 # ------------------------------------------------------------------ helpers
-def _in_chunks(evaluate, values: np.ndarray, bytes_per_row: int):
-    """``evaluate`` on slices of ``values`` small enough to hold, results joined by row; a
-    :class:`ConfigError` before anything is allocated when one row does not fit in memory."""
+def _in_chunks(evaluate, values: np.ndarray, bytes_per_row: int, block_rows: int | None = None):
+    """``evaluate`` on slices of ``values`` small enough to hold (and of at most ``block_rows``
+    rows), results joined by row; a :class:`ConfigError` before anything is allocated when
+    one row does not fit in memory."""
     check_memory(bytes_per_row, "one binding's density matrices (with what its gradients keep)",
                  f"use a narrower circuit, or {ENGINE_HINT}")
     values = np.asarray(values, dtype=float)
     step = max(1, CHUNK_BYTES // max(1, bytes_per_row))
+    if block_rows is not None:
+        step = min(step, block_rows)
     if len(values) <= step:
         return evaluate(values)
     parts = [evaluate(values[i:i + step]) for i in range(0, len(values), step)]
