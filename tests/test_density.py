@@ -170,6 +170,23 @@ def test_fused_blocks_of_every_rotation_kind_match_aer_and_finite_differences():
     assert np.abs(grads).max() > 1e-2
 
 
+def test_wide_circuits_reorder_by_strided_copy_with_the_same_results(monkeypatch):
+    """Above GATHER_MAX_QUBITS the density matrices are reordered by a strided copy instead
+    of a kept gather index: the same probabilities and gradients."""
+    import qmoe_qiskit.noise_models.density as density
+
+    circuit = paper_ansatz(3, 2, num_outputs=4).circuit
+    values = RNG.uniform(-3, 3, (4, circuit.num_parameters))
+    results = []
+    for limit in (density.GATHER_MAX_QUBITS, 0):
+        monkeypatch.setattr(density, "GATHER_MAX_QUBITS", limit)
+        simulation = NoisySimulation(depolarizing(0.02), engine="fast")
+        results.append(simulation.probabilities_and_gradients(
+            circuit, values, simulation.used_qubits(circuit)))
+    for gathered, copied in zip(*results):
+        np.testing.assert_allclose(gathered, copied, rtol=0, atol=1e-14)
+
+
 # ------------------------------------------------------------------ refused, in one line
 def test_a_non_cptp_error_is_refused_naming_the_aer_engine(monkeypatch):
     """Aer refuses to build a non-CPTP QuantumError, but a model read from an edited

@@ -54,9 +54,12 @@ from .factories import readout_matrices
 __all__ = ["DensityProgram", "compile_density", "noise_channels"]
 
 _IGNORED = ("barrier",)
-# Density matrices evaluated in one block of rows (bytes): about a core's L2 cache on the
-# 2-core machine benchmarks/noisy_engines.py measured it on.
+# Density matrices evaluated in one block of rows (bytes): 0.5-4 MiB measured alike on the
+# 2-core machine of benchmarks/noisy_engines.py (1 MiB of L2 cache, 32 MiB of L3).
 BLOCK_BYTES = 1 << 20
+# Up to this width an operation reorders the density matrices by a kept gather index
+# (4**n int32 each, at most 256 kept: 64 MiB at 8 qubits); wider, by a strided copy.
+GATHER_MAX_QUBITS = 8
 ENGINE_HINT = "use --engine aer (Aer's density-matrix simulator) for it"
 
 
@@ -111,7 +114,8 @@ class _Factor:
     def superops(self, angles: np.ndarray) -> np.ndarray:
         """``(rows, 4**k, 4**k)``: the rotation's superoperator at each row's angle."""
         u = _rotation(self.kind, angles[:, self.column])
-        s = (u[:, :, None, :, None] * u.conj()[:, None, :, None, :]).reshape(-1, 16)
+        s = (u[:, :, None, :, None] * u.conj()[:, None, :, None, :]).reshape(-1, 4, 4)
+        s = (_PAULI.conj().T @ s @ _PAULI).real.reshape(-1, 16)
         if self.embedding is None:
             return s.reshape(-1, 4, 4)
         return _embedded(s, self.embedding)
@@ -179,7 +183,7 @@ def _superop(error: QuantumError) -> np.ndarray:
         raise UnsupportedCircuitError(
             f"the noise model holds a {error.num_qubits}-qubit error that is not CPTP; the "
             f"fast density-matrix path runs CPTP channels only; {ENGINE_HINT}")
-    return sum(np.kron(k, k.conj()) for k in channel.data)
+    return _pauli(sum(np.kron(k, k.conj()) for k in channel.data), error.num_qubits)
 
 
 @dataclass(frozen=True)
@@ -206,21 +210,21 @@ class DensityProgram:
         """Rows evaluated together: as many as keep one block's density matrices within
         :data:`BLOCK_BYTES` (fewer, larger NumPy calls on narrow circuits; states that stay in
         cache on wide ones)."""
-        return max(1, BLOCK_BYTES // (16 * self.dim * self.dim))
+        return max(1, BLOCK_BYTES // (8 * self.dim * self.dim))
 
     def bytes_per_row(self, outcomes: int, with_gradients: bool) -> int:
         """Memory one binding needs: its density matrix, the states kept for the backward
         sweep and the adjoint functionals."""
         states = 3 + (sum(isinstance(op, _Fused) for op in self.ops) if with_gradients
                       else 0) + (outcomes if with_gradients else 0)
-        return 16 * self.dim * self.dim * states
+        return 8 * self.dim * self.dim * states
 
     # ---------------------------------------------------------------- forward
     def probabilities(self, values: np.ndarray, physical: Sequence[int]) -> np.ndarray:
         """Outcome probabilities ``(rows, 2**len(physical))`` of the physical qubits
         ``physical`` (the first is the least significant bit), readout error included."""
         rho, _ = self._forward(self._values(values), keep=False)
-        return self._observed(_diagonal_marginal(rho, self._local(physical)), physical)
+        return self._observed(_marginal(_probabilities(rho), self._local(physical)), physical)
 
     def probabilities_and_gradients(self, values: np.ndarray, physical: Sequence[int]
                                     ) -> tuple[np.ndarray, np.ndarray]:
@@ -230,7 +234,7 @@ class DensityProgram:
         local = self._local(physical)
         n = self.num_qubits
         rho, kept = self._forward(values, keep=True)
-        probs = _diagonal_marginal(rho, local)
+        probs = _marginal(_probabilities(rho), local)
         # The outcome probabilities sum to one under a trace-preserving evolution, so the
         # last outcome's gradient is minus the others': K - 1 functionals are swept.
         lam = _State.from_matrices(_projectors(n, local, len(values))[:, :-1], n)
@@ -241,12 +245,12 @@ class DensityProgram:
                 # with the state before the operation, then Λ <- B† Λ.
                 before, rest, product, (matrices, prefixes) = saved
                 flat, _ = lam.layout(op.qargs, rest)
-                cross = np.matmul(np.swapaxes(flat.conj(), -1, -2), before)
+                cross = np.matmul(np.swapaxes(flat, -1, -2), before)
                 op.gradients(cross, matrices, prefixes, angle_grads)
-                lam = _State.from_layout(_times(flat, np.conj(np.swapaxes(product, -1, -2))),
-                                         rest, op.qargs, n)
+                lam = _State.from_layout(_times(flat, np.swapaxes(product, -1, -2)), rest,
+                                         op.qargs, n)
             else:
-                lam = lam.applied(op.superop.conj().T, op.qargs)
+                lam = lam.applied(op.superop.T, op.qargs)
         grads = chain_rule(angle_grads, values, self.angle_coeffs, self.expressions)
         grads = np.concatenate([grads, -grads.sum(axis=1, keepdims=True)], axis=1)
         grads = np.swapaxes(grads, 1, 2)  # (rows, P, K)
@@ -257,8 +261,10 @@ class DensityProgram:
         operation the state before it, its product and its factors (for the backward sweep)."""
         angles = self.angles(values)
         n = self.num_qubits
-        start = np.zeros((len(values), 1, self.dim, self.dim), dtype=complex)
-        start[:, 0, 0, 0] = 1.0
+        # |0><0| on each qubit is (I + Z) / 2: Pauli coordinates 2**(-n/2) on every string
+        # of I and Z, the diagonal of the matrix form.
+        start = np.zeros((len(values), 1, self.dim, self.dim))
+        start[:, 0, np.arange(self.dim), np.arange(self.dim)] = 2.0 ** (-n / 2)
         rho = _State.from_matrices(start, n)
         kept = []
         for op in self.ops:
@@ -351,7 +357,7 @@ def compile_density(isa: QuantumCircuit, noise_model: NoiseModel,
                     f"instruction {name!r} has no matrix; the fast density-matrix path runs "
                     f"gates and final measurements only; {ENGINE_HINT}") from None
             ops.append(_Fixed(tuple(local[q] for q in qubits),
-                              np.kron(matrix, matrix.conj())))
+                              _pauli(np.kron(matrix, matrix.conj()), len(qubits))))
         channel(name, qubits)
     readout = {q: m for q, m in zip(physical, readout_matrices(noise_model, physical))
                if m is not None}
@@ -375,6 +381,34 @@ def _merge(ops: list) -> list:
         else:
             merged.append(op)
     return merged
+
+
+# Columns: the normalised Paulis I, X, Y, Z / sqrt(2), row-major vectorised; Pauli p of a qubit
+# sits where its (row bit, column bit) = divmod(p, 2) would.
+_PAULI = np.array([[1, 0, 0, 1], [0, 1, -1j, 0], [0, 1, 1j, 0], [1, 0, 0, -1]]) / np.sqrt(2)
+
+
+@functools.lru_cache(maxsize=None)
+def _pauli_basis(k: int) -> np.ndarray:
+    """``W``: the change to Pauli coordinates on ``k`` local qubits (``vec ρ = W c``), unitary."""
+    out = np.eye(4 ** k, dtype=complex)
+    for position in range(k):
+        out = out @ (_embedded(_PAULI.reshape(16), _embedding(position, k)) if k > 1
+                     else _PAULI)
+    return out
+
+
+def _pauli(superop: np.ndarray, k: int) -> np.ndarray:
+    """A superoperator (row-major vectorisation) on ``k`` qubits in Pauli coordinates: ``W† S
+    W``, real for a map that preserves Hermiticity (every gate, channel and generator here;
+    the density matrices and functionals are then real, and each product costs a quarter of
+    its complex form)."""
+    basis = _pauli_basis(k)
+    out = basis.conj().T @ superop @ basis
+    if np.abs(out.imag).max(initial=0.0) > 1e-12:
+        raise UnsupportedCircuitError("a gate or error of the noise model does not preserve "
+                                      f"Hermiticity; {ENGINE_HINT}")
+    return out.real
 
 
 def _fuse(ops: list, n: int) -> list:
@@ -424,7 +458,8 @@ def _fused(qargs: tuple[int, ...], items: list):
         if isinstance(op, _Rotation):
             embedding = None if k == 1 else _embedding(position, k)
             generator = GENERATORS[op.kind]
-            derivative = np.kron(generator, np.eye(2)) + np.kron(np.eye(2), generator.conj())
+            derivative = _pauli(np.kron(generator, np.eye(2))
+                                + np.kron(np.eye(2), generator.conj()), 1)
             if embedding is not None:
                 derivative = _embedded(derivative.reshape(16), embedding)
             factors.append(_Factor(op.kind, op.column, embedding, derivative))
@@ -505,9 +540,13 @@ class _State:
         local = _local_bits(qargs, n)
         if rest is None:
             rest = sorted((a for a in range(2 * n) if a not in local), key=self.axes.__getitem__)
-        order = [0, 1] + [self.axes[a] for a in rest + local]
+        order = tuple(self.axes[a] - 2 for a in rest + local)
         rows, count = self.tensor.shape[:2]
-        return np.transpose(self.tensor, order).reshape(rows, count, -1, 4 ** k), rest
+        if n <= GATHER_MAX_QUBITS:  # a gather by a kept index: faster than a strided copy
+            flat = np.take(self.tensor.reshape(rows, count, -1), _gather(order), axis=2)
+        else:
+            flat = np.transpose(self.tensor, (0, 1) + tuple(2 + a for a in order))
+        return flat.reshape(rows, count, -1, 4 ** k), rest
 
     @classmethod
     def from_layout(cls, flat: np.ndarray, rest: list[int], qargs: tuple[int, ...],
@@ -525,6 +564,16 @@ class _State:
         return _State.from_layout(_times(flat, superop), rest, qargs, self.n)
 
 
+@functools.lru_cache(maxsize=256)
+def _gather(order: tuple[int, ...]) -> np.ndarray:
+    """Flat indices that read a ``(2,) * len(order)`` tensor with its axes in ``order``."""
+    size = 1 << len(order)
+    index = np.arange(size, dtype=np.int32).reshape((2,) * len(order))
+    out = np.ascontiguousarray(np.transpose(index, order)).reshape(size)
+    out.flags.writeable = False
+    return out
+
+
 def _local_bits(qargs: tuple[int, ...], n: int) -> list[int]:
     """The logical bits of ``qargs`` in superoperator index order (most significant first)."""
     return [q for q in reversed(qargs)] + [n + q for q in reversed(qargs)]
@@ -538,10 +587,29 @@ def _times(flat: np.ndarray, superop: np.ndarray) -> np.ndarray:
     return np.matmul(flat, np.swapaxes(superop, -1, -2)[:, None])
 
 
-def _diagonal_marginal(rho: np.ndarray, local: list[int]) -> np.ndarray:
-    """Probabilities ``(rows, 2**len(local))`` of local qubits (the first least significant)."""
-    diag = np.einsum("rii->ri", rho).real
-    n = int(np.log2(rho.shape[-1]))
+def _probabilities(rho: np.ndarray) -> np.ndarray:
+    """Computational-basis probabilities ``(rows, D)`` of density matrices in Pauli
+    coordinates (:func:`_pauli`): the I/Z strings sit on the diagonal, and ``p(x) = 2**(-n/2)
+    Σ_z c_z (-1)**(x·z)``."""
+    return _walsh(np.einsum("rii->ri", rho))
+
+
+def _walsh(vectors: np.ndarray) -> np.ndarray:
+    """The normalised Walsh-Hadamard transform ``2**(-n/2) Σ_z v_z (-1)**(x·z)`` of the last
+    axis (``2**n`` long); its own inverse."""
+    lead, size = vectors.shape[:-1], vectors.shape[-1]
+    n = size.bit_length() - 1
+    out = vectors.reshape(lead + (2,) * n)
+    for axis in range(len(lead), len(lead) + n):
+        a, b = np.take(out, 0, axis=axis), np.take(out, 1, axis=axis)
+        out = np.stack([a + b, a - b], axis=axis)
+    return out.reshape(lead + (size,)) * 2.0 ** (-n / 2)
+
+
+def _marginal(diag: np.ndarray, local: list[int]) -> np.ndarray:
+    """Probabilities ``(rows, 2**len(local))`` of local qubits (the first least significant)
+    from the probabilities ``diag`` ``(rows, D)`` of all of them."""
+    n = diag.shape[-1].bit_length() - 1
     tensor = diag.reshape((len(diag),) + (2,) * n)
     others = tuple(1 + n - 1 - q for q in range(n) if q not in local)
     if others:
@@ -553,11 +621,14 @@ def _diagonal_marginal(rho: np.ndarray, local: list[int]) -> np.ndarray:
 
 
 def _projectors(n: int, local: list[int], rows: int) -> np.ndarray:
-    """``(rows, 2**m, D, D)``: the diagonal projector of each outcome of the local qubits."""
+    """``(rows, 2**m, D, D)``: the diagonal projector of each outcome of the local qubits, in
+    Pauli coordinates (:func:`_pauli`)."""
     basis = np.arange(1 << n)
     outcome = np.zeros(1 << n, dtype=np.int64)
     for bit, q in enumerate(local):
         outcome |= ((basis >> q) & 1) << bit
-    out = np.zeros((1 << len(local), 1 << n, 1 << n), dtype=complex)
-    out[outcome, basis, basis] = 1.0
+    indicators = np.zeros((1 << len(local), 1 << n))
+    indicators[outcome, basis] = 1.0
+    out = np.zeros((1 << len(local), 1 << n, 1 << n))
+    out[:, basis, basis] = _walsh(indicators)  # Pauli coordinates: on the I/Z strings
     return np.broadcast_to(out, (rows,) + out.shape).copy()
