@@ -2,8 +2,9 @@
 
 States are arrays ``(rows, K, 2**n)``: ``rows`` parameter bindings, ``K`` states carried per
 row (the state and its adjoint vectors), amplitude index in Qiskit's order (qubit 0 least
-significant). Every array operation the simulator makes on a state is here, so that another
-array library can be put in one place; :func:`run_rows` splits a batch's rows into chunks that
+significant). Every array operation the simulator makes on a state is here, through the array
+backend of :mod:`.arrays` (NumPy by default; :func:`~.arrays.set_array_backend` swaps it in one
+place); :func:`run_rows` splits a batch's rows into chunks that
 bound memory and, where each part is large enough, over threads (NumPy releases the GIL in its
 array loops and BLAS calls).
 """
@@ -16,6 +17,8 @@ from dataclasses import dataclass
 from functools import lru_cache
 
 import numpy as np
+
+from .arrays import array_backend
 
 __all__ = ["Mono", "IDENTITY", "CHUNK_AMPLITUDES", "apply_mono", "apply_chunk", "fill_cross",
            "chunk_cross", "partial_trace_spec", "row_chunks", "run_rows", "set_threads",
@@ -37,33 +40,38 @@ class Mono:
     phase: np.ndarray | None
 
 
-def apply_mono(state: np.ndarray, op: Mono, adjoint: bool = False) -> np.ndarray:
+def apply_mono(state, op: Mono, adjoint: bool = False):
+    arrays = array_backend()
+    perm = None if op.perm is None else arrays.constant(op.perm)
     if not adjoint:
-        out = state if op.perm is None else state[:, :, op.perm]
-        return out * op.phase if op.phase is not None else out
-    out = state * op.phase.conj() if op.phase is not None else state
-    if op.perm is not None:
-        undone = np.empty_like(out)
-        undone[:, :, op.perm] = out
+        out = state if perm is None else state[:, :, perm]
+        return out * arrays.constant(op.phase) if op.phase is not None else out
+    out = state * arrays.conj(arrays.constant(op.phase)) if op.phase is not None else state
+    if perm is not None:
+        undone = arrays.empty_like(out)
+        undone[:, :, perm] = out
         out = undone
     return out
 
 
 def apply_chunk(state: np.ndarray, lo: int, width: int, matrix: np.ndarray) -> np.ndarray:
     """Apply per-row ``matrix`` ``(rows, 2**width, 2**width)`` to qubits ``lo .. lo+width-1``;
-    a matrix of one row applies to every row, as one product."""
+    a matrix of one row applies to every row, as one product. ``matrix`` is on the array
+    backend, as ``state`` is."""
+    arrays = array_backend()
     rows, k, dim = state.shape
     size = 1 << width
     if len(matrix) == 1 and rows > 1:
         if lo == 0:  # one (rows * k * dim / size, size) x (size, size) product
-            out = np.matmul(state.reshape(-1, size), matrix[0].T)
+            out = arrays.matmul(state.reshape(-1, size), arrays.swapaxes(matrix[0], 0, 1))
         else:
-            out = np.matmul(matrix[0], state.reshape(-1, size, 1 << lo))
+            out = arrays.matmul(matrix[0], state.reshape(-1, size, 1 << lo))
     elif lo == 0:  # contiguous: one (k * dim / size, size) x (size, size) product per row
-        out = np.matmul(state.reshape(rows, k * dim // size, size), np.swapaxes(matrix, -1, -2))
+        out = arrays.matmul(state.reshape(rows, k * dim // size, size),
+                            arrays.swapaxes(matrix, -1, -2))
     else:
         view = state.reshape(rows, k * (dim >> (lo + width)), size, 1 << lo)
-        out = np.matmul(matrix[:, None], view)
+        out = arrays.matmul(matrix[:, None], view)
     return out.reshape(rows, k, dim)
 
 
@@ -71,24 +79,26 @@ def fill_cross(state: np.ndarray, lo: int, width: int, wanted: tuple, cross: np.
     """``cross[:, :, b]`` for each ``(t, b)`` of ``wanted``: the 2x2 cross matrix of the
     chunk's qubit ``lo + t``, its other qubits traced out."""
     chunk = chunk_cross(state, lo, width)
-    chunk = chunk.reshape(chunk.shape[:2] + (2,) * (2 * width))
+    chunk = chunk.reshape(tuple(chunk.shape[:2]) + (2,) * (2 * width))
+    einsum = array_backend().einsum
     for t, b in wanted:
-        cross[:, :, b] = np.einsum(partial_trace_spec(width, t), chunk)
+        cross[:, :, b] = einsum(partial_trace_spec(width, t), chunk)
 
 
 def chunk_cross(state: np.ndarray, lo: int, width: int) -> np.ndarray:
     """``E[r, k, a, b] = sum conj(lam_k[.., a, ..]) phi[.., b, ..]`` over the other qubits."""
+    arrays = array_backend()
     rows, k1, dim = state.shape
     size = 1 << width
-    lam = state[:, 1:].conj() if np.iscomplexobj(state) else state[:, 1:]
+    lam = arrays.conj(state[:, 1:]) if arrays.is_complex(state) else state[:, 1:]
     if lo == 0:
         lam_view = lam.reshape(rows, k1 - 1, dim // size, size)
         phi_view = state[:, :1].reshape(rows, 1, dim // size, size)
-        return np.matmul(np.swapaxes(lam_view, -1, -2), phi_view)
+        return arrays.matmul(arrays.swapaxes(lam_view, -1, -2), phi_view)
     high = dim >> (lo + width)
     lam_view = lam.reshape(rows, k1 - 1, high, size, 1 << lo)
     phi_view = state[:, :1].reshape(rows, 1, high, size, 1 << lo)
-    return np.matmul(lam_view, np.swapaxes(phi_view, -1, -2)).sum(axis=2)
+    return arrays.sum(arrays.matmul(lam_view, arrays.swapaxes(phi_view, -1, -2)), 2)
 
 
 @lru_cache(maxsize=None)

@@ -41,6 +41,7 @@ from qiskit import transpile
 from qiskit.circuit import QuantumCircuit
 
 from ..errors import UnsupportedCircuitError, choices
+from .arrays import HOST, array_backend
 from .kernels import IDENTITY, Mono, apply_chunk, apply_mono, fill_cross, run_rows
 from .plan import (
     Layer,
@@ -162,7 +163,8 @@ class Program:
         state = np.empty((len(values), self.dim), dtype=self.dtype)
 
         def evolve(sl: slice) -> None:
-            state[sl] = self._evolve(sliced(matrices, sl), sl.stop - sl.start)[:, 0, :]
+            state[sl] = array_backend().to_numpy(
+                self._evolve(sliced(matrices, sl), sl.stop - sl.start)[:, 0, :])
 
         run_rows(evolve, len(values), self.dim)
         state.flags.writeable = False  # kept for the gradient call: nobody may change it
@@ -255,15 +257,17 @@ class Program:
     def _splits(self) -> dict:
         return {}
 
-    def _evolve(self, matrices: list, rows: int) -> np.ndarray:
-        state = np.zeros((rows, 1, self.dim), dtype=self.dtype)
+    def _evolve(self, matrices: list, rows: int):
+        """The states ``(rows, 1, 2**n)`` on the array backend, from ``|0...0>``."""
+        arrays = array_backend()
+        state = arrays.zeros((rows, 1, self.dim), self.dtype)
         state[:, 0, 0] = 1.0
         for op, chunk_matrices in zip(self.ops, matrices):
             if chunk_matrices is None:
                 state = apply_mono(state, op)
             else:
                 for (lo, width, _), matrix in zip(op.chunks, chunk_matrices):
-                    state = apply_chunk(state, lo, width, matrix)
+                    state = apply_chunk(state, lo, width, arrays.asarray(matrix))
         return state
 
     def probabilities(self, values: np.ndarray) -> np.ndarray:
@@ -308,9 +312,10 @@ class Program:
         derivatives = derivative_matrices(self._plan, forward.table, forward.shared)
 
         def sweep(sl: slice) -> None:
-            psi = forward.state[sl]
-            lam = np.stack([obs.apply(psi) for obs in observables], axis=1)
-            evs[sl] = np.einsum("rs,rks->rk", psi.conj(), lam).real
+            arrays = array_backend()
+            psi = arrays.asarray(forward.state[sl])
+            lam = arrays.stack([obs.apply(psi) for obs in observables], axis=1)
+            evs[sl] = arrays.expectations(psi, lam)
             grads[sl] = self._adjoint(psi, lam, rows_of(derivatives, sl),
                                       sliced(forward.matrices, sl), values[sl])
 
@@ -318,20 +323,21 @@ class Program:
         return evs, grads
 
     def _adjoint(
-        self, psi: np.ndarray, lam: np.ndarray, derivatives: np.ndarray, matrices: list,
-        values: np.ndarray,
+        self, psi, lam, derivatives: np.ndarray, matrices: list, values: np.ndarray,
     ) -> np.ndarray:
         """Parameter gradients ``(rows, K, P)`` from one backward sweep of ``psi`` and the
-        adjoint vectors ``lam``: the cross matrices of every trainable block are collected on
-        the way, then multiplied with their gates' ``derivatives`` at once."""
+        adjoint vectors ``lam`` (both on the array backend): the cross matrices of every
+        trainable block are collected on the way, then multiplied with their gates'
+        ``derivatives`` at once, on the host."""
+        arrays = array_backend()
         plan = self._plan
         rows, k, _ = lam.shape
         if self.real:
             # phi and its derivatives are real, so only Re(lam) enters 2 Re <lam|d phi>.
             lam = lam.real
-        lam = lam.astype(self.dtype, copy=False)
-        state = np.concatenate([psi[:, None, :], lam], axis=1)
-        cross = np.zeros((rows, k, plan.num_blocks, 2, 2), dtype=state.dtype)
+        lam = arrays.astype(lam, self.dtype)
+        state = arrays.concatenate([psi[:, None, :], lam], axis=1)
+        cross = arrays.zeros((rows, k, plan.num_blocks, 2, 2), self.dtype)
         first = self._first_trainable
         for i in range(len(self.ops) - 1, first - 1, -1):
             op = self.ops[i]
@@ -343,7 +349,9 @@ class Program:
                     fill_cross(state, lo, width, wanted, cross)
             if i > first:  # layers before the first trainable one need no undoing
                 for (lo, width, _), matrix in zip(op.chunks, matrices[i]):
-                    state = apply_chunk(state, lo, width, np.conj(np.swapaxes(matrix, -1, -2)))
+                    state = apply_chunk(state, lo, width, arrays.asarray(
+                        np.conj(np.swapaxes(matrix, -1, -2))))
+        cross = arrays.to_numpy(cross)
         angle_grads = np.zeros((rows, k, len(self.angle_offsets)))
         if len(plan.columns):
             chosen = cross[:, :, plan.blocks]
@@ -421,10 +429,13 @@ class DiagonalOrPauli:
             terms.append((None if x_mask == 0 else source, phase))
         return cls(terms)
 
-    def apply(self, psi: np.ndarray) -> np.ndarray:
-        out = psi * self._diag if self._diag is not None else np.zeros_like(psi)
+    def apply(self, psi):
+        """``O|psi>`` of states ``psi`` (NumPy on the host, or on the array backend)."""
+        arrays = HOST if isinstance(psi, np.ndarray) else array_backend()
+        out = psi * arrays.constant(self._diag) if self._diag is not None \
+            else arrays.zeros_like(psi)
         for perm, phase in self._offdiag:
-            out += phase * psi[:, perm]
+            out += arrays.constant(phase) * psi[:, arrays.constant(perm)]
         return out
 
 
