@@ -66,6 +66,28 @@ def test_probabilities_match_aers_density_matrix(kind, ansatz):
         circuit, values, list(range(len(physical)))), atol=1e-3)  # the noise matters
 
 
+def test_only_the_light_cone_of_the_read_qubits_is_simulated():
+    """Reading qubit 0 of a 6-qubit router after one layer: the fast engine holds only the
+    qubits that reach it, with the probabilities of Aer and of the whole program, and the
+    gradients of the whole program; the engine is chosen by the cone's width."""
+    circuit = paper_ansatz(6, 1, num_outputs=2).circuit  # measures qubit 0
+    fast, aer = _pair("depolarizing")
+    full = fast.program(circuit)
+    cone = fast.cone(circuit)
+    assert tuple(cone) == fast.program(circuit, [0]).physical and 1 < len(cone) < 6
+    assert full.num_qubits == 6 and fast.program(circuit, [0]).num_qubits == len(cone)
+    assert fast.program(circuit, list(range(6))).num_qubits == 6  # every qubit read
+    values = RNG.uniform(-3, 3, (4, circuit.num_parameters))
+    probs, grads = fast.probabilities_and_gradients(circuit, values, [0])
+    whole = full.probabilities_and_gradients(values, [0])
+    np.testing.assert_allclose(probs, whole[0], rtol=0, atol=1e-12)
+    np.testing.assert_allclose(grads, whole[1], rtol=0, atol=1e-12)
+    np.testing.assert_allclose(probs, aer.probabilities(circuit, values, [0]), atol=1e-10)
+    assert np.abs(grads).max() > 1e-2 and (np.abs(grads).max(axis=(0, 2)) == 0).any()
+    auto = NoisySimulation(depolarizing(0.02))
+    assert auto.engine_for(circuit) == "fast"  # 6 used qubits, a narrower cone
+
+
 def test_a_specific_error_overrides_the_all_qubit_one_as_in_aer():
     model = NoiseModel(basis_gates=["rz", "sx", "x", "cx"])
     model.add_all_qubit_quantum_error(depolarizing_error(0.05, 1), ["sx", "x"])
@@ -224,10 +246,10 @@ def test_a_model_too_wide_for_memory_is_refused_before_allocating(monkeypatch):
     from qmoe_qiskit import resources
 
     monkeypatch.setattr(resources, "available_memory", lambda: 1 << 20)  # 1 MiB
-    circuit = paper_ansatz(8, 1, num_outputs=4).circuit
+    circuit = paper_ansatz(8, 1).circuit  # every qubit read: the light cone is all 8
     with pytest.raises(ConfigError, match=r"density matrices.*--engine aer"):
         NoisySimulation(depolarizing(0.01), engine="fast").probabilities(
-            circuit, np.zeros((2, circuit.num_parameters)), [0, 1])
+            circuit, np.zeros((2, circuit.num_parameters)), list(range(8)))
 
 
 def test_unknown_engine_is_one_line():
@@ -274,12 +296,15 @@ def test_errors_on_measure_act_before_it_as_in_aer():
 
 def test_auto_chooses_the_engine_by_width_and_records_what_ran(monkeypatch):
     """``engine="auto"`` runs a circuit's forward pass on the fast engine up to
-    FAST_FORWARD_MAX_QUBITS used qubits and on Aer beyond, and its gradients by their own
-    crossover; both engines give the same values, and ``ran`` says which ran."""
+    FAST_FORWARD_MAX_QUBITS qubits in the light cone of those read (here all of them) and on
+    Aer beyond, and its gradients by their own crossover; both engines give the same values,
+    and ``ran`` says which ran."""
     from qmoe_qiskit.noise_models import primitives, training_primitives
 
-    narrow = paper_ansatz(primitives.FAST_FORWARD_MAX_QUBITS, 1, num_outputs=2).circuit
-    wide = paper_ansatz(primitives.FAST_FORWARD_MAX_QUBITS + 1, 1, num_outputs=2).circuit
+    monkeypatch.setattr(primitives, "FAST_FORWARD_MAX_QUBITS", 3)
+    monkeypatch.setattr(primitives, "FAST_GRADIENT_MAX_QUBITS", 4)
+    narrow = paper_ansatz(3, 1).circuit
+    wide = paper_ansatz(4, 1).circuit
     auto = NoisySimulation(depolarizing(0.02))
     assert auto.engine_for(narrow) == "fast" and auto.engine_for(wide) == "aer"
     assert auto.engine_for(wide, gradients=True) == "fast"  # its step crosses over later

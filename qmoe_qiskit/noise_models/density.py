@@ -33,7 +33,7 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 import functools
-from dataclasses import dataclass
+from dataclasses import dataclass, field, replace
 
 import numpy as np
 from qiskit import QuantumCircuit
@@ -51,7 +51,7 @@ from ..primitives.angles import (
 from ..transpile import used_qubits
 from .factories import readout_matrices
 
-__all__ = ["DensityProgram", "compile_density", "noise_channels"]
+__all__ = ["DensityProgram", "compile_density", "noise_channels", "light_cone"]
 
 _IGNORED = ("barrier",)
 # Density matrices evaluated in one block of rows (bytes): 0.5-4 MiB measured alike on the
@@ -198,6 +198,7 @@ class DensityProgram:
     angle_offsets: np.ndarray
     expressions: tuple
     readout: dict  # physical qubit -> assignment matrix M[true, seen]
+    _restricted: dict = field(default_factory=dict, compare=False, repr=False)
 
     @property
     def dim(self) -> int:
@@ -205,6 +206,33 @@ class DensityProgram:
 
     def angles(self, values: np.ndarray) -> np.ndarray:
         return evaluate_angles(values, self.angle_coeffs, self.angle_offsets, self.expressions)
+
+    def restricted(self, physical: Sequence[int]) -> "DensityProgram":
+        """This program on the light cone of the physical qubits ``physical`` only: going
+        backwards from them, an operation is kept when it touches a qubit already in the cone,
+        and adds its qubits to it. The operations left out are channels on qubits that never
+        reach the ones read; every channel is trace preserving, so tracing those qubits out
+        leaves the read qubits' probabilities, and their gradients, exactly as they were (the
+        parameters of what is left out get zero gradients). Remembered per set of qubits."""
+        key = tuple(physical)
+        hit = self._restricted.get(key)
+        if hit is None:
+            cone = set(self._local(key))
+            kept = []
+            for op in reversed(self.ops):
+                if cone.intersection(op.qargs):
+                    kept.append(op)
+                    cone.update(op.qargs)
+            order = sorted(cone)
+            renumber = {q: i for i, q in enumerate(order)}
+            ops = tuple(replace(op, qargs=tuple(renumber[q] for q in op.qargs))
+                        for op in reversed(kept))
+            hit = replace(self, num_qubits=len(order), ops=ops,
+                          physical=tuple(self.physical[q] for q in order), _restricted={})
+            if len(self._restricted) >= 64:
+                self._restricted.clear()
+            self._restricted[key] = hit
+        return hit
 
     def block_rows(self) -> int:
         """Rows evaluated together: as many as keep one block's density matrices within
@@ -365,6 +393,19 @@ def compile_density(isa: QuantumCircuit, noise_model: NoiseModel,
                           num_parameters=len(table.param_index), angle_coeffs=table.coeffs,
                           angle_offsets=table.offsets, expressions=tuple(table.expressions),
                           readout=readout)
+
+
+def light_cone(isa: QuantumCircuit, physical: Sequence[int]) -> list[int]:
+    """The physical qubits whose operations can reach the qubits ``physical`` by the end of
+    ``isa`` (what :meth:`DensityProgram.restricted` keeps), read off the circuit alone."""
+    cone = set(physical)
+    for inst in reversed(isa.data):
+        if inst.operation.name in _IGNORED:
+            continue
+        qubits = {isa.find_bit(q).index for q in inst.qubits}
+        if cone & qubits:
+            cone |= qubits
+    return sorted(cone)
 
 
 def _has_parameters(angle) -> bool:

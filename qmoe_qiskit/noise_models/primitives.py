@@ -36,7 +36,7 @@ from ..primitives import (
 from ..primitives.sampling import FinalMeasurements, ProbabilitySampler, generator
 from ..resources import available_memory, check_memory
 from ..transpile import Compiled, Compiler
-from .density import ENGINE_HINT, DensityProgram, compile_density
+from .density import ENGINE_HINT, DensityProgram, compile_density, light_cone
 from .factories import readout_matrices
 
 __all__ = ["NoisySimulation", "NoisySampler", "NoisyEstimator", "aer_simulator", "aer_primitives",
@@ -108,6 +108,7 @@ class NoisySimulation:
         self.simulator = aer_simulator(self.noise_model, seed=seed)
         self._probes = CircuitCache(self._probe)
         self._programs = CircuitCache(self._program)
+        self._cones = CircuitCache(lambda circuit: {})
         self.ran: dict[str, set[str]] = {"forward": set(), "gradients": set()}
 
     @property
@@ -118,7 +119,7 @@ class NoisySimulation:
         """The same transpilation (shared cache, same layouts) under another noise model."""
         other = NoisySimulation(noise_model, seed=self._seed, backend=self.backend,
                                 engine=self.engine)
-        other.compiler, other._probes = self.compiler, self._probes
+        other.compiler, other._probes, other._cones = self.compiler, self._probes, self._cones
         return other
 
     def compile(self, circuit: QuantumCircuit) -> Compiled:
@@ -129,23 +130,39 @@ class NoisySimulation:
         """Physical qubits the transpiled circuit acts on."""
         return self.compile(circuit).used_qubits
 
-    def engine_for(self, circuit: QuantumCircuit, *, gradients: bool = False) -> str:
+    def engine_for(self, circuit: QuantumCircuit, *, gradients: bool = False,
+                   physical: Sequence[int] | None = None) -> str:
         """``"fast"`` or ``"aer"``: the engine that runs ``circuit``'s forward pass (or, with
-        ``gradients``, its gradients) on this simulation."""
+        ``gradients``, its gradients) on this simulation, reading the physical qubits
+        ``physical`` (default: the measured ones, else every used one). ``"auto"`` goes by
+        the width of their light cone (:meth:`cone`), which is what the fast engine holds."""
         if self.engine != "auto":
             return self.engine
         limit = FAST_GRADIENT_MAX_QUBITS if gradients else FAST_FORWARD_MAX_QUBITS
-        return "fast" if len(self.used_qubits(circuit)) <= limit else "aer"
+        return "fast" if len(self.cone(circuit, physical)) <= limit else "aer"
+
+    def cone(self, circuit: QuantumCircuit, physical: Sequence[int] | None = None
+             ) -> list[int]:
+        """The physical qubits in the light cone of ``physical`` (default: the measured
+        qubits, else every used one) in the transpiled circuit (:func:`.density.light_cone`)."""
+        compiled = self.compile(circuit)
+        if physical is None:
+            physical = [q for q in compiled.measured if q >= 0] or compiled.used_qubits
+        cones = self._cones(circuit)
+        key = tuple(physical)
+        if key not in cones:
+            cones[key] = light_cone(compiled.isa, key)
+        return cones[key]
 
     def probabilities(self, circuit: QuantumCircuit, values: np.ndarray,
                       physical: Sequence[int]) -> np.ndarray:
         """Noisy outcome probabilities ``(rows, 2**len(physical))`` of the physical qubits
         ``physical`` (the first is the least significant bit), readout error included."""
         key = tuple(physical)
-        engine = self.engine_for(circuit)
+        engine = self.engine_for(circuit, physical=key)
         self.ran["forward"].add(engine)
         if engine == "fast":
-            program = self.program(circuit)
+            program = self.program(circuit, key)
             return _in_chunks(lambda rows: program.probabilities(rows, key), values,
                               program.bytes_per_row(0, False), program.block_rows())
         self.check_memory(circuit, engine)
@@ -162,7 +179,7 @@ class NoisySimulation:
         qubits, free = len(self.used_qubits(circuit)), available_memory()
         aer, narrower = 16 * 4 ** qubits, "use a narrower circuit (fewer --qubits or --features)"
         if (engine or self.engine_for(circuit)) == "fast":
-            check_memory(self.program(circuit).bytes_per_row(0, False),
+            check_memory(self.program(circuit, self.cone(circuit)).bytes_per_row(0, False),
                          "one binding's density matrices",
                          f"{narrower}, or {ENGINE_HINT}" if aer <= free
                          else narrower, free)  # Aer's one matrix may fit where these do not
@@ -176,15 +193,18 @@ class NoisySimulation:
         if self.engine == "aer":
             raise ConfigError("gradients of the Aer engine come from parameter shift "
                               "(BatchedShift*Gradient); the fast engine computes them itself")
-        program = self.program(circuit)
         key = tuple(physical)
+        program = self.program(circuit, key)
         outcomes = 1 << len(key)
         return _in_chunks(lambda rows: program.probabilities_and_gradients(rows, key), values,
                           program.bytes_per_row(outcomes, True), program.block_rows())
 
-    def program(self, circuit: QuantumCircuit) -> DensityProgram:
-        """The fast engine's compiled form of ``circuit`` under this noise (once per circuit)."""
-        return self._programs(circuit)
+    def program(self, circuit: QuantumCircuit, physical: Sequence[int] | None = None
+                ) -> DensityProgram:
+        """The fast engine's compiled form of ``circuit`` under this noise (once per circuit),
+        restricted to the light cone of the physical qubits ``physical`` where given."""
+        program = self._programs(circuit)
+        return program if physical is None else program.restricted(physical)
 
     def _program(self, circuit: QuantumCircuit) -> DensityProgram:
         return compile_density(self.compile(circuit).isa, self.noise_model, circuit.parameters)
