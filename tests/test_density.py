@@ -295,19 +295,23 @@ def test_errors_on_measure_act_before_it_as_in_aer():
 
 
 def test_auto_chooses_the_engine_by_width_and_records_what_ran(monkeypatch):
-    """``engine="auto"`` runs a circuit's forward pass on the fast engine up to
-    FAST_FORWARD_MAX_QUBITS qubits in the light cone of those read (here all of them) and on
-    Aer beyond, and its gradients by their own crossover; both engines give the same values,
+    """``engine="auto"`` runs the fast engine up to FAST_MEASURED_QUBITS qubits in the light
+    cone of those read (here all of them) and, wider, wherever its memory fits (the forward
+    pass needs less than the gradients), Aer otherwise; both engines give the same values,
     and ``ran`` says which ran."""
     from qmoe_qiskit.noise_models import primitives, training_primitives
 
-    monkeypatch.setattr(primitives, "FAST_FORWARD_MAX_QUBITS", 3)
-    monkeypatch.setattr(primitives, "FAST_GRADIENT_MAX_QUBITS", 4)
+    monkeypatch.setattr(primitives, "FAST_MEASURED_QUBITS", 3)
     narrow = paper_ansatz(3, 1).circuit
     wide = paper_ansatz(4, 1).circuit
     auto = NoisySimulation(depolarizing(0.02))
-    assert auto.engine_for(narrow) == "fast" and auto.engine_for(wide) == "aer"
-    assert auto.engine_for(wide, gradients=True) == "fast"  # its step crosses over later
+    program = auto.program(wide, range(4))
+    forward, gradients = program.bytes_per_row(16, False), program.bytes_per_row(16, True)
+    monkeypatch.setattr(primitives, "available_memory", lambda: (forward + gradients) // 2)
+    assert auto.engine_for(narrow) == "fast" == auto.engine_for(narrow, gradients=True)
+    assert auto.engine_for(wide) == "fast" and auto.engine_for(wide, gradients=True) == "aer"
+    monkeypatch.setattr(primitives, "available_memory", lambda: forward - 1)  # Aer's fits
+    assert auto.engine_for(wide) == "aer"
     values = RNG.uniform(0, np.pi, (3, wide.num_parameters))
     physical = list(range(wide.num_qubits))
     got = auto.probabilities(wide, values, physical)
@@ -316,8 +320,10 @@ def test_auto_chooses_the_engine_by_width_and_records_what_ran(monkeypatch):
     np.testing.assert_allclose(got, fast.probabilities(wide, values, physical), atol=1e-9)
     assert fast.engine_for(wide) == "fast" and fast.ran["forward"] == {"fast"}
 
-    # gradients: made to cross over at 1 qubit, a 2-qubit router's go to parameter shift on Aer
-    monkeypatch.setattr(primitives, "FAST_GRADIENT_MAX_QUBITS", 1)
+    # gradients: wider than measured and too large to hold, a 2-qubit router's go to
+    # parameter shift on Aer (whose one density matrix of 256 bytes fits)
+    monkeypatch.setattr(primitives, "FAST_MEASURED_QUBITS", 1)
+    monkeypatch.setattr(primitives, "available_memory", lambda: 300)
     circuit = paper_ansatz(2, 2, num_outputs=2).circuit
     rows = RNG.uniform(0, np.pi, (4, circuit.num_parameters))
     shifted = training_primitives(NoisySimulation(depolarizing(0.02)))["sampler_gradient"]

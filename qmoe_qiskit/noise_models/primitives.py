@@ -40,16 +40,17 @@ from .density import ENGINE_HINT, DensityProgram, compile_density, light_cone
 from .factories import readout_matrices
 
 __all__ = ["NoisySimulation", "NoisySampler", "NoisyEstimator", "aer_simulator", "aer_primitives",
-           "probe_circuit", "probe_probabilities", "ENGINES", "FAST_FORWARD_MAX_QUBITS",
-           "FAST_GRADIENT_MAX_QUBITS"]
+           "probe_circuit", "probe_probabilities", "ENGINES", "FAST_MEASURED_QUBITS"]
 
 ENGINES = ("auto", "fast", "aer")
-# ``engine="auto"``: the widest circuit (qubits the transpiled circuit uses) that goes to the fast
-# engine. Measured by benchmarks/noisy_engines.py (paper router, 3 layers, batch 32, one thread):
-# Aer's density-matrix forward pass is faster from 6 qubits (37 ms against 54 ms), and Aer's
-# forward plus batched parameter shift a faster training step from 8 (1.8 s against 5.3 s).
-FAST_FORWARD_MAX_QUBITS = 5
-FAST_GRADIENT_MAX_QUBITS = 7
+# ``engine="auto"``: benchmarks/noisy_engines.py (paper router, 3 layers, batch 32, one thread)
+# finds the fast engine faster than Aer's density-matrix method at every light-cone width it
+# measures, up to this one (its forward pass 10-37x faster up to 7 qubits, its training step
+# 45-670x Aer's batched parameter shift). There is no crossover to follow, so ``auto`` runs the
+# fast engine up to this width and, wider, wherever one binding's density matrices (with what
+# its gradients keep) fit in the memory available; Aer otherwise, whose one density matrix per
+# circuit needs less.
+FAST_MEASURED_QUBITS = 10
 CHUNK_BYTES = 256 << 20  # density matrices held at once while a batch is evaluated
 
 
@@ -79,9 +80,10 @@ class NoisySimulation:
     ``engine``: ``"fast"`` is this toolkit's batched density matrix with reverse-mode
     gradients (:mod:`.density`); ``"aer"`` is one Aer density-matrix call per batch (no
     gradients of its own: parameter shift). Both give the same probabilities. ``"auto"`` (the
-    default) chooses per circuit by the measured crossover: the fast engine's forward pass up
-    to ``FAST_FORWARD_MAX_QUBITS`` qubits, its gradients up to ``FAST_GRADIENT_MAX_QUBITS``,
-    Aer beyond. ``ran`` records which engines ran: ``{"forward": {...}, "gradients": {...}}``.
+    default) chooses per circuit: the fast engine up to ``FAST_MEASURED_QUBITS`` qubits in the
+    light cone of the qubits read (faster at every width measured), and wider wherever its
+    memory fits; Aer otherwise. ``ran`` records which engines ran: ``{"forward": {...},
+    "gradients": {...}}``.
     """
 
     def __init__(
@@ -135,23 +137,31 @@ class NoisySimulation:
         """``"fast"`` or ``"aer"``: the engine that runs ``circuit``'s forward pass (or, with
         ``gradients``, its gradients) on this simulation, reading the physical qubits
         ``physical`` (default: the measured ones, else every used one). ``"auto"`` goes by
-        the width of their light cone (:meth:`cone`), which is what the fast engine holds."""
+        the width of their light cone (:meth:`cone`), which is what the fast engine holds, and
+        beyond ``FAST_MEASURED_QUBITS`` by the memory the fast engine would need."""
         if self.engine != "auto":
             return self.engine
-        limit = FAST_GRADIENT_MAX_QUBITS if gradients else FAST_FORWARD_MAX_QUBITS
-        return "fast" if len(self.cone(circuit, physical)) <= limit else "aer"
+        read = self._read(circuit, physical)
+        if len(self.cone(circuit, read)) <= FAST_MEASURED_QUBITS:
+            return "fast"
+        needed = self.program(circuit, read).bytes_per_row(1 << len(read), gradients)
+        return "fast" if needed <= available_memory() else "aer"
+
+    def _read(self, circuit: QuantumCircuit, physical: Sequence[int] | None) -> tuple:
+        """``physical``, or by default the measured qubits (else every used one)."""
+        if physical is None:
+            compiled = self.compile(circuit)
+            physical = [q for q in compiled.measured if q >= 0] or compiled.used_qubits
+        return tuple(physical)
 
     def cone(self, circuit: QuantumCircuit, physical: Sequence[int] | None = None
              ) -> list[int]:
         """The physical qubits in the light cone of ``physical`` (default: the measured
         qubits, else every used one) in the transpiled circuit (:func:`.density.light_cone`)."""
-        compiled = self.compile(circuit)
-        if physical is None:
-            physical = [q for q in compiled.measured if q >= 0] or compiled.used_qubits
+        key = self._read(circuit, physical)
         cones = self._cones(circuit)
-        key = tuple(physical)
         if key not in cones:
-            cones[key] = light_cone(compiled.isa, key)
+            cones[key] = light_cone(self.compile(circuit).isa, key)
         return cones[key]
 
     def probabilities(self, circuit: QuantumCircuit, values: np.ndarray,
@@ -179,7 +189,7 @@ class NoisySimulation:
         qubits, free = len(self.used_qubits(circuit)), available_memory()
         aer, narrower = 16 * 4 ** qubits, "use a narrower circuit (fewer --qubits or --features)"
         if (engine or self.engine_for(circuit)) == "fast":
-            check_memory(self.program(circuit, self.cone(circuit)).bytes_per_row(0, False),
+            check_memory(self.program(circuit, self._read(circuit, None)).bytes_per_row(0, False),
                          "one binding's density matrices",
                          f"{narrower}, or {ENGINE_HINT}" if aer <= free
                          else narrower, free)  # Aer's one matrix may fit where these do not
