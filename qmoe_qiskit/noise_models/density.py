@@ -57,9 +57,10 @@ _IGNORED = ("barrier",)
 # Density matrices evaluated in one block of rows (bytes): 0.5-4 MiB measured alike on the
 # 2-core machine of benchmarks/noisy_engines.py (1 MiB of L2 cache, 32 MiB of L3).
 BLOCK_BYTES = 1 << 20
-# Up to this width an operation reorders the density matrices by a kept gather index
-# (4**n int32 each, at most 256 kept: 64 MiB at 8 qubits); wider, by a strided copy.
-GATHER_MAX_QUBITS = 8
+# Up to this width an operation reorders the density matrices by a kept gather index (4**n
+# int32 each, GATHER_BYTES of them at most: 64 at 10 qubits); wider, by a strided copy.
+GATHER_MAX_QUBITS = 10
+GATHER_BYTES = 256 << 20
 ENGINE_HINT = "use --engine aer (Aer's density-matrix simulator) for it"
 
 
@@ -605,14 +606,22 @@ class _State:
         return _State.from_layout(_times(flat, superop), rest, qargs, self.n)
 
 
-@functools.lru_cache(maxsize=256)
 def _gather(order: tuple[int, ...]) -> np.ndarray:
-    """Flat indices that read a ``(2,) * len(order)`` tensor with its axes in ``order``."""
-    size = 1 << len(order)
-    index = np.arange(size, dtype=np.int32).reshape((2,) * len(order))
-    out = np.ascontiguousarray(np.transpose(index, order)).reshape(size)
-    out.flags.writeable = False
+    """Flat indices that read a ``(2,) * len(order)`` tensor with its axes in ``order`` (kept,
+    up to ``GATHER_BYTES`` of them)."""
+    out = _GATHERS.get(order)
+    if out is None:
+        size = 1 << len(order)
+        index = np.arange(size, dtype=np.int32).reshape((2,) * len(order))
+        out = np.ascontiguousarray(np.transpose(index, order)).reshape(size)
+        out.flags.writeable = False
+        if sum(a.nbytes for a in _GATHERS.values()) + out.nbytes > GATHER_BYTES:
+            _GATHERS.clear()
+        _GATHERS[order] = out
     return out
+
+
+_GATHERS: dict[tuple[int, ...], np.ndarray] = {}
 
 
 def _local_bits(qargs: tuple[int, ...], n: int) -> list[int]:
