@@ -118,6 +118,7 @@ def row_chunks(rows: int, amplitudes_per_row: int):
         yield slice(start, min(rows, start + step))
 
 
+_CORES = os.cpu_count() or 1  # asked once: every simulator call asks for it
 _THREADS: list = [None, None]  # [threads asked for (None: every core), (pool, its workers)]
 
 
@@ -136,7 +137,7 @@ def threads_asked() -> int | None:
 
 def threads() -> int:
     """The threads :func:`run_rows` uses (see :func:`set_threads`)."""
-    return _THREADS[0] or os.cpu_count() or 1
+    return _THREADS[0] or _CORES
 
 
 def run_rows(work, rows: int, amplitudes_per_row: int) -> None:
