@@ -147,10 +147,15 @@ def test_non_affine_angles_get_chain_rule_gradients_under_noise():
         np.testing.assert_allclose(grads[:, j], numeric, atol=1e-8)
 
 
-def test_fused_blocks_of_every_rotation_kind_match_aer_and_finite_differences():
+@pytest.mark.parametrize("fold", [True, False])
+def test_fused_blocks_of_every_rotation_kind_match_aer_and_finite_differences(fold, monkeypatch):
     """Fusion's edge cases: every rotation kind, a qubit with one-qubit gates only, a
     three-qubit gate (not fused), a reversed pair, and rotations after a qubit's last
-    two-qubit gate; probabilities against Aer, gradients against finite differences."""
+    two-qubit gate, with one-qubit operations folded into two-qubit ones and without;
+    probabilities against Aer, gradients against finite differences."""
+    import qmoe_qiskit.noise_models.density as density
+
+    monkeypatch.setattr(density, "FOLD_MIN_QUBITS", 0 if fold else 99)
     model = NoiseModel(basis_gates=["rx", "ry", "rz", "p", "sx", "cx", "ccx"])
     model.add_all_qubit_quantum_error(depolarizing_error(0.04, 1), ["rx", "ry", "rz", "p", "sx"])
     model.add_all_qubit_quantum_error(depolarizing_error(0.06, 2), ["cx"])
@@ -173,10 +178,14 @@ def test_fused_blocks_of_every_rotation_kind_match_aer_and_finite_differences():
     circuit.measure_all()
     fast, aer = (NoisySimulation(model, engine=e) for e in ("fast", "aer"))
     program = fast.program(circuit)
-    assert len(program.ops) < len(circuit.data) // 2  # fused
-    # not fused: the ccx; alone: qubit 2's gates before it, qubit 0's after it (they may not
-    # join the cx before it) and qubit 3's
-    assert sorted(len(op.qargs) for op in program.ops) == [1, 1, 1, 2, 2, 3]
+    if fold:
+        assert len(program.fused) < len(circuit.data) // 2
+        # not fused: the ccx; alone: qubit 2's gates before it, qubit 0's after it (they may
+        # not join the cx before it) and qubit 3's
+        assert sorted(len(op.qargs) for op in program.fused) == [1, 1, 1, 2, 2, 3]
+    else:  # every multi-qubit operation alone, each qubit's gates between them as one
+        assert all(isinstance(op, density._Fixed) for op in program.fused if len(op.qargs) > 1)
+        assert len(program.fused) < len(circuit.data) - 4
     values = RNG.uniform(-3, 3, (5, 3))
     physical = fast.used_qubits(circuit)
     probs, grads = fast.probabilities_and_gradients(circuit, values, physical)
