@@ -184,25 +184,13 @@ def scaling_table(qubits: list[int], layers: list[int]) -> list[dict]:
 
 
 def noisy_model(simulation) -> nn.Module:
-    """The published model, its router on the noisy primitives with reverse-mode gradients
-    (the fast engine) or batched parameter shift (the Aer engine)."""
-    from qmoe_qiskit.noise_models import (
-        AdjointNoisyEstimatorGradient,
-        AdjointNoisySamplerGradient,
-        BatchedShiftEstimatorGradient,
-        BatchedShiftSamplerGradient,
-        NoisyEstimator,
-        NoisySampler,
-    )
+    """The published model, its router on the noisy primitives with the gradients its engine
+    gives (``training_primitives``: reverse mode on the fast engine, batched parameter shift on
+    Aer; ``auto`` chooses per circuit)."""
+    from qmoe_qiskit.noise_models import training_primitives
 
     model = build_model(ModelSpec(num_features=2, num_classes=2, router="quantum", ansatz="sel"))
-    sampler, estimator = NoisySampler(simulation), NoisyEstimator(simulation)
-    if simulation.engine == "fast":
-        grads = AdjointNoisySamplerGradient(sampler), AdjointNoisyEstimatorGradient(estimator)
-    else:
-        grads = BatchedShiftSamplerGradient(sampler), BatchedShiftEstimatorGradient(estimator)
-    model.set_primitives(sampler=sampler, estimator=estimator, sampler_gradient=grads[0],
-                         estimator_gradient=grads[1])
+    model.set_primitives(**training_primitives(simulation))
     return model
 
 
