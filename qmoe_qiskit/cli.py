@@ -238,7 +238,8 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--retrain", action="store_true",
                    help="train a fresh model under each noise level instead of evaluating one")
     p.add_argument("--engine", default="auto",
-                   help="auto (default): per circuit, whichever measured faster at its width; "
+                   help="auto (default): the fast engine (faster at every width measured), "
+                        "Aer where its memory does not fit; "
                         "fast: batched density matrix with reverse-mode gradients; "
                         "aer: Aer's density-matrix simulator with parameter shift")
     p.add_argument("--no-baseline", action="store_true",

@@ -73,8 +73,8 @@ class SweepConfig:
     baseline: bool = True  # train a classical (linear) router on the same data for reference
     seed: int = 0
     optimization_level: int = 1
-    # "auto": by the measured crossover, per circuit; "fast": batched density matrix + reverse
-    # mode; "aer": Aer's density matrix + batched parameter shift
+    # "auto": per circuit, the fast engine where its memory fits, else Aer; "fast": batched
+    # density matrix + reverse mode; "aer": Aer's density matrix + batched parameter shift
     engine: str = "auto"
 
     def __post_init__(self):

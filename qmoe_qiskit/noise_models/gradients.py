@@ -2,7 +2,7 @@
 
 ``AdjointNoisy*Gradient``: reverse-mode gradients from the fast density-matrix engine
 (:mod:`.density`). ``Noisy*Gradient`` chooses per circuit between it and parameter shift on
-Aer, by the simulation's engine (``"auto"``: the measured crossover); ``training_primitives``
+Aer, by the simulation's engine (``NoisySimulation.engine_for``); ``training_primitives``
 (``qmoe sweep --retrain``) uses it.
 
 ``BatchedShift*Gradient``: parameter shift, exact for noisy expectation values too, on any

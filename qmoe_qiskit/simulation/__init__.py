@@ -6,6 +6,7 @@ from .primitives import (
     ExactSampler,
     ExactSamplerGradient,
 )
+from .arrays import array_backend, set_array_backend
 from .kernels import set_threads, threads
 from .statevector import SUPPORTED_GATES, compile_circuit
 
@@ -18,4 +19,6 @@ __all__ = [
     "SUPPORTED_GATES",
     "set_threads",
     "threads",
+    "set_array_backend",
+    "array_backend",
 ]
