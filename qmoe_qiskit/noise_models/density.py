@@ -412,6 +412,7 @@ def compile_density(isa: QuantumCircuit, noise_model: NoiseModel,
 
 
 def _qargs(op) -> tuple[int, ...]:
+    """The local qubits a compiled operation acts on."""
     return (op.qubit,) if isinstance(op, _Rotation) else op.qargs
 
 
@@ -489,7 +490,7 @@ def _fuse(ops: list, n: int, fold: bool = True) -> list:
         return items
 
     for op in ops:
-        qargs = (op.qubit,) if isinstance(op, _Rotation) else op.qargs
+        qargs = _qargs(op)
         if len(qargs) == 1:
             pending[qargs[0]].append(op)
             continue
