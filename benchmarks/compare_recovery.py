@@ -161,7 +161,8 @@ def _options(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--coverage", type=int, default=2000,
                         help="replicates of the one-parameter coverage check")
     parser.add_argument("--quick", action="store_true",
-                        help="one device, three job-layer truths, 20 replicates: a smoke run")
+                        help="one device, two job-layer truths, 10 replicates (5 for the "
+                             "misspecified truths): a smoke run")
 
 
 # ------------------------------------------------------------------ job-layer runs
@@ -252,15 +253,22 @@ class Fitter:
         return fit, fit.gof
 
 
+def _others(replicates: int) -> int:
+    """Replicates of a truth outside the fitted families: a quarter, at least 10 (fewer only
+    in a quick run of under 20)."""
+    return max(replicates // 4, min(10, replicates // 2))
+
+
 def replicates(args, backend, pubs, shots: int, rng) -> dict:
     fitter = Fitter(backend, pubs)
     spec = truths(backend.name)
+    others = _others(args.replicates)
     plan = [("device × 2.5", args.replicates), ("depolarizing 0.02", args.replicates),
-            ("gates × 4, readout × 1", max(args.replicates // 4, 10)),
-            ("readout × 3, gates × 1", max(args.replicates // 4, 10)),
-            ("extra amplitude damping, T1 = 80 µs", max(args.replicates // 4, 10)),
-            ("extra amplitude damping, T1 = 20 µs", max(args.replicates // 4, 10)),
-            ("coherent RZZ(0.2) after every CX", max(args.replicates // 4, 10))]
+            ("gates × 4, readout × 1", others),
+            ("readout × 3, gates × 1", others),
+            ("extra amplitude damping, T1 = 80 µs", others),
+            ("extra amplitude damping, T1 = 20 µs", others),
+            ("coherent RZZ(0.2) after every CX", others)]
     in_family = ("device × 2.5", "depolarizing 0.02")
     out = {}
     print(f"\n### Replicates on the recorded circuits of {backend.name} ({len(pubs[0].values)} "
@@ -368,7 +376,7 @@ def idle_study(args, rng, shots: int) -> dict:
     pubs = [MeasuredPub(isa, values, np.zeros((len(values), 8)))]
     with_idle, without = Fitter(snap, pubs, idle=True), Fitter(snap, pubs, idle=False)
     truth = with_idle.truth(device(snap, qubits=[0, 1, 2], scale=2.0), 2.0)
-    count = max(args.replicates // 4, 10)
+    count = _others(args.replicates)
     stats = {"scheduled": ([], [], []), "unscheduled": ([], [], [])}
     for _ in range(count):
         counts = _draw(rng, truth, shots)
@@ -394,7 +402,7 @@ def idle_study(args, rng, shots: int) -> dict:
 def main() -> None:
     args, work, model = setup(__doc__.splitlines()[0], "compare-recovery-", _options)
     if args.quick:
-        args.devices, args.replicates, args.coverage = args.devices.split(",")[0], 20, 50
+        args.devices, args.replicates, args.coverage = args.devices.split(",")[0], 10, 50
     labels = list(truths("fake_manila"))
     if args.quick:
         labels = labels[:1] + labels[2:3]
