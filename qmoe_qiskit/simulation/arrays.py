@@ -29,7 +29,9 @@ BACKENDS = ("numpy", "torch", "torch:DEVICE")
 class ArrayBackend:
     """The operations the simulator needs on state arrays, by one array library. Arrays from
     :meth:`asarray` support NumPy-style indexing, slicing, ``reshape``, ``*``, ``+=``, ``.real``
-    and ``.conj()``; the rest is here."""
+    and ``.conj()``. The conversions are declared here; each backend also defines, with
+    NumPy's meaning, ``matmul``, ``einsum``, ``swapaxes``, ``conj``, ``empty_like``,
+    ``zeros_like``, ``concatenate``, ``stack``, ``sum``, ``is_complex`` and ``astype``."""
 
     name = "abstract"
 
